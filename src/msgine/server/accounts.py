@@ -1,0 +1,88 @@
+"""Accounts and their per-account policy (compliance, limits, retention)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from msgine.server._ids import new_id
+from msgine.server.errors import NotFound
+from msgine.server.storage._tables import accounts
+
+DEFAULT_ACCOUNT_NAME = "default"
+
+
+class AccountPolicy(BaseModel):
+    """Per-account settings. Defaults are the strict, safe choice; accounts may loosen them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    organization_name: str = Field(default="MsGine", alias="organizationName", max_length=60)
+    timezone: str = "UTC"
+    quiet_hours_start: str = Field(default="08:00", alias="quietHoursStart")
+    quiet_hours_end: str = Field(default="21:00", alias="quietHoursEnd")
+    quiet_hours_policy: Literal["defer", "reject"] = Field(default="defer", alias="quietHoursPolicy")
+    marketing_requires_consent: bool = Field(default=True, alias="marketingRequiresConsent")
+    opt_out_template: str | None = Field(default=None, alias="optOutTemplate", max_length=160)
+    help_text: str | None = Field(default=None, alias="helpText", max_length=320)
+    retention_days: int = Field(default=30, ge=1, le=3650, alias="retentionDays")
+    allowed_countries: list[str] | None = Field(default=None, alias="allowedCountries")
+    daily_cap: int | None = Field(default=None, ge=1, alias="dailyCap")
+    rate_limit: str | None = Field(default=None, alias="rateLimit")
+    recipient_rate_limit: str | None = Field(default=None, alias="recipientRateLimit")
+    keywords: dict[str, list[str]] | None = None
+
+
+def create_account(conn: sa.Connection, name: str, now: datetime) -> str:
+    account_id = new_id("acc")
+    conn.execute(
+        sa.insert(accounts).values(
+            id=account_id, name=name, settings={}, created_at=now
+        )
+    )
+    return account_id
+
+
+def get_account(conn: sa.Connection, account_id: str) -> dict[str, Any]:
+    row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).mappings().first()
+    if row is None:
+        raise NotFound("Account not found.")
+    return dict(row)
+
+
+def find_account(conn: sa.Connection, id_or_name: str) -> dict[str, Any]:
+    query = sa.select(accounts).where(
+        sa.or_(accounts.c.id == id_or_name, accounts.c.name == id_or_name)
+    ).order_by(accounts.c.created_at)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound("Account not found.")
+    return dict(row)
+
+
+def list_accounts(conn: sa.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(accounts).order_by(accounts.c.created_at)).mappings()
+    return [dict(r) for r in rows]
+
+
+def policy_of(conn: sa.Connection, account_id: str) -> AccountPolicy:
+    settings = conn.execute(
+        sa.select(accounts.c.settings).where(accounts.c.id == account_id)
+    ).scalar_one_or_none()
+    if settings is None:
+        raise NotFound("Account not found.")
+    return AccountPolicy.model_validate(settings)
+
+
+def update_policy(conn: sa.Connection, account_id: str, changes: dict[str, Any]) -> AccountPolicy:
+    current = policy_of(conn, account_id).model_dump(by_alias=True)
+    policy = AccountPolicy.model_validate({**current, **changes})
+    conn.execute(
+        sa.update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(settings=policy.model_dump(by_alias=True, exclude_defaults=True))
+    )
+    return policy

@@ -1,0 +1,97 @@
+"""Gateway settings from the environment and ./.env (pydantic-settings).
+
+Every setting has a safe default so ``msgine serve`` works with no configuration. Secrets are
+``SecretStr`` so they never show in a repr or a validation error.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MSGINE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("msgine-data")
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    webhook_allow_private: bool = False
+    webhook_ca_bundle: Path | None = None
+    webhook_retry_schedule: str | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=30)
+    egress_ips: str | None = None
+
+    rate_limit_per_key: str = "100/minute;20/second"
+    rate_limit_per_account: str = "1000/minute"
+    rate_limit_per_ip: str = "300/minute"
+    rate_limit_per_recipient: str = "10/hour"
+    trusted_proxies: str = ""
+
+    price_per_segment: int = Field(default=30, ge=0)
+    currency: str = "UGX"
+
+    simulator_dlr_delay: float = Field(default=0.5, ge=0)
+    worker_poll_interval: float = Field(default=0.2, gt=0)
+    worker_batch_size: int = Field(default=100, ge=1, le=1000)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+
+    security_log_path: Path | None = None
+    log_level: str = "INFO"
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value:
+            for part in value.split(","):
+                if float(part) < 0:
+                    raise ValueError("retry delays must be non-negative seconds")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _check_currency(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isalpha()):
+            raise ValueError("currency must be a 3-letter ISO 4217 code")
+        return value.upper()
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The SQLAlchemy URL: ``postgresql://`` is mapped to the psycopg 3 driver."""
+        if self.database_url is None:
+            return f"sqlite:///{(self.data_dir / 'msgine.db').resolve()}"
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def egress_ip_list(self) -> list[str]:
+        return [p.strip() for p in (self.egress_ips or "").split(",") if p.strip()]
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,289 @@
+"""API keys: creation, authentication, scopes, IP allow-lists, rotation and revocation.
+
+A key is shown once at creation. The database holds only a keyed hash (HMAC-SHA256 with a data
+key), so neither a database dump nor a log line can be turned back into a working key. Every
+request re-reads the key row, so a revocation in any process is effective on the next request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from msgine._keyformat import PREFIXES, generate_key, parse_mode
+from msgine.server._ids import new_id
+from msgine.server.crypto import Vault
+from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from msgine.server.storage._tables import api_keys
+
+SCOPES = (
+    "messages:send",
+    "messages:read",
+    "webhooks:manage",
+    "keys:manage",
+    "compliance:manage",
+    "audit:read",
+)
+ROTATION_AGE_DAYS = 90
+MAX_GRACE_HOURS = 24 * 30
+
+Mode = Literal["live", "test"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the authenticated key, never its secret."""
+
+    key_id: str
+    account_id: str
+    mode: Mode
+    scopes: frozenset[str]
+    rate_limit: str | None
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(
+                f"This API key lacks the '{scope}' scope.", details={"requiredScope": scope}
+            )
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly created key. ``secret`` is kept out of repr so it cannot leak into logs."""
+
+    record: dict[str, Any]
+    secret: str = field(repr=False)
+
+
+def parse_scopes(scopes: Iterable[str] | None) -> list[str]:
+    if scopes is None:
+        return list(SCOPES)
+    chosen = [s.strip() for s in scopes if s.strip()]
+    unknown = sorted(set(chosen) - set(SCOPES))
+    if unknown or not chosen:
+        raise InvalidRequest(
+            "Unknown or empty scopes.", details={"unknown": unknown, "allowed": list(SCOPES)}
+        )
+    return sorted(set(chosen), key=SCOPES.index)
+
+
+def parse_networks(cidrs: Iterable[str] | None) -> list[str]:
+    networks = []
+    for cidr in cidrs or ():
+        try:
+            networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except ValueError:
+            raise InvalidRequest(
+                "Invalid IP allow-list entry (expected an address or CIDR).",
+                details={"field": "allowedIps"},
+            ) from None
+    return networks
+
+
+def ip_allowed(allowed: Sequence[str], client_ip: str | None) -> bool:
+    if not allowed:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(net) for net in allowed)
+
+
+def create_key(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    now: datetime,
+    name: str = "",
+    mode: Mode = "test",
+    scopes: Iterable[str] | None = None,
+    allowed_ips: Iterable[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit: str | None = None,
+    created_by: str = "cli",
+    rotated_from: str | None = None,
+) -> NewKey:
+    if mode not in PREFIXES:
+        raise InvalidRequest("mode must be 'test' or 'live'.", details={"field": "mode"})
+    if expires_at is not None and expires_at <= now:
+        raise InvalidRequest("Expiry must be in the future.", details={"field": "expiresAt"})
+    secret = generate_key(mode)
+    record = {
+        "id": new_id("key"),
+        "account_id": account_id,
+        "name": name[:200],
+        "mode": mode,
+        "key_hash": vault.key_hash(secret),
+        "prefix": PREFIXES[mode],
+        "last4": secret[-4:],
+        "scopes": parse_scopes(scopes),
+        "allowed_ips": parse_networks(allowed_ips),
+        "rate_limit": rate_limit,
+        "created_at": now,
+        "created_by": created_by,
+        "expires_at": expires_at,
+        "rotated_from": rotated_from,
+    }
+    conn.execute(sa.insert(api_keys).values(**record))
+    return NewKey(record=get_key(conn, record["id"]), secret=secret)
+
+
+def get_key(conn: sa.Connection, key_id: str, account_id: str | None = None) -> dict[str, Any]:
+    query = sa.select(api_keys).where(api_keys.c.id == key_id)
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound("API key not found.")
+    return dict(row)
+
+
+def list_keys(conn: sa.Connection, account_id: str | None = None) -> list[dict[str, Any]]:
+    query = sa.select(api_keys).order_by(api_keys.c.created_at)
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def key_state(record: dict[str, Any], now: datetime) -> str:
+    if record["revoked_at"] is not None:
+        return "revoked"
+    if record["expires_at"] is not None and record["expires_at"] <= now:
+        return "expired"
+    return "active"
+
+
+def public_view(record: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What listings show: never the secret or its hash; prefix and last four only."""
+    age = now - record["created_at"]
+    return {
+        "id": record["id"],
+        "account": record["account_id"],
+        "name": record["name"],
+        "mode": record["mode"],
+        "redactedKey": f"{record['prefix']}...{record['last4']}",
+        "scopes": record["scopes"],
+        "allowedIps": record["allowed_ips"],
+        "rateLimit": record["rate_limit"],
+        "status": key_state(record, now),
+        "createdAt": _iso(record["created_at"]),
+        "expiresAt": _iso(record["expires_at"]),
+        "revokedAt": _iso(record["revoked_at"]),
+        "lastUsedAt": _iso(record["last_used_at"]),
+        "rotatedFrom": record["rotated_from"],
+        "replacedBy": record["replaced_by"],
+        "ageDays": age.days,
+        "rotationDue": age >= timedelta(days=ROTATION_AGE_DAYS),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def authenticate(
+    conn: sa.Connection, vault: Vault, presented: str | None, client_ip: str | None, now: datetime
+) -> Principal:
+    """Resolve a presented key to a principal, or raise 401/403.
+
+    Every failure says the same thing, so a caller cannot tell an unknown key from a revoked one.
+    """
+    if not presented:
+        raise Unauthorized("Missing API key.")
+    if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
+        raise Unauthorized("Invalid API key.")
+    digest = vault.key_hash(presented)
+    row = conn.execute(
+        sa.select(api_keys).where(api_keys.c.key_hash == digest)
+    ).mappings().first()
+    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+        raise Unauthorized("Invalid API key.")
+    if key_state(dict(row), now) != "active":
+        raise Unauthorized("Invalid API key.")
+    if not ip_allowed(row["allowed_ips"], client_ip):
+        raise Forbidden("This API key is not allowed from this address.")
+    return Principal(
+        key_id=row["id"],
+        account_id=row["account_id"],
+        mode=row["mode"],
+        scopes=frozenset(row["scopes"]),
+        rate_limit=row["rate_limit"],
+    )
+
+
+def rotate_key(
+    conn: sa.Connection,
+    vault: Vault,
+    key_id: str,
+    *,
+    now: datetime,
+    grace: timedelta,
+    account_id: str | None = None,
+    created_by: str = "cli",
+) -> NewKey:
+    """Issue a replacement with the same settings; the old key keeps working for ``grace``."""
+    if not timedelta(0) <= grace <= timedelta(hours=MAX_GRACE_HOURS):
+        raise InvalidRequest(
+            f"graceHours must be between 0 and {MAX_GRACE_HOURS}.", details={"field": "graceHours"}
+        )
+    old = get_key(conn, key_id, account_id)
+    if key_state(old, now) != "active":
+        raise InvalidRequest("Only an active key can be rotated.")
+    new = create_key(
+        conn,
+        vault,
+        account_id=old["account_id"],
+        now=now,
+        name=old["name"],
+        mode=old["mode"],
+        scopes=old["scopes"],
+        allowed_ips=old["allowed_ips"],
+        expires_at=old["expires_at"],
+        rate_limit=old["rate_limit"],
+        created_by=created_by,
+        rotated_from=old["id"],
+    )
+    old_expiry = now + grace
+    if old["expires_at"] is not None:
+        old_expiry = min(old_expiry, old["expires_at"])
+    values: dict[str, Any] = {"replaced_by": new.record["id"], "expires_at": old_expiry}
+    if grace == timedelta(0):
+        values.update(revoked_at=now, revoked_reason="rotated")
+    conn.execute(sa.update(api_keys).where(api_keys.c.id == old["id"]).values(**values))
+    return new
+
+
+def revoke_key(
+    conn: sa.Connection,
+    key_id: str,
+    *,
+    now: datetime,
+    reason: str = "revoked",
+    account_id: str | None = None,
+) -> dict[str, Any]:
+    record = get_key(conn, key_id, account_id)
+    if record["revoked_at"] is None:
+        conn.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+    return get_key(conn, key_id)
+
+
+def touch_last_used(conn: sa.Connection, key_ids: Iterable[str], now: datetime) -> None:
+    ids = list(key_ids)
+    if ids:
+        conn.execute(sa.update(api_keys).where(api_keys.c.id.in_(ids)).values(last_used_at=now))

@@ -1,0 +1,69 @@
+"""The database handle the rest of the gateway uses: reads, group-committed writes, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from msgine.server.storage._engine import create_engines
+from msgine.server.storage._writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant works; it only has to be the same in every process of one deployment.
+_PG_MIGRATION_LOCK = 0x6D7367696E65
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.read_engine, self.write_engine = create_engines(url)
+        self._writer: GroupCommitWriter | None = None
+
+    def __repr__(self) -> str:
+        return f"Database(dialect={self.read_engine.dialect.name!r})"
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            self._writer = GroupCommitWriter(self.write_engine)
+        return self._writer
+
+    def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.read_engine.connect() as conn:
+            return fn(conn)
+
+    def write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` in a committed transaction (shared with concurrent writers)."""
+        return self.writer.submit(fn).result()
+
+    async def aread(self, fn: Callable[[sa.Connection], T]) -> T:
+        return await asyncio.to_thread(self.read, fn)
+
+    async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
+        return await asyncio.wrap_future(self.writer.submit(fn))
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe when several processes start at once."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.write_engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.read_engine.dispose()
+        self.write_engine.dispose()

@@ -1,0 +1,45 @@
+"""Engines for SQLite (WAL, one writer) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy's documented fix is to
+    # turn it off and emit BEGIN ourselves (see the "begin" listeners below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before the 201 goes out, even across a power cut.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engines(url: str) -> tuple[Engine, Engine]:
+    """(read engine, write engine). On PostgreSQL they are the same pool."""
+    if not url.startswith("sqlite"):
+        engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return engine, engine
+    args = {"check_same_thread": False, "timeout": 30}
+    reader = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=16)
+    writer = sa.create_engine(url, connect_args=args, pool_size=2, max_overflow=2)
+    for engine, begin in ((reader, "BEGIN"), (writer, "BEGIN IMMEDIATE")):
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_listener(begin))
+    return reader, writer
+
+
+def _begin_listener(statement: str) -> Any:
+    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+    # deadlocking on a read-to-write lock upgrade.
+    def begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(statement)
+
+    return begin

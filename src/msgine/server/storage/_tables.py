@@ -1,0 +1,331 @@
+"""The schema. Personal data columns are ciphertext (LargeBinary) plus keyed blind indexes.
+
+Alembic migrations under ``migrations/`` create exactly this schema; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use aware UTC datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = sa.String(40)
+Time = UTCDateTime
+
+
+def _id(name: str = "id") -> sa.Column[Any]:
+    return sa.Column(name, Id, primary_key=True)
+
+
+def _account() -> sa.Column[Any]:
+    return sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), nullable=False)
+
+
+data_keys = sa.Table(
+    "data_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("master_kid", sa.String(16), nullable=False),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("signing_secret", sa.LargeBinary),
+    sa.Column("signing_secret_prev", sa.LargeBinary),
+    sa.Column("signing_secret_prev_expires_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("allowed_ips", sa.JSON, nullable=False),
+    sa.Column("rate_limit", sa.String(200)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("expires_at", Time),
+    sa.Column("revoked_at", Time),
+    sa.Column("revoked_reason", sa.String(32)),
+    sa.Column("last_used_at", Time),
+    sa.Column("rotated_from", Id),
+    sa.Column("replaced_by", Id),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("key_id", Id),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("sender", sa.String(32)),
+    sa.Column("content", sa.LargeBinary),
+    sa.Column("encoding", sa.String(8), nullable=False),
+    sa.Column("segments", sa.Integer, nullable=False),
+    sa.Column("cost", sa.Integer, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("callback_url", sa.String(2048)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("scheduled_for", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("purged_at", Time),
+    sa.Index("ix_messages_account_created", "account_id", "created_at"),
+)
+
+recipients = sa.Table(
+    "recipients",
+    metadata,
+    _id(),
+    sa.Column("message_id", Id, sa.ForeignKey("messages.id"), nullable=False, index=True),
+    _account(),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("phone", sa.LargeBinary),
+    sa.Column("phone_index", sa.String(32), nullable=False),
+    sa.Column("region", sa.String(2)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("carrier_message_id", sa.String(64)),
+    sa.Column("submitted_at", Time),
+    sa.Column("sent_at", Time),
+    sa.Column("delivered_at", Time),
+    sa.Column("failed_at", Time),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_recipients_account_phone", "account_id", "phone_index"),
+)
+
+status_events = sa.Table(
+    "status_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", Id, nullable=False, index=True),
+    sa.Column("recipient_id", Id, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("carrier_message_id", sa.String(64)),
+    sa.Column("occurred_at", Time, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("ref", sa.String(64), nullable=False),
+    sa.Column("due_at", Time, nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_until", Time),
+    sa.Column("locked_by", sa.String(64)),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", Id, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("message_id", Id, nullable=False),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False, index=True),
+)
+
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("phone", sa.LargeBinary),
+    sa.Column("phone_index", sa.String(32), nullable=False),
+    sa.Column("to_number", sa.String(32)),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("keyword", sa.String(16)),
+    sa.Column("carrier_message_id", sa.String(64)),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("purged_at", Time),
+    sa.Index("ix_inbound_account_phone", "account_id", "phone_index"),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("description", sa.String(500)),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.String(64)),
+    sa.Column("secret", sa.LargeBinary, nullable=False),
+    sa.Column("prev_secret", sa.LargeBinary),
+    sa.Column("prev_secret_expires_at", Time),
+    sa.Column("first_failure_at", Time),
+    sa.Column("last_success_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("message_id", Id, index=True),
+    sa.Column("recipient_id", Id),
+    sa.Column("phone_index", sa.String(32)),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("purged_at", Time),
+    sa.Index("ix_events_account_phone", "account_id", "phone_index"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("event_id", Id, sa.ForeignKey("events.id"), nullable=False, index=True),
+    sa.Column("endpoint_id", Id),
+    sa.Column("url", sa.String(2048)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Time, index=True),
+    sa.Column("lease_until", Time),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.String(100)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("completed_at", Time),
+    sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", Id, nullable=False, index=True),
+    sa.Column("attempted_at", Time, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.String(100)),
+    sa.Column("excerpt", sa.String(256)),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("phone", sa.LargeBinary),
+    sa.Column("phone_index", sa.String(32), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("evidence", sa.LargeBinary),
+    sa.Column("granted_at", Time, nullable=False),
+    sa.Column("withdrawn_at", Time),
+    sa.Column("withdrawn_reason", sa.String(64)),
+    sa.Index("ix_consents_account_phone", "account_id", "phone_index"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("phone_index", sa.String(32), primary_key=True),
+    sa.Column("phone", sa.LargeBinary),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("id", Id, nullable=False, unique=True),
+    sa.Column("occurred_at", Time, nullable=False),
+    sa.Column("account_id", Id),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(200)),
+    sa.Column("source_ip", sa.String(64)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+key_usage = sa.Table(
+    "key_usage",
+    metadata,
+    sa.Column("key_id", Id, primary_key=True),
+    sa.Column("hour", Time, primary_key=True),
+    sa.Column("source_ip", sa.String(64), primary_key=True),
+    sa.Column("requests", sa.Integer, nullable=False),
+)
+
+simulator_submissions = sa.Table(
+    "simulator_submissions",
+    metadata,
+    sa.Column("submit_key", sa.String(64), primary_key=True),
+    sa.Column("carrier_message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("submitted_at", Time, nullable=False),
+)
