@@ -1,0 +1,1 @@
+"""Webhooks: endpoints, signed delivery with retries, SSRF guard."""
