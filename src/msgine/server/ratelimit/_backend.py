@@ -1,0 +1,160 @@
+"""Where counts live: shared Redis when configured, in-process memory otherwise or as stand-in.
+
+When Redis fails, every operation is redone in memory, so limits still apply per process
+instead of failing open (no limits) or failing closed (an outage of Redis becoming an outage of
+the gateway). One event reports the change of state each way; a background probe, at most one
+per `probe_interval`, finds out when Redis is back, so requests never wait on a dead server
+more than once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+import redis.asyncio
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import RateLimiter as Strategy
+from limits.errors import StorageError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+StrategyName = Literal["moving-window", "sliding-window", "fixed-window"]
+SecurityLog = Callable[[str, dict[str, object]], None]
+T = TypeVar("T")
+
+_STRATEGIES: dict[str, type[Strategy]] = {
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window": SlidingWindowCounterRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+}
+# Redis-side failures: refused or reset connections, timeouts, server errors.
+_STORAGE_FAILURES = (RedisError, OSError, TimeoutError, StorageError)
+
+
+@dataclass(frozen=True)
+class Strategies:
+    """The strategies over one storage. `exact` (moving window) serves lock-outs, whose
+    expiry must be exact whatever strategy the operator chose for ordinary limits."""
+
+    main: Strategy
+    exact: Strategy
+    standin: bool  # True: memory standing in for an unreachable Redis
+
+
+def _strategies(storage: MemoryStorage | RedisStorage, name: str, standin: bool) -> Strategies:
+    return Strategies(_STRATEGIES[name](storage), MovingWindowRateLimiter(storage), standin)
+
+
+def _limits_uri(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("redis", "rediss", "unix"):
+        # The URL may hold a password: never echo it.
+        raise ValueError("the Redis URL must start with redis://, rediss:// or unix://")
+    return f"async+redis+unix://{rest}" if scheme == "unix" else f"async+{url}"
+
+
+class Backend:
+    def __init__(
+        self,
+        redis_url: str | None,
+        strategy: StrategyName,
+        key_prefix: str,
+        security_log: SecurityLog,
+        *,
+        timeout: float,
+        probe_interval: float,
+    ) -> None:
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(_STRATEGIES)}")
+        self._log = security_log
+        self._probe_interval = probe_interval
+        memory = MemoryStorage()
+        self.local = _strategies(memory, strategy, standin=False)
+        self._standin = _strategies(memory, strategy, standin=True)
+        self._pool: redis.asyncio.ConnectionPool[Any] | None = None
+        self._shared: Strategies | None = None
+        self._redis: RedisStorage | None = None
+        if redis_url:
+            # Our own pool: short timeouts and no client-side retries, so a dead Redis costs
+            # one short wait, then the stand-in takes over.
+            self._pool = redis.asyncio.ConnectionPool.from_url(
+                redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._redis = RedisStorage(
+                _limits_uri(redis_url),
+                implementation="redispy",
+                key_prefix=f"{key_prefix}:rl",
+                # limits types its options narrowly; the pool is passed to redis-py as is.
+                **cast(dict[str, Any], {"connection_pool": self._pool}),
+            )
+            self._shared = _strategies(self._redis, strategy, standin=False)
+        self._degraded = False
+        self._next_probe = 0.0
+        self._probe: asyncio.Task[bool] | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    async def run(self, op: Callable[[Strategies], Awaitable[T]]) -> T:
+        """Run `op` on Redis if configured and answering, else on the memory stand-in."""
+        if self._shared is None:
+            return await op(self.local)
+        if self._degraded:
+            self._maybe_probe()
+            return await op(self._standin)
+        try:
+            return await op(self._shared)
+        except _STORAGE_FAILURES as exc:
+            self._set_degraded(True, reason=type(exc).__name__)
+            return await op(self._standin)
+
+    async def healthy(self) -> bool:
+        """Ping Redis now (True without Redis) and record any change of state."""
+        if self._redis is None:
+            return True
+        ok = bool(await self._redis.check())
+        self._set_degraded(not ok, reason="ping failed")
+        return ok
+
+    def _maybe_probe(self) -> None:
+        if time.monotonic() < self._next_probe or (self._probe and not self._probe.done()):
+            return
+        self._next_probe = time.monotonic() + self._probe_interval
+        self._probe = asyncio.create_task(self.healthy())
+
+    def _set_degraded(self, degraded: bool, *, reason: str) -> None:
+        if degraded == self._degraded:
+            return
+        self._degraded = degraded
+        if degraded:
+            self._next_probe = time.monotonic() + self._probe_interval
+            self._log(
+                "ratelimit_storage_degraded",
+                {"storage": "redis", "fallback": "memory", "reason": reason},
+            )
+        else:
+            self._log("ratelimit_storage_recovered", {"storage": "redis"})
+
+    async def aclose(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+        if self._pool is not None:
+            await self._pool.disconnect()
