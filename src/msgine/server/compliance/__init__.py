@@ -1,0 +1,1 @@
+"""Compliance: consent, suppression, keywords, quiet hours and sender identification."""

@@ -1,0 +1,108 @@
+"""The compliance gate: which recipients of a send may be messaged, now or later.
+
+Checked when a message is accepted and again just before each recipient is submitted, so an
+opt-out or a withdrawn consent that arrives while a message waits still stops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Literal
+
+import sqlalchemy as sa
+
+from msgine.server.accounts import AccountPolicy
+from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, add_identification
+from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
+from msgine.server.messages._numbers import timezones_of
+from msgine.server.storage._tables import consents, suppressions
+
+MessageType = Literal["transactional", "marketing"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Literal["queued", "scheduled", "rejected"]
+    error_code: str | None = None
+    due_at: datetime | None = None
+
+
+def window_of(policy: AccountPolicy) -> QuietWindow:
+    return QuietWindow(
+        time.fromisoformat(policy.quiet_hours_start), time.fromisoformat(policy.quiet_hours_end)
+    )
+
+
+def suppressed_indexes(conn: sa.Connection, account_id: str, indexes: Sequence[str]) -> set[str]:
+    rows = conn.execute(
+        sa.select(suppressions.c.phone_index).where(
+            suppressions.c.account_id == account_id, suppressions.c.phone_index.in_(indexes)
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def consented_indexes(
+    conn: sa.Connection, account_id: str, indexes: Sequence[str], purpose: str
+) -> set[str]:
+    rows = conn.execute(
+        sa.select(consents.c.phone_index).where(
+            consents.c.account_id == account_id,
+            consents.c.phone_index.in_(indexes),
+            consents.c.purpose == purpose,
+            consents.c.withdrawn_at.is_(None),
+        )
+    )
+    return {r[0] for r in rows}
+
+
+def evaluate(
+    conn: sa.Connection,
+    *,
+    account_id: str,
+    policy: AccountPolicy,
+    numbers: Sequence[str],
+    indexes: Sequence[str],
+    message_type: MessageType,
+    now: datetime,
+    send_at: datetime,
+) -> list[Decision]:
+    """One decision per recipient, in order."""
+    blocked = suppressed_indexes(conn, account_id, indexes)
+    needs_consent = message_type == "marketing" and policy.marketing_requires_consent
+    consented = (
+        consented_indexes(conn, account_id, indexes, "marketing") if needs_consent else set()
+    )
+    decisions = []
+    for number, index in zip(numbers, indexes, strict=True):
+        if index in blocked:
+            decisions.append(Decision("rejected", "recipient_opted_out"))
+        elif needs_consent and index not in consented:
+            decisions.append(Decision("rejected", "consent_required"))
+        else:
+            decisions.append(_timing(policy, number, message_type, now, send_at))
+    return decisions
+
+
+def _timing(
+    policy: AccountPolicy, number: str, message_type: MessageType, now: datetime, send_at: datetime
+) -> Decision:
+    due = send_at
+    if message_type == "marketing":
+        opens = next_allowed(send_at, timezones_of(number), window_of(policy), policy.timezone)
+        if opens is not None:
+            if policy.quiet_hours_policy == "reject":
+                return Decision("rejected", "quiet_hours")
+            due = opens
+    return Decision("queued" if due <= now else "scheduled", None, due)
+
+
+def identify(content: str, policy: AccountPolicy, message_type: MessageType) -> str:
+    """Marketing text carries the sender's name and the opt-out line; other text is unchanged."""
+    if message_type != "marketing":
+        return content
+    return add_identification(
+        content, policy.organization_name, policy.opt_out_template or DEFAULT_OPT_OUT_TEMPLATE
+    )

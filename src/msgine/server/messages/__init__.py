@@ -1,0 +1,1 @@
+"""Messages: numbers, text, encodings and segments, the message lifecycle."""

@@ -1,0 +1,198 @@
+"""Message text: sanitising, the length rule, GSM-7/UCS-2 encoding and segments.
+
+Content is SMS text, never HTML: nothing is escaped. Sanitising removes what a recipient cannot
+see but a handset or a downstream system acts on (control characters, bidirectional overrides
+that disguise links, zero-width characters that dodge keyword filters), and lone surrogates that
+would crash UTF-8 encoding later.
+
+No maintained Python library counts SMS segments, so the GSM 03.38 tables and the packing rule
+(3GPP TS 23.038 / 23.040) are written out here.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from msgine.server.errors import MessageEmpty, MessageTooLong
+
+MAX_CHARACTERS = 1000
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+# --- sanitising ------------------------------------------------------------------------------
+
+_LINE_BREAKS = "\x0b\x0c\x85\u2028\u2029"  # VT, FF, NEL, LINE/PARAGRAPH SEPARATOR
+_BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# Invisible characters that only hide text from a reader or a filter. U+200D (ZWJ) is handled
+# separately: emoji sequences such as a family or a flag variant need it.
+_INVISIBLE = "\u00ad\u200b\u200c\u2060\u2061\u2062\u2063\u2064\ufeff"
+_ZWJ = "\u200d"
+
+
+def _build_sanitize_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    dropped = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *range(0xD800, 0xE000)]
+    for code in dropped:
+        table[code] = None
+    for char in _BIDI_CONTROLS + _INVISIBLE:
+        table[ord(char)] = None
+    # Whitespace controls become their visible meaning: deleting them would glue words or
+    # lines together.
+    table[ord("\t")] = " "
+    for char in _LINE_BREAKS:
+        table[ord(char)] = "\n"
+    del table[ord("\n")]
+    return table
+
+
+_SANITIZE_TABLE = _build_sanitize_table()
+_ZWJ_RUN = re.compile(_ZWJ + "+")
+
+
+def _joins(char: str) -> bool:
+    return ord(char) > 0x7F and not char.isspace() and char != _ZWJ
+
+
+def _keep_joiner(match: re.Match[str]) -> str:
+    """One ZWJ survives a run only between two visible non-ASCII characters (an emoji sequence).
+
+    A ZWJ next to ASCII or whitespace joins nothing a handset renders; there it only hides text,
+    e.g. "S\\u200dTOP".
+    """
+    text, start, end = match.string, match.start(), match.end()
+    if start > 0 and end < len(text) and _joins(text[start - 1]) and _joins(text[end]):
+        return _ZWJ
+    return ""
+
+
+def sanitize(text: str) -> str:
+    """Remove invisible and control characters, unify line breaks to "\\n", NFC, trim.
+
+    Rules (in order): "\\r\\n" and lone "\\r" become "\\n"; TAB becomes a space; VT, FF, NEL and
+    U+2028/U+2029 become "\\n"; every other C0 control, DEL, C1 control, bidirectional control,
+    zero-width or invisible formatting character and lone surrogate is removed; ZWJ is kept (once)
+    only between two visible non-ASCII characters; the result is NFC-normalised (canonically
+    equivalent, so the meaning is unchanged, and "e" + combining acute counts, and encodes, as
+    the single GSM-7 character "é"); leading and trailing whitespace is stripped.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_SANITIZE_TABLE)
+    if _ZWJ in text:
+        text = _ZWJ_RUN.sub(_keep_joiner, text)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text.strip()
+
+
+def validate_content(text: str) -> str:
+    """Sanitise, then enforce 1..MAX_CHARACTERS characters; returns the clean text.
+
+    Length is counted in Unicode code points after sanitising (NFC): what a person counts as
+    characters for almost all text, independent of UTF-16 or of the SMS encoding. An emoji
+    built from several code points (ZWJ sequences, flags) counts as several.
+    """
+    clean = sanitize(text)
+    if not clean:
+        raise MessageEmpty("The message is empty after removing invisible characters.")
+    if len(clean) > MAX_CHARACTERS:
+        raise MessageTooLong(
+            f"The message is longer than {MAX_CHARACTERS} characters.",
+            details={"maxLength": MAX_CHARACTERS, "length": len(clean)},
+        )
+    return clean
+
+
+# --- encodings and segments ------------------------------------------------------------------
+
+# GSM 03.38 default alphabet, positions 0x00-0x7F in order, with ESC (0x1B) left out: it is the
+# escape to the extension table, not a character.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ"
+    "ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# GSM 03.38 extension table: each is sent as ESC + code, two septets.
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+_LIMITS: dict[Encoding, tuple[int, int]] = {
+    # (units in a single-part message, units per part once a concatenation header is needed)
+    "GSM-7": (160, 153),
+    "UCS-2": (70, 67),
+}
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """How a text is encoded and billed.
+
+    ``units`` are septets for GSM-7 (an extension character counts 2) and UTF-16 code units for
+    UCS-2 (a character outside the BMP, such as most emoji, counts 2).
+    """
+
+    encoding: Encoding
+    segments: int
+    units: int
+
+
+def encoding_of(text: str) -> Encoding:
+    """GSM-7 when every character is in the basic or extension table, else UCS-2."""
+    return "GSM-7" if _GSM7_ALL.issuperset(text) else "UCS-2"
+
+
+def _cost(char: str, encoding: Encoding) -> int:
+    if encoding == "GSM-7":
+        return 2 if char in GSM7_EXTENSION else 1
+    return 2 if ord(char) > 0xFFFF else 1
+
+
+def _units(text: str, encoding: Encoding) -> int:
+    if encoding == "GSM-7":
+        return len(text) + sum(1 for char in text if char in GSM7_EXTENSION)
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _segment_starts(text: str, encoding: Encoding, units: int) -> list[int]:
+    """Start index of each segment, packing greedily.
+
+    A character is never split: an escape pair or a surrogate pair that would not fit moves whole
+    to the next segment, leaving the previous one a unit short. That is why segments are counted
+    by packing, not by dividing the total.
+    """
+    if not text:
+        return []
+    single, multi = _LIMITS[encoding]
+    if units <= single:
+        return [0]
+    starts = [0]
+    used = 0
+    for index, char in enumerate(text):
+        cost = _cost(char, encoding)
+        if used + cost > multi:
+            starts.append(index)
+            used = 0
+        used += cost
+    return starts
+
+
+def segment_info(text: str) -> SegmentInfo:
+    """Encoding, segment count and units of ``text`` as given (sanitise it first).
+
+    Empty text has 0 segments and 0 units: there is nothing to send or bill, and this keeps
+    ``segments == len(split_segments(text))``. The send path never sees it: validate_content
+    rejects empty messages.
+    """
+    encoding = encoding_of(text)
+    units = _units(text, encoding)
+    return SegmentInfo(encoding, len(_segment_starts(text, encoding, units)), units)
+
+
+def split_segments(text: str) -> list[str]:
+    """The text of each segment, as packed by :func:`segment_info` (for carrier connectors)."""
+    encoding = encoding_of(text)
+    starts = _segment_starts(text, encoding, _units(text, encoding))
+    ends = [*starts[1:], len(text)]
+    return [text[start:end] for start, end in zip(starts, ends, strict=True)]
