@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from msgine.server.errors import MessageEmpty, MessageTooLong
@@ -194,5 +195,4 @@ def split_segments(text: str) -> list[str]:
     """The text of each segment, as packed by :func:`segment_info` (for carrier connectors)."""
     encoding = encoding_of(text)
     starts = _segment_starts(text, encoding, _units(text, encoding))
-    ends = [*starts[1:], len(text)]
-    return [text[start:end] for start, end in zip(starts, ends, strict=True)]
+    return [text[start:end] for start, end in pairwise([*starts, len(text)])]

@@ -1,0 +1,332 @@
+"""Accepting a send: validation, idempotency, compliance, and one durable transaction.
+
+The message, its recipients, their first status and the outbox jobs that will submit them are
+written together; a 201 is only returned after that commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from msgine.server._ids import new_id
+from msgine.server.accounts import policy_of
+from msgine.server.compliance._gate import Decision, evaluate, identify
+from msgine.server.crypto import Vault
+from msgine.server.errors import IdempotencyConflict, InvalidRequest, NotFound
+from msgine.server.keys import Principal
+from msgine.server.messages import _views
+from msgine.server.messages._numbers import parse_recipients, region_of
+from msgine.server.messages._sender import validate_sender_id
+from msgine.server.messages._text import segment_info, validate_content
+from msgine.server.storage._tables import (
+    idempotency_keys,
+    jobs,
+    messages,
+    recipients,
+    status_events,
+)
+from msgine.server.webhooks._urlpolicy import check_url_syntax
+
+MessageType = Literal["transactional", "marketing"]
+IDEMPOTENCY_TTL = timedelta(hours=24)
+MAX_SCHEDULE_AHEAD = timedelta(days=35)
+# A scheduledFor this close to now counts as "now": clocks differ a little between machines.
+SCHEDULE_SLACK = timedelta(seconds=60)
+SUBMIT_JOB = "submit"
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    """A validated send request. Holds personal data: keep it out of logs (no repr)."""
+
+    to: list[str] = field(repr=False)
+    content: str = field(repr=False)
+    sender: str | None
+    callback_url: str | None
+    scheduled_for: datetime | None
+    type: MessageType
+    idempotency_key: str | None
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    response: dict[str, Any] = field(repr=False)
+    replayed: bool
+    message_id: str
+
+
+def build_command(
+    *,
+    to: str | list[str],
+    message: str,
+    sender: str | None,
+    callback_url: str | None,
+    scheduled_for: datetime | None,
+    message_type: MessageType,
+    idempotency_key: str | None,
+    now: datetime,
+) -> SendCommand:
+    numbers = parse_recipients(to)
+    content = validate_content(message)
+    clean_sender = validate_sender_id(sender)
+    url = check_url_syntax(callback_url) if callback_url else None
+    if scheduled_for is not None:
+        if scheduled_for.tzinfo is None:
+            raise InvalidRequest(
+                "scheduledFor needs a time zone (e.g. 2026-01-01T09:00:00Z).",
+                details={"field": "scheduledFor"},
+            )
+        if scheduled_for < now - SCHEDULE_SLACK:
+            raise InvalidRequest("scheduledFor is in the past.", details={"field": "scheduledFor"})
+        if scheduled_for > now + MAX_SCHEDULE_AHEAD:
+            raise InvalidRequest(
+                "scheduledFor is more than 35 days ahead.", details={"field": "scheduledFor"}
+            )
+        if scheduled_for <= now:
+            scheduled_for = None
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+        raise InvalidRequest(
+            "Idempotency keys are 1 to 255 characters.", details={"field": "idempotencyKey"}
+        )
+    canonical = json.dumps(
+        [
+            numbers,
+            content,
+            clean_sender,
+            url,
+            scheduled_for and scheduled_for.isoformat(),
+            message_type,
+        ],
+        ensure_ascii=False,
+    )
+    return SendCommand(
+        to=numbers,
+        content=content,
+        sender=clean_sender,
+        callback_url=url,
+        scheduled_for=scheduled_for,
+        type=message_type,
+        idempotency_key=idempotency_key,
+        request_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def _replay(
+    conn: sa.Connection, vault: Vault, account_id: str, cmd: SendCommand, now: datetime
+) -> SendResult | None:
+    if cmd.idempotency_key is None:
+        return None
+    row = (
+        conn.execute(
+            sa.select(idempotency_keys).where(
+                idempotency_keys.c.account_id == account_id,
+                idempotency_keys.c.key == cmd.idempotency_key,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    if row["expires_at"] <= now:
+        conn.execute(
+            sa.delete(idempotency_keys).where(
+                idempotency_keys.c.account_id == account_id,
+                idempotency_keys.c.key == cmd.idempotency_key,
+            )
+        )
+        return None
+    if row["request_hash"] != cmd.request_hash:
+        raise IdempotencyConflict("This idempotency key was used with a different request body.")
+    body = vault.decrypt(
+        row["response"], table="idempotency_keys", column="response", row_id=_idem_row_id(row)
+    )
+    return SendResult(json.loads(body), replayed=True, message_id=row["message_id"])
+
+
+def _idem_row_id(row: Mapping[str, Any]) -> str:
+    return f"{row['account_id']}/{row['key']}"
+
+
+def accept(
+    conn: sa.Connection,
+    vault: Vault,
+    principal: Principal,
+    cmd: SendCommand,
+    *,
+    now: datetime,
+    price_per_segment: int,
+    currency: str,
+    prechecked: Mapping[str, str] | None = None,
+) -> SendResult:
+    """Store the message (or return the earlier response for a repeated idempotency key).
+
+    ``prechecked`` maps a recipient number to an error code decided before the transaction
+    (rate limits, geo permissions); those recipients are rejected, the others go ahead.
+    """
+    replay = _replay(conn, vault, principal.account_id, cmd, now)
+    if replay is not None:
+        return replay
+    account_id = principal.account_id
+    policy = policy_of(conn, account_id)
+    content = identify(cmd.content, policy, cmd.type)
+    info = segment_info(content)
+    indexes = [vault.blind_index(account_id, n) for n in cmd.to]
+    send_at = cmd.scheduled_for or now
+    decisions = evaluate(
+        conn,
+        account_id=account_id,
+        policy=policy,
+        numbers=cmd.to,
+        indexes=indexes,
+        message_type=cmd.type,
+        now=now,
+        send_at=send_at,
+    )
+    rejected_early = prechecked or {}
+    decisions = [
+        Decision("rejected", rejected_early[n]) if n in rejected_early else d
+        for n, d in zip(cmd.to, decisions, strict=True)
+    ]
+    billable = sum(1 for d in decisions if d.status != "rejected")
+    message_id = new_id("msg")
+    message_row = {
+        "id": message_id,
+        "account_id": account_id,
+        "key_id": principal.key_id,
+        "mode": principal.mode,
+        "type": cmd.type,
+        "sender": cmd.sender,
+        "content": vault.encrypt_str(
+            content, table="messages", column="content", row_id=message_id
+        ),
+        "encoding": info.encoding,
+        "segments": info.segments,
+        "cost": info.segments * billable * price_per_segment,
+        "currency": currency,
+        "callback_url": cmd.callback_url,
+        "status": _views.aggregate_status([d.status for d in decisions]),
+        "scheduled_for": cmd.scheduled_for,
+        "created_at": now,
+        "updated_at": now,
+    }
+    recipient_rows, event_rows, job_rows = [], [], []
+    for position, (number, index, decision) in enumerate(
+        zip(cmd.to, indexes, decisions, strict=True)
+    ):
+        rid = new_id("rcp")
+        recipient_rows.append(
+            {
+                "id": rid,
+                "message_id": message_id,
+                "account_id": account_id,
+                "position": position,
+                "phone": vault.encrypt_str(number, table="recipients", column="phone", row_id=rid),
+                "phone_index": index,
+                "region": region_of(number),
+                "status": decision.status,
+                "error_code": decision.error_code,
+                "carrier_message_id": None,
+                "updated_at": now,
+                "failed_at": now if decision.status == "rejected" else None,
+            }
+        )
+        event_rows.append(
+            {
+                "message_id": message_id,
+                "recipient_id": rid,
+                "status": decision.status,
+                "error_code": decision.error_code,
+                "occurred_at": now,
+            }
+        )
+        if decision.status != "rejected":
+            job_rows.append(
+                {
+                    "kind": SUBMIT_JOB,
+                    "ref": rid,
+                    "due_at": decision.due_at or now,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
+    conn.execute(sa.insert(messages).values(**message_row))
+    conn.execute(sa.insert(recipients), recipient_rows)
+    conn.execute(sa.insert(status_events), event_rows)
+    if job_rows:
+        conn.execute(sa.insert(jobs), job_rows)
+    response = _views.render(message_row, recipient_rows, vault)
+    if cmd.idempotency_key is not None:
+        row_id = f"{account_id}/{cmd.idempotency_key}"
+        conn.execute(
+            sa.insert(idempotency_keys).values(
+                account_id=account_id,
+                key=cmd.idempotency_key,
+                request_hash=cmd.request_hash,
+                message_id=message_id,
+                response=vault.encrypt(
+                    json.dumps(response, ensure_ascii=False).encode(),
+                    table="idempotency_keys",
+                    column="response",
+                    row_id=row_id,
+                ),
+                created_at=now,
+                expires_at=now + IDEMPOTENCY_TTL,
+            )
+        )
+    return SendResult(response, replayed=False, message_id=message_id)
+
+
+def get_message(
+    conn: sa.Connection, vault: Vault, account_id: str, message_id: str
+) -> dict[str, Any]:
+    """One message of this account; another account's id is simply not found."""
+    found = _views.load(conn, [message_id])
+    if not found or found[0][0]["account_id"] != account_id:
+        raise NotFound("Message not found.")
+    message, rcpts = found[0]
+    return _views.render(message, rcpts, vault)
+
+
+def list_messages(
+    conn: sa.Connection,
+    vault: Vault,
+    account_id: str,
+    *,
+    page: int,
+    limit: int,
+    status: str | None = None,
+) -> dict[str, Any]:
+    where: list[sa.ColumnElement[bool]] = [messages.c.account_id == account_id]
+    if status:
+        where.append(messages.c.status == status)
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(messages).where(*where)
+    ).scalar_one()
+    ids: Sequence[str] = (
+        conn.execute(
+            sa.select(messages.c.id)
+            .where(*where)
+            .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+            .limit(limit)
+            .offset((page - 1) * limit)
+        )
+        .scalars()
+        .all()
+    )
+    items = [_views.render(m, r, vault) for m, r in _views.load(conn, list(ids))]
+    return {
+        "messages": items,
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "pages": (total + limit - 1) // limit if total else 0,
+    }

@@ -1,0 +1,100 @@
+"""How messages look in API responses (camelCase, the contract's fields)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from msgine.server.crypto import Vault
+from msgine.server.storage._tables import messages, recipients
+
+CHANNEL = "sms"
+
+
+def iso(value: datetime | None) -> str | None:
+    return (
+        None if value is None else value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def aggregate_status(statuses: Sequence[str]) -> str:
+    """One status for the whole message from its recipients' statuses."""
+    present = set(statuses)
+    if not present or present == {"rejected"}:
+        return "rejected"
+    for waiting in ("pending", "scheduled", "queued", "sent"):
+        if waiting in present:
+            return waiting
+    return "delivered" if "delivered" in present else "failed"
+
+
+def decrypt_phone(vault: Vault, row: Mapping[str, Any]) -> str | None:
+    blob = row["phone"]
+    if blob is None:
+        return None
+    return vault.decrypt_str(blob, table="recipients", column="phone", row_id=row["id"])
+
+
+def decrypt_content(vault: Vault, row: Mapping[str, Any]) -> str | None:
+    blob = row["content"]
+    if blob is None:
+        return None
+    return vault.decrypt_str(blob, table="messages", column="content", row_id=row["id"])
+
+
+def render(
+    message: Mapping[str, Any], rcpts: Sequence[Mapping[str, Any]], vault: Vault
+) -> dict[str, Any]:
+    phones = [decrypt_phone(vault, r) for r in rcpts]
+    view_recipients = []
+    for phone, r in zip(phones, rcpts, strict=True):
+        item: dict[str, Any] = {"to": phone, "status": r["status"]}
+        if r["error_code"]:
+            item["errorCode"] = r["error_code"]
+        if r["carrier_message_id"]:
+            item["carrierMessageId"] = r["carrier_message_id"]
+        item["updatedAt"] = iso(r["updated_at"])
+        view_recipients.append(item)
+    return {
+        "id": message["id"],
+        "sid": message["id"],
+        "channel": CHANNEL,
+        "type": message["type"],
+        "to": phones,
+        "from": message["sender"],
+        "content": decrypt_content(vault, message),
+        "status": message["status"],
+        "cost": message["cost"],
+        "currency": message["currency"],
+        "segments": message["segments"],
+        "encoding": message["encoding"],
+        "scheduledFor": iso(message["scheduled_for"]),
+        "callbackUrl": message["callback_url"],
+        "createdAt": iso(message["created_at"]),
+        "updatedAt": iso(message["updated_at"]),
+        "recipients": view_recipients,
+    }
+
+
+def load(
+    conn: sa.Connection, message_ids: Sequence[str]
+) -> list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
+    """Messages with their recipients, in the order of ``message_ids``."""
+    if not message_ids:
+        return []
+    rows = {
+        r["id"]: r
+        for r in conn.execute(sa.select(messages).where(messages.c.id.in_(message_ids))).mappings()
+    }
+    by_message: dict[str, list[Mapping[str, Any]]] = {mid: [] for mid in message_ids}
+    query = (
+        sa.select(recipients)
+        .where(recipients.c.message_id.in_(message_ids))
+        .order_by(recipients.c.message_id, recipients.c.position)
+    )
+    for r in conn.execute(query).mappings():
+        by_message[r["message_id"]].append(r)
+    return [(rows[mid], by_message[mid]) for mid in message_ids if mid in rows]
