@@ -1,0 +1,121 @@
+"""ASGI middleware: request ids, the body size cap, and request metrics.
+
+Plain ASGI rather than BaseHTTPMiddleware: it adds no task or copy per request, which matters on
+the send path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from msgine.server._ids import new_id
+
+MAX_BODY_BYTES = 64 * 1024
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+REQUESTS = Counter(
+    "msgine_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "msgine_http_request_seconds",
+    "HTTP request latency",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class PayloadTooLargeError(Exception):
+    pass
+
+
+def _error_body(request_id: str, status: int, code: str, message: str) -> bytes:
+    body = {"error": {"code": code, "message": message, "details": {}}, "meta": {"requestId": request_id}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (a safe incoming X-Request-Id is kept), caps bodies at 64 KiB,
+    echoes the id on every response and records route-level metrics (no personal data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = self._request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        declared = self._content_length(scope)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            await self._reject(send_with_id, request_id)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise PayloadTooLargeError
+            return message
+
+        try:
+            await self.app(scope, capped_receive, send_with_id)
+        except PayloadTooLargeError:
+            await self._reject(send_with_id, request_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status_holder["status"])).inc()
+            LATENCY.labels(path).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _request_id(scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _SAFE_REQUEST_ID.fullmatch(candidate):
+                    return candidate
+        return new_id("req")
+
+    @staticmethod
+    def _content_length(scope: Scope) -> int | None:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    @staticmethod
+    async def _reject(send: Any, request_id: str) -> None:
+        body = _error_body(
+            request_id, 413, "payload_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes."
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

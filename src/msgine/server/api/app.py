@@ -1,0 +1,142 @@
+"""The FastAPI application: middleware, the contract's error format, and the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from msgine.server.api._errors import error_response
+from msgine.server.api._middleware import PayloadTooLargeError, RequestContextMiddleware
+from msgine.server.api.routes import (
+    account,
+    audit,
+    compliance,
+    keys,
+    messages,
+    meta,
+    simulator,
+    webhooks,
+)
+from msgine.server.errors import DomainError, RateLimitExceeded
+from msgine.server.logging import get_logger
+from msgine.server.runtime import Runtime
+
+log = get_logger("msgine.api")
+
+API_PREFIX = "/api/v1"
+BackgroundTask = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = None) -> FastAPI:
+    """Build the app around an opened runtime; ``background`` tasks run for the app's lifetime."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(task(runtime, stop)) for task in background or []]
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    task.cancel()
+            for hook in app.state.shutdown_hooks:
+                await hook()
+
+    app = FastAPI(
+        title="MsGine gateway",
+        version="1.0",
+        description="Self-hosted SMS gateway compatible with MsGine's messaging API.",
+        lifespan=lifespan,
+        responses={
+            400: {"description": "invalid_request and validation errors"},
+            401: {"description": "unauthorized"},
+            413: {"description": "payload_too_large"},
+            500: {"description": "internal_error"},
+        },
+    )
+    app.state.runtime = runtime
+    app.state.auth_hooks = []
+    app.state.pre_auth_hooks = []
+    app.state.shutdown_hooks = []
+    app.add_middleware(RequestContextMiddleware)
+    _install_error_handlers(app)
+    for module in (messages, keys, webhooks, compliance, audit, account, simulator):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(meta.api_router, prefix=API_PREFIX)
+    app.include_router(meta.router)
+    for module in (messages, keys, webhooks, compliance, audit, account, simulator, meta):
+        install = getattr(module, "install", None)
+        if install is not None:
+            install(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        headers: dict[str, str] = {}
+        extra: dict[str, Any] = {}
+        if isinstance(exc, RateLimitExceeded):
+            headers["Retry-After"] = str(exc.retry_after)
+            headers.update(getattr(exc, "headers", {}) or {})
+            extra["retryAfter"] = exc.retry_after
+        return error_response(
+            request, exc.status, exc.code, exc.message, exc.details, headers=headers, extra=extra
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "problem": err.get("msg", "invalid"),
+            }
+            for err in exc.errors()
+        ]
+        message = "Malformed JSON body." if _is_json_error(exc) else "Invalid request."
+        return error_response(request, 400, "invalid_request", message, {"errors": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, PayloadTooLargeError):
+            return error_response(request, 413, "payload_too_large", "Request body too large.")
+        code = _HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            message = "Not found."
+        return error_response(request, exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
+        return error_response(request, 500, "internal_error", "Internal error.")
+
+
+def _is_json_error(exc: RequestValidationError) -> bool:
+    return any(err.get("type") == "json_invalid" for err in exc.errors())
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(payload, status_code=status, headers=headers)

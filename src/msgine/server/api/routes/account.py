@@ -1,0 +1,5 @@
+"""Routes: account."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

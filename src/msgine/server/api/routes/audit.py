@@ -1,0 +1,5 @@
+"""Routes: audit."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: compliance."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

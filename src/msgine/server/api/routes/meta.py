@@ -1,0 +1,40 @@
+"""Health, readiness, metrics and the published egress addresses."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import JSONResponse, Response
+
+from msgine.server.api._deps import runtime_of
+
+router = APIRouter(tags=["operations"])
+api_router = APIRouter(tags=["meta"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. No dependency is checked here on purpose."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
+async def readyz(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        await runtime.db.aread(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
+    except Exception:
+        return JSONResponse({"status": "unavailable", "database": "error"}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok"})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@api_router.get("/meta/ips")
+async def egress_ips(request: Request) -> dict[str, list[str]]:
+    """The addresses webhooks come from, so receivers can allow-list them."""
+    return {"ips": runtime_of(request).settings.egress_ip_list}

@@ -1,0 +1,76 @@
+"""Routes: the simulator carrier's inbound SMS (test-mode keys only)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, StrictStr
+
+from msgine.server._ids import new_id
+from msgine.server.api._deps import require, runtime_of
+from msgine.server.crypto import Vault
+from msgine.server.errors import Forbidden
+from msgine.server.keys import Principal
+from msgine.server.messages._numbers import normalize_number
+from msgine.server.messages._text import sanitize
+from msgine.server.storage._tables import inbound_messages
+
+router = APIRouter(tags=["simulator"])
+can_send = require("messages:send")
+
+#: Called inside the inbound transaction: (conn, vault, inbound, now) -> extra response fields.
+#: The compliance module handles STOP/START/HELP here.
+InboundHandler = Callable[[sa.Connection, Vault, dict[str, Any], Any], dict[str, Any]]
+
+
+class InboundBody(BaseModel):
+    from_: StrictStr = Field(alias="from")
+    to: StrictStr | None = None
+    message: StrictStr = Field(max_length=2000)
+
+
+def store_inbound(conn: sa.Connection, vault: Vault, account_id: str, phone: str, to: str | None,
+                  body: str, now: Any) -> dict[str, Any]:
+    inbound_id = new_id("in")
+    row = {
+        "id": inbound_id,
+        "account_id": account_id,
+        "phone": vault.encrypt_str(phone, table="inbound_messages", column="phone", row_id=inbound_id),
+        "phone_index": vault.blind_index(account_id, phone),
+        "to_number": to,
+        "body": vault.encrypt_str(body, table="inbound_messages", column="body", row_id=inbound_id),
+        "received_at": now,
+    }
+    conn.execute(sa.insert(inbound_messages).values(**row))
+    return {**row, "from": phone, "text": body}
+
+
+@router.post("/simulator/inbound", status_code=201)
+async def simulate_inbound(
+    body: InboundBody, request: Request, principal: Annotated[Principal, Depends(can_send)]
+) -> dict[str, Any]:
+    """Deliver an inbound SMS as if a phone had replied (test keys only)."""
+    if principal.mode != "test":
+        raise Forbidden("The simulator accepts test-mode keys only.")
+    runtime = runtime_of(request)
+    phone = normalize_number(body.from_, field="from")
+    to = normalize_number(body.to, field="to") if body.to else None
+    text = sanitize(body.message)
+    now = runtime.now()
+    handlers: list[InboundHandler] = request.app.state.inbound_handlers
+
+    def apply(conn: sa.Connection) -> dict[str, Any]:
+        inbound = store_inbound(conn, runtime.vault, principal.account_id, phone, to, text, now)
+        result: dict[str, Any] = {"id": inbound["id"], "receivedAt": now.isoformat()}
+        for handler in handlers:
+            result.update(handler(conn, runtime.vault, inbound, now))
+        return result
+
+    return await runtime.db.awrite(apply)
+
+
+def install(app: Any) -> None:
+    app.state.inbound_handlers = []

@@ -1,0 +1,105 @@
+"""Events: written in the same transaction as the change that caused them, with one pending
+webhook delivery per subscribed endpoint (the webhook outbox).
+
+The body is serialised once, here, encrypted at rest, and every delivery attempt sends exactly
+these bytes, so a signature can be checked against what was stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from msgine.server._ids import new_id
+from msgine.server.crypto import Vault
+from msgine.server.storage._tables import events, webhook_deliveries, webhook_endpoints
+from msgine.webhooks._signing import encode_body
+
+MESSAGE_EVENTS = ("message.sent", "message.delivered", "message.failed")
+EVENT_TYPES = (
+    *MESSAGE_EVENTS,
+    "message.received",
+    "contact.opted_out",
+    "contact.opted_in",
+    "key.revoked",
+)
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def emit(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    event_type: str,
+    now: datetime,
+    fields: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    recipient_id: str | None = None,
+    phone_index: str | None = None,
+    callback_url: str | None = None,
+) -> str:
+    """Store one event and queue its deliveries; returns the event id."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    event_id = new_id("evt")
+    document: dict[str, Any] = {"id": event_id, "event": event_type}
+    document.update(fields or {})
+    document["timestamp"] = iso(now)
+    document["data"] = data or {}
+    body = encode_body(document)
+    conn.execute(
+        sa.insert(events).values(
+            id=event_id,
+            account_id=account_id,
+            type=event_type,
+            message_id=message_id,
+            recipient_id=recipient_id,
+            phone_index=phone_index,
+            body=vault.encrypt(body, table="events", column="body", row_id=event_id),
+            created_at=now,
+        )
+    )
+    targets: list[dict[str, Any]] = [
+        {"endpoint_id": endpoint_id, "url": None}
+        for endpoint_id, subscribed in conn.execute(
+            sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+                webhook_endpoints.c.account_id == account_id,
+                webhook_endpoints.c.enabled.is_(True),
+            )
+        )
+        if not subscribed or event_type in subscribed
+    ]
+    if callback_url and event_type in MESSAGE_EVENTS:
+        targets.append({"endpoint_id": None, "url": callback_url})
+    if targets:
+        conn.execute(
+            sa.insert(webhook_deliveries),
+            [
+                {
+                    "id": new_id("whd"),
+                    "account_id": account_id,
+                    "event_id": event_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    **target,
+                }
+                for target in targets
+            ],
+        )
+    return event_id
+
+
+def event_body(conn: sa.Connection, vault: Vault, event_id: str) -> bytes | None:
+    blob = conn.execute(sa.select(events.c.body).where(events.c.id == event_id)).scalar()
+    if blob is None:
+        return None
+    return vault.decrypt(blob, table="events", column="body", row_id=event_id)

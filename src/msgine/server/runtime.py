@@ -1,0 +1,68 @@
+"""The gateway's shared state: settings, database, vault and clock, opened once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
+from msgine.server.config import Settings
+from msgine.server.crypto import Vault, load_master_keys
+from msgine.server.crypto._datakeys import load_vault
+from msgine.server.keys import NewKey, create_key
+from msgine.server.storage import Database
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, db: Database, vault: Vault, clock: Clock = utc_now):
+        self.settings = settings
+        self.db = db
+        self.vault = vault
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"Runtime(db={self.db!r})"
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
+        """Create the data directory, migrate, load the master key and data keys."""
+        if settings.is_sqlite or settings.master_key is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = Database(settings.sqlalchemy_url)
+        try:
+            db.migrate()
+            vault = load_vault(db, load_master_keys(settings))
+        except BaseException:
+            db.close()
+            raise
+        return cls(settings, db, vault, clock)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def ensure_default_account(runtime: Runtime) -> NewKey | None:
+    """On the very first start: a default account and a test key, returned to be shown once."""
+
+    def create(conn: object) -> NewKey | None:
+        import sqlalchemy as sa
+
+        assert isinstance(conn, sa.Connection)
+        if list_accounts(conn):
+            return None
+        now = runtime.now()
+        account_id = create_account(conn, DEFAULT_ACCOUNT_NAME, now)
+        return create_key(
+            conn, runtime.vault, account_id=account_id, now=now, name="first key", mode="test"
+        )
+
+    return runtime.db.write(create)

@@ -1,0 +1,193 @@
+"""The delivery worker: claims due outbox jobs and runs them, in ``serve`` or ``msgine worker``.
+
+Every job is idempotent: it re-reads its state, and a carrier submit carries a stable key. So a
+job whose worker died mid-way (its lease runs out and another worker takes it) is safe to run
+again, and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from msgine.server.carriers import Carrier, SubmitRequest
+from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
+from msgine.server.logging import get_logger
+from msgine.server.messages._lifecycle import TERMINAL, load_outgoing, recheck, record_status
+from msgine.server.messages._service import SUBMIT_JOB
+from msgine.server.runtime import Runtime
+from msgine.server.storage._outbox import claim
+from msgine.server.storage._tables import jobs, recipients
+
+log = get_logger("msgine.worker")
+
+JobHandler = Callable[["Worker", dict[str, Any]], Awaitable[None]]
+BackgroundTask = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+MAX_JOB_ATTEMPTS = 10
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
+        self.runtime = runtime
+        self.carrier = carrier or SimulatorCarrier(runtime)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_job, DLR_JOB: receipt_job}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.runtime.settings.worker_poll_interval
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except Exception as exc:  # keep the worker alive; the jobs stay leased and retry
+                log.error("worker_batch_failed", error_type=type(exc).__name__)
+                done = 0
+            if done == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def run_once(self) -> int:
+        """Claim and run one batch of due jobs; returns how many were claimed."""
+        settings = self.runtime.settings
+        now = self.runtime.now()
+        batch = await self.runtime.db.awrite(
+            lambda conn: claim(
+                conn,
+                jobs,
+                due_column="due_at",
+                now=now,
+                lease=timedelta(seconds=settings.job_lease_seconds),
+                limit=settings.worker_batch_size,
+                where=[jobs.c.kind.in_(list(self.handlers))],
+            )
+        )
+        await asyncio.gather(*(self._run_job(job) for job in batch))
+        return len(batch)
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        try:
+            await self.handlers[job["kind"]](self, job)
+        except Exception as exc:
+            log.warning("job_failed", kind=job["kind"], job_id=job["id"], error_type=type(exc).__name__)
+            await self.runtime.db.awrite(lambda conn: _retry_later(conn, self.runtime, job, exc))
+
+    async def finish(self, job: dict[str, Any], fn: Callable[[sa.Connection], object] | None = None) -> None:
+        """Apply ``fn`` and delete the job in one transaction."""
+
+        def apply(conn: sa.Connection) -> None:
+            if fn is not None:
+                fn(conn)
+            conn.execute(sa.delete(jobs).where(jobs.c.id == job["id"]))
+
+        await self.runtime.db.awrite(apply)
+
+
+def _retry_later(conn: sa.Connection, runtime: Runtime, job: dict[str, Any], exc: Exception) -> None:
+    attempts = job["attempts"] + 1
+    now = runtime.now()
+    if attempts >= MAX_JOB_ATTEMPTS:
+        if job["kind"] == SUBMIT_JOB:
+            record_status(conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error")
+        conn.execute(sa.delete(jobs).where(jobs.c.id == job["id"]))
+        return
+    conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job["id"])
+        .values(
+            attempts=attempts,
+            due_at=now + timedelta(seconds=min(2**attempts, 300)),
+            lease_until=None,
+            last_error=type(exc).__name__[:200],
+        )
+    )
+
+
+async def submit_job(worker: Worker, job: dict[str, Any]) -> None:
+    runtime = worker.runtime
+    rid = job["ref"]
+    now = runtime.now()
+    out = await runtime.db.aread(lambda conn: load_outgoing(conn, runtime.vault, rid))
+    if out is None or out.status in TERMINAL or out.status == "sent":
+        await worker.finish(job)
+        return
+    decision = await runtime.db.aread(lambda conn: recheck(conn, out, now))
+    if decision.status == "rejected":
+        await worker.finish(
+            job,
+            lambda conn: record_status(
+                conn, runtime.vault, rid, "rejected", now=now, error_code=decision.error_code
+            ),
+        )
+        return
+    if decision.status == "scheduled" and decision.due_at is not None:
+        due = decision.due_at
+        await runtime.db.awrite(lambda conn: _defer(conn, job["id"], rid, due, now))
+        return
+    assert out.to is not None and out.content is not None
+    result = await worker.carrier.submit(
+        SubmitRequest(submit_key=rid, to=out.to, sender=out.sender, content=out.content, mode=out.mode)
+    )
+    if result.accepted:
+        status, error = "sent", None
+    elif result.retryable:
+        raise RuntimeError("carrier asked to retry")
+    else:
+        status, error = "failed", result.error_code or "carrier_rejected"
+    done = runtime.now()
+    await worker.finish(
+        job,
+        lambda conn: record_status(
+            conn,
+            runtime.vault,
+            rid,
+            status,
+            now=done,
+            error_code=error,
+            carrier_message_id=result.carrier_message_id,
+        ),
+    )
+
+
+def _defer(conn: sa.Connection, job_id: int, rid: str, due: Any, now: Any) -> None:
+    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(due_at=due, lease_until=None))
+    conn.execute(
+        sa.update(recipients)
+        .where(recipients.c.id == rid, recipients.c.status != "scheduled")
+        .values(status="scheduled", updated_at=now)
+    )
+
+
+async def receipt_job(worker: Worker, job: dict[str, Any]) -> None:
+    runtime = worker.runtime
+
+    def apply(conn: sa.Connection) -> None:
+        receipt = receipt_for(conn, job["ref"])
+        if receipt is not None:
+            status, carrier_id, error = receipt
+            record_status(
+                conn,
+                runtime.vault,
+                job["ref"],
+                status,
+                now=runtime.now(),
+                error_code=error,
+                carrier_message_id=carrier_id,
+            )
+
+    await worker.finish(job, apply)
+
+
+def background_tasks(runtime: Runtime) -> list[BackgroundTask]:
+    """Everything a worker process runs: the job loop plus each domain's own loops."""
+    worker = Worker(runtime)
+
+    async def job_loop(_runtime: Runtime, stop: asyncio.Event) -> None:
+        await worker.run(stop)
+
+    return [job_loop]
