@@ -91,11 +91,7 @@ def send_sms(
         body["callbackUrl"] = check.callback_url(callback_url)
     if type is not None:
         body["type"] = check.message_type(type)
-    key = idempotency_key if idempotency_key else str(uuid.uuid4())
-    if not key.isascii() or not key.isprintable() or len(key) > 255:
-        raise check.MsGineValidationError(
-            "invalid_request", "idempotency_key must be 1-255 printable ASCII characters"
-        )
+    key = check.idempotency_key(idempotency_key) if idempotency_key else str(uuid.uuid4())
     return Call("POST", "/messages/sms", lambda d: Message.from_json(_obj(d)), body, None, key)
 
 

@@ -111,3 +111,15 @@ def page_limit(page: int, limit: int) -> None:
         raise MsGineValidationError("invalid_request", "page must be an integer >= 1")
     if not isinstance(limit, int) or not 1 <= limit <= 100:
         raise MsGineValidationError("invalid_request", "limit must be an integer from 1 to 100")
+
+
+def idempotency_key(value: str) -> str:
+    if (
+        not isinstance(value, str)
+        or not (value.isascii() and value.isprintable())
+        or len(value) > 255
+    ):
+        raise MsGineValidationError(
+            "invalid_request", "idempotency_key must be 1-255 printable ASCII characters"
+        )
+    return value
