@@ -73,6 +73,7 @@ def _trusted(address: _IPAddress, networks: tuple[_IPNetwork, ...]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
 
+@lru_cache(maxsize=8192)  # parsing costs microseconds; the same clients come back
 def address_bucket(address: str) -> str:
     """The identity an address is limited under: IPv6 by /64, as one host usually holds one.
 

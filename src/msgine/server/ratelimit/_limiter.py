@@ -78,6 +78,11 @@ class RateLimiter:
         self._divisor = degraded_divisor
         self._strict = frozenset(strict_namespaces)
         self._refused_until: dict[tuple[str, str, str], float] = {}
+        # This process's lock-outs (bucket -> unix time of expiry): checked before any storage
+        # call, and kept while Redis is down. A plain dict: a lookup costs far less than a
+        # storage round, and this runs before every request.
+        self._local_locks: dict[str, float] = {}
+        self._namespaces_seen: set[str] = set()
 
     # -- ordinary limits -------------------------------------------------------------------
 
@@ -145,9 +150,11 @@ class RateLimiter:
     def _prepare(
         self, namespace: str, identity: str, limits: str | Sequence[RateLimitItem]
     ) -> tuple[str, str, tuple[RateLimitItem, ...]]:
-        check_namespace(namespace)
-        if namespace in _RESERVED_NAMESPACES:
-            raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
+        if namespace not in self._namespaces_seen:
+            check_namespace(namespace)
+            if namespace in _RESERVED_NAMESPACES:
+                raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
+            self._namespaces_seen.add(namespace)
         if namespace == IP_NAMESPACE:
             identity = address_bucket(identity)
         check_identity(identity)
@@ -214,8 +221,7 @@ class RateLimiter:
 
         if await self._backend.run(op):
             # Also lock in this process's memory: the lock-out survives a later Redis outage.
-            if self._backend.shared:
-                await self._lock(self._backend.local, bucket)
+            self._lock_locally(bucket)
             self._log(
                 "auth_lockout",
                 {
@@ -239,10 +245,19 @@ class RateLimiter:
             )
             return seconds_until(stats.reset_time, time.time()) if stats.remaining <= 0 else 0
 
-        local = await op(self._backend.local)
-        if local or not self._backend.shared:
-            return local
+        until = self._local_locks.get(bucket)
+        if until is not None:
+            now = time.time()
+            if until > now:
+                return seconds_until(until, now)
+            del self._local_locks[bucket]
         return await self._backend.run(op)
+
+    def _lock_locally(self, bucket: str) -> None:
+        now = time.time()
+        if len(self._local_locks) >= _MAX_REFUSALS_TRACKED:
+            self._local_locks = {b: t for b, t in self._local_locks.items() if t > now}
+        self._local_locks[bucket] = now + self._lock_item.get_expiry()
 
     # -- geo permissions ---------------------------------------------------------------------
 
