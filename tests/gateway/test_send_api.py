@@ -1,0 +1,58 @@
+"""The send path through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTRACT_FIELDS = {
+    "id", "sid", "channel", "to", "from", "content", "status", "cost", "currency",
+    "segments", "encoding", "createdAt", "recipients",
+}
+
+
+async def test_documented_curl_form_reaches_delivered(api: Any) -> None:
+    response = await api.client.post(
+        "/api/v1/messages/sms",
+        json={"to": "+256701521269", "message": "Your code is 123456", "from": "MyApp"},
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert CONTRACT_FIELDS <= set(body)
+    assert body["id"].startswith("msg_")
+    assert body["channel"] == "sms"
+    assert body["to"] == ["+256701521269"]
+    assert body["from"] == "MyApp"
+    assert body["status"] == "queued"
+    assert body["encoding"] == "GSM-7"
+    assert body["segments"] == 1
+    assert body["cost"] == 30 and body["currency"] == "UGX"
+    assert response.headers["x-request-id"]
+    await api.drain()
+    got = await api.client.get(f"/api/v1/messages/{body['id']}", headers=api.headers())
+    assert got.status_code == 200
+    assert got.json()["status"] == "delivered"
+    assert got.json()["recipients"][0]["status"] == "delivered"
+
+
+async def test_official_sdk_form_with_comma_separated_to(api: Any) -> None:
+    response = await api.client.post(
+        "/api/v1/developers/sms",
+        json={"to": "+256701521269, +256701521999", "message": "Hi"},
+        headers={"X-Api-Key": api.key},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["to"] == ["+256701521269", "+256701521999"]
+    assert len(body["recipients"]) == 2
+    assert body["cost"] == 60
+    await api.drain()
+    got = await api.client.get(f"/api/v1/developers/{body['id']}", headers={"Authorization": api.key})
+    statuses = {r["to"]: r["status"] for r in got.json()["recipients"]}
+    assert statuses == {"+256701521269": "delivered", "+256701521999": "failed"}
+    failed = next(r for r in got.json()["recipients"] if r["status"] == "failed")
+    assert failed["errorCode"] == "undeliverable"
+    history = await api.client.get("/api/v1/developers/sms/history?page=1&limit=5", headers=api.headers())
+    assert history.status_code == 200
+    assert history.json()["total"] == 1
+    assert history.json()["messages"][0]["id"] == body["id"]
