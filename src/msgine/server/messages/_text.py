@@ -168,6 +168,8 @@ def _segment_starts(text: str, encoding: Encoding, units: int) -> list[int]:
     single, multi = _LIMITS[encoding]
     if units <= single:
         return [0]
+    if units == len(text):  # every character costs one unit: plain division is exact
+        return list(range(0, units, multi))
     starts = [0]
     used = 0
     for index, char in enumerate(text):
