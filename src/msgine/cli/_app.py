@@ -70,3 +70,16 @@ def _safe(exc: Exception) -> str:
     from msgine.server.logging import redact
 
     return str(redact(str(exc).splitlines()[0] if str(exc) else ""))[:300]
+
+
+def cli_actor() -> Any:
+    """The audit actor for a command-line action: ``cli:<os user>``."""
+    import getpass
+
+    from msgine.server.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(name=f"cli:{user}")

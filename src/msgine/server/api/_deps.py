@@ -7,6 +7,7 @@ from datetime import datetime
 
 from fastapi import Request
 
+from msgine.server.audit import Actor
 from msgine.server.keys import Principal, authenticate
 from msgine.server.runtime import Runtime
 
@@ -71,3 +72,12 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The audit actor for an API call: the key id, the caller's address and the request id."""
+    return Actor(
+        name=principal.key_id,
+        source_ip=client_ip(request),
+        request_id=str(getattr(request.state, "request_id", "") or "") or None,
+    )

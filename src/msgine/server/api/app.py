@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from msgine.server.api import _limits
 from msgine.server.api._errors import error_response
 from msgine.server.api._middleware import PayloadTooLargeError, RequestContextMiddleware
 from msgine.server.api.routes import (
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.state.auth_hooks = []
     app.state.pre_auth_hooks = []
     app.state.shutdown_hooks = []
+    app.state.drain_steps = []
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     for module in (messages, keys, webhooks, compliance, audit, account, simulator):
@@ -90,6 +92,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         install = getattr(module, "install", None)
         if install is not None:
             install(app)
+    _limits.install(app)
     return app
 
 

@@ -1,1 +1,5 @@
-"""The tamper-evident audit log: a hash chain of who did what, when, from where."""
+"""The audit trail: hash-chained, append-only records of security-relevant actions."""
+
+from msgine.server.audit._service import Actor, list_entries, record, verify
+
+__all__ = ["Actor", "list_entries", "record", "verify"]

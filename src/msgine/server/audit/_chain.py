@@ -47,6 +47,7 @@ class AuditEntry:
     request_id: str | None
     outcome: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def canonical_bytes(entry: AuditEntry, prev_hash: str) -> bytes:
         "request_id": entry.request_id,
         "outcome": entry.outcome,
         "details": dict(entry.details),
+        "account_id": entry.account_id,
         "prev_hash": prev_hash,
     }
     return json.dumps(

@@ -1,0 +1,142 @@
+"""The audit trail in the database: append (hash-chained, keyed), list and verify.
+
+Appends are serialised (SQLite has one writer; PostgreSQL takes a transaction-scoped advisory
+lock), so sequence numbers have no gaps and every entry links to the one before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from msgine.server._ids import new_id
+from msgine.server.audit._chain import (
+    GENESIS_HASH,
+    AuditEntry,
+    ChainProblem,
+    entry_hash,
+    verify_chain,
+)
+from msgine.server.crypto import Vault
+from msgine.server.storage._tables import audit_log
+
+_PG_AUDIT_LOCK = 0x61756469
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: an API key id, or ``cli:<user>`` for the command line."""
+
+    name: str
+    source_ip: str | None = None
+    request_id: str | None = None
+
+
+def record(
+    conn: sa.Connection,
+    vault: Vault,
+    actor: Actor,
+    action: str,
+    *,
+    now: datetime,
+    target: str | None = None,
+    outcome: str = "success",
+    account_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> str:
+    """Append one entry in the caller's transaction. ``details`` must hold no secret or
+    personal data: name things by id or blind index, never by value."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    last = conn.execute(
+        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    entry = AuditEntry(
+        seq=seq,
+        id=new_id("aud"),
+        occurred_at=now,
+        actor=actor.name,
+        action=action,
+        target=target,
+        source_ip=actor.source_ip,
+        request_id=actor.request_id,
+        outcome=outcome,
+        details=dict(details or {}),
+        account_id=account_id,
+    )
+    digest = entry_hash(entry, prev, vault.audit_key())
+    conn.execute(
+        sa.insert(audit_log).values(
+            seq=seq,
+            id=entry.id,
+            occurred_at=now,
+            account_id=account_id,
+            actor=entry.actor,
+            action=action,
+            target=target,
+            source_ip=entry.source_ip,
+            request_id=entry.request_id,
+            outcome=outcome,
+            details=entry.details,
+            prev_hash=prev,
+            hash=digest,
+        )
+    )
+    return entry.id
+
+
+def _entry(row: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"],
+        id=row["id"],
+        occurred_at=row["occurred_at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        source_ip=row["source_ip"],
+        request_id=row["request_id"],
+        outcome=row["outcome"],
+        details=row["details"],
+        account_id=row["account_id"],
+    )
+
+
+def _rows(conn: sa.Connection) -> Iterator[tuple[AuditEntry, str, str]]:
+    result = conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)).mappings()
+    for row in result:
+        yield _entry(row), row["prev_hash"], row["hash"]
+
+
+def verify(conn: sa.Connection, vault: Vault) -> ChainProblem | None:
+    return verify_chain(_rows(conn), key=vault.audit_key())
+
+
+def view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "id": row["id"],
+        "occurredAt": row["occurred_at"].isoformat().replace("+00:00", "Z"),
+        "actor": row["actor"],
+        "action": row["action"],
+        "target": row["target"],
+        "sourceIp": row["source_ip"],
+        "requestId": row["request_id"],
+        "outcome": row["outcome"],
+        "details": row["details"],
+        "hash": row["hash"],
+    }
+
+
+def list_entries(
+    conn: sa.Connection, account_id: str, *, limit: int, before_seq: int | None = None
+) -> list[dict[str, Any]]:
+    query = sa.select(audit_log).where(audit_log.c.account_id == account_id)
+    if before_seq is not None:
+        query = query.where(audit_log.c.seq < before_seq)
+    rows = conn.execute(query.order_by(audit_log.c.seq.desc()).limit(limit)).mappings()
+    return [view(r) for r in rows]
