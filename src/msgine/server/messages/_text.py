@@ -51,6 +51,12 @@ def _build_sanitize_table() -> dict[int, str | None]:
 
 _SANITIZE_TABLE = _build_sanitize_table()
 _ZWJ_RUN = re.compile(_ZWJ + "+")
+# Unicode TAG characters are invisible and can smuggle whole hidden sentences. Their only
+# legitimate use is a subdivision flag: BLACK FLAG, tag letters/digits, CANCEL TAG (England).
+_TAGS = re.compile(
+    "(\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]+\U000e007f)|[\U000e0000-\U000e007f]+"
+)
+_FIRST_TAG = "\U000e0000"
 
 
 def _joins(char: str) -> bool:
@@ -74,12 +80,15 @@ def sanitize(text: str) -> str:
 
     Rules (in order): "\\r\\n" and lone "\\r" become "\\n"; TAB becomes a space; VT, FF, NEL and
     U+2028/U+2029 become "\\n"; every other C0 control, DEL, C1 control, bidirectional control,
-    zero-width or invisible formatting character and lone surrogate is removed; ZWJ is kept (once)
-    only between two visible non-ASCII characters; the result is NFC-normalised (canonically
-    equivalent, so the meaning is unchanged, and "e" + combining acute counts, and encodes, as
-    the single GSM-7 character "é"); leading and trailing whitespace is stripped.
+    zero-width or invisible formatting character and lone surrogate is removed; TAG characters
+    are kept only inside a subdivision flag; ZWJ is kept (once) only between two visible
+    non-ASCII characters; the result is NFC-normalised (canonically equivalent, so the meaning
+    is unchanged, and "e" + combining acute counts, and encodes, as the single GSM-7 character
+    "é"); leading and trailing whitespace is stripped.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_SANITIZE_TABLE)
+    if text and max(text) >= _FIRST_TAG:
+        text = _TAGS.sub(lambda match: match.group(1) or "", text)
     if _ZWJ in text:
         text = _ZWJ_RUN.sub(_keep_joiner, text)
     if not unicodedata.is_normalized("NFC", text):
