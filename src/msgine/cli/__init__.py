@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from msgine.cli import (  # noqa: F401  (importing registers the commands)
+    _accounts,
+    _audit,
+    _crypto,
+    _keys,
+    _privacy,
+    _retention,
+    _scan,
+    _serve,
+)
 from msgine.cli._app import app, main
-from msgine.cli import _accounts, _keys, _serve  # noqa: F401  (registers commands)
 
 __all__ = ["app", "main"]

@@ -190,4 +190,7 @@ def background_tasks(runtime: Runtime) -> list[BackgroundTask]:
     async def job_loop(_runtime: Runtime, stop: asyncio.Event) -> None:
         await worker.run(stop)
 
-    return [job_loop]
+    from msgine.server.compliance import _retention
+    from msgine.server.webhooks import _dispatch
+
+    return [job_loop, *_dispatch.background_tasks(runtime), *_retention.background_tasks(runtime)]

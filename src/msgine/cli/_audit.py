@@ -1,0 +1,3 @@
+"""``msgine audit`` commands."""
+
+from __future__ import annotations

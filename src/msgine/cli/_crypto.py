@@ -1,0 +1,3 @@
+"""``msgine crypto`` commands."""
+
+from __future__ import annotations

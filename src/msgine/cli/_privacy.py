@@ -1,0 +1,3 @@
+"""``msgine privacy`` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``msgine retention`` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``msgine scan`` commands."""
+
+from __future__ import annotations
