@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # A common window, if the zones have one, repeats daily; two days also cover DST changes.
@@ -43,15 +44,21 @@ class QuietWindow:
         return local >= self.start or local < self.end
 
 
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    """ZoneInfo keeps only 8 zones alive by itself; a number can map to 40 (North America)."""
+    return ZoneInfo(name)
+
+
 def _resolve(zones: Sequence[str], fallback_zone: str) -> list[ZoneInfo]:
     """Zones that exist in the time-zone database; the fallback zone when none do."""
     resolved = []
     for name in dict.fromkeys(zones):
         try:
-            resolved.append(ZoneInfo(name))
+            resolved.append(_zone(name))
         except (ZoneInfoNotFoundError, ValueError):
             continue
-    return resolved or [ZoneInfo(fallback_zone)]
+    return resolved or [_zone(fallback_zone)]
 
 
 def _allowed(instant: datetime, zones: Sequence[ZoneInfo], window: QuietWindow) -> bool:
