@@ -7,63 +7,27 @@ and a missing service is a failure, so a skip can never hide one.
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-IN_CI = os.environ.get("CI") == "true"
-PG_ADMIN_URL = os.environ.get("MSGINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("MSGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
-RUN_ID = secrets.token_hex(4)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    if not _answers(host, port):
-        message = f"{name} does not answer at {host}:{port}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: .ci/run must start it)")
-        pytest.skip(message)
-
+from support import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    RUN_ID,
+    FakeClock,
+    Gateway,
+    gateway_env,
+    make_settings,
+    require_service,
+    start_gateway,
+)
 
 # --- clocks -------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeClock:
-    """Real time plus an offset, or frozen: tests move it instead of waiting."""
-
-    offset: timedelta = timedelta(0)
-    frozen: datetime | None = None
-
-    def __call__(self) -> datetime:
-        return (self.frozen or datetime.now(UTC)) + self.offset
-
-    def advance(self, **kwargs: float) -> None:
-        self.offset += timedelta(**kwargs)
-
-    def freeze(self, at: datetime) -> None:
-        self.frozen, self.offset = at, timedelta(0)
 
 
 @pytest.fixture
@@ -117,21 +81,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return url
 
 
-def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Any:
-    from msgine.server.config import Settings
-
-    values: dict[str, Any] = {
-        "data_dir": tmp_path / "data",
-        "database_url": database_url,
-        "master_key": MASTER_KEY,
-        "simulator_dlr_delay": 0,
-        "webhook_allow_private": True,
-        "worker_poll_interval": 0.05,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Any:
     return make_settings(tmp_path, database_url)
@@ -178,7 +127,9 @@ class Api:
     def new_account(self, name: str = "other") -> tuple[str, str]:
         from msgine.server.accounts import create_account
 
-        account_id = self.runtime.db.write(lambda conn: create_account(conn, name, self.runtime.now()))
+        account_id = self.runtime.db.write(
+            lambda conn: create_account(conn, name, self.runtime.now())
+        )
         return account_id, self.new_key(account_id=account_id)
 
     async def send(self, key: str | None = None, **body: Any) -> httpx.Response:
@@ -220,104 +171,6 @@ async def api(runtime: Any) -> AsyncIterator[Api]:
 
 
 # --- a real gateway subprocess ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Gateway:
-    base_url: str
-    api_key: str = field(repr=False)
-    env: dict[str, str] = field(repr=False)
-    process: subprocess.Popen[str] = field(repr=False)
-    port: int
-    root: str
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "msgine", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"msgine {args[0]} failed: {result.stderr}")
-        return result
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            if kill:
-                self.process.kill()
-            else:
-                self.process.terminate()
-            self.process.wait(timeout=15)
-
-
-def gateway_env(tmp_path: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
-    env.update(
-        {
-            "MSGINE_DATA_DIR": str(tmp_path / "gw-data"),
-            "MSGINE_SIMULATOR_DLR_DELAY": "0.1",
-            "MSGINE_WEBHOOK_ALLOW_PRIVATE": "true",
-            "MSGINE_WORKER_POLL_INTERVAL": "0.05",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    if database_url:
-        env["MSGINE_DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def start_gateway(
-    env: dict[str, str], *, cwd: Path, port: int | None = None, args: tuple[str, ...] = ()
-) -> Gateway:
-    """Start ``msgine serve`` as a user would; the first start prints the test key once."""
-    port = port or free_port()
-    log = open(cwd / f"gateway-{port}.log", "w")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "msgine", "serve", "--port", str(port), *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    key = ""
-    deadline = time.monotonic() + 30
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"gateway exited: {(cwd / f'gateway-{port}.log').read_text()[-2000:]}")
-        time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError("gateway did not become healthy")
-    os.set_blocking(process.stdout.fileno(), False)
-    output = process.stdout.read() or ""
-    for line in output.splitlines():
-        if line.strip().startswith("msgine_test_"):
-            key = line.strip()
-    return Gateway(
-        base_url=f"http://127.0.0.1:{port}/api/v1",
-        api_key=key,
-        env=env,
-        process=process,
-        port=port,
-        root=str(cwd),
-    )
 
 
 @pytest.fixture
