@@ -24,7 +24,7 @@ from msgine.server.webhooks._transport import (
     WebhookSender,
     parse_retry_after,
 )
-from msgine.server.webhooks._urlpolicy import UrlPolicy
+from msgine.server.webhooks._urlpolicy import ResolvedTarget, UrlPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -483,16 +483,43 @@ async def test_many_concurrent_deliveries_share_a_small_pool(
     assert all(r.ok for r in results)
 
 
-async def test_pinned_backend_refuses_connections_outside_a_checked_delivery(
-    receiver: Receiver,
-) -> None:
+async def test_pinned_backend_connects_only_for_its_checked_target(receiver: Receiver) -> None:
     recording = RecordingBackend()
-    backend = PinnedNetworkBackend(recording)
+    target = ResolvedTarget(
+        url=f"https://hooks.example:{receiver.port}/",
+        host="hooks.example",
+        port=receiver.port,
+        addresses=("127.0.0.1",),
+    )
+    backend = PinnedNetworkBackend(target, recording)
     with pytest.raises(httpcore.ConnectError):
-        await backend.connect_tcp("127.0.0.1", receiver.port)
+        await backend.connect_tcp("other.example", receiver.port)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("hooks.example", receiver.port + 1)
     with pytest.raises(httpcore.ConnectError):
         await backend.connect_unix_socket("/tmp/socket")
     assert recording.connects == []
+    stream = await backend.connect_tcp("hooks.example", receiver.port)
+    await stream.aclose()
+    assert recording.connects == [("127.0.0.1", receiver.port)]
+    assert backend.connected_address == "127.0.0.1"
+
+
+async def test_kept_alive_connection_is_not_reused_for_a_newly_checked_address(
+    receiver: Receiver, client_context: ssl.SSLContext
+) -> None:
+    """Reuse needs the connection's address in the current answer: a new answer, a new socket."""
+    resolver = FixedResolver(["127.0.0.1"], ["127.0.0.1"], ["::1"])
+    backend = RecordingBackend()
+    async with WebhookSender(
+        loopback_policy(resolver), ssl_context=client_context, network_backend=backend
+    ) as sender:
+        url = f"https://hooks.example:{receiver.port}/ok"
+        assert (await sender.send(url, b"{}", HEADERS)).ok
+        assert (await sender.send(url, b"{}", HEADERS)).ok
+        moved = await sender.send(url, b"{}", HEADERS)  # nothing listens on [::1]:port
+    assert moved.error == "connection_error"
+    assert backend.connects == [("127.0.0.1", receiver.port), ("::1", receiver.port)]
 
 
 # --- refusals before any connection ------------------------------------------------------------
