@@ -137,7 +137,7 @@ def create_key(
         "rotated_from": rotated_from,
     }
     conn.execute(sa.insert(api_keys).values(**record))
-    return NewKey(record=get_key(conn, record["id"]), secret=secret)
+    return NewKey(record=get_key(conn, str(record["id"])), secret=secret)
 
 
 def get_key(conn: sa.Connection, key_id: str, account_id: str | None = None) -> dict[str, Any]:
@@ -239,6 +239,7 @@ def rotate_key(
             f"graceHours must be between 0 and {MAX_GRACE_HOURS}.", details={"field": "graceHours"}
         )
     old = get_key(conn, key_id, account_id)
+    scopes: list[str] = old["scopes"]
     if key_state(old, now) != "active":
         raise InvalidRequest("Only an active key can be rotated.")
     new = create_key(
@@ -248,7 +249,7 @@ def rotate_key(
         now=now,
         name=old["name"],
         mode=old["mode"],
-        scopes=old["scopes"],
+        scopes=scopes,
         allowed_ips=old["allowed_ips"],
         expires_at=old["expires_at"],
         rate_limit=old["rate_limit"],

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from msgine.server.storage._tables import jobs, recipients
 log = get_logger("msgine.worker")
 
 JobHandler = Callable[["Worker", dict[str, Any]], Awaitable[None]]
-BackgroundTask = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 MAX_JOB_ATTEMPTS = 10
 
 

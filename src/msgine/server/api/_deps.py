@@ -52,8 +52,8 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         pre: list[Callable[[Request], Awaitable[None]]] = getattr(
             request.app.state, "pre_auth_hooks", []
         )
-        for hook in pre:
-            await hook(request)
+        for pre_hook in pre:
+            await pre_hook(request)
         key = presented_key(request)
         ip = client_ip(request)
         now: datetime = runtime.now()

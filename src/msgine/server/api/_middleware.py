@@ -93,7 +93,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _SAFE_REQUEST_ID.fullmatch(candidate):
-                    return candidate
+                    return str(candidate)
         return new_id("req")
 
     @staticmethod

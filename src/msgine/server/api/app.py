@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +32,7 @@ from msgine.server.runtime import Runtime
 log = get_logger("msgine.api")
 
 API_PREFIX = "/api/v1"
-BackgroundTask = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -129,7 +129,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."
-        return error_response(request, exc.status_code, code, message, headers=exc.headers)
+        return error_response(
+            request, exc.status_code, code, message, headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

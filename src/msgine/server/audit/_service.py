@@ -46,7 +46,7 @@ def record(
     target: str | None = None,
     outcome: str = "success",
     account_id: str | None = None,
-    details: Mapping[str, Any] | None = None,
+    details: Mapping[Any, Any] | None = None,
 ) -> str:
     """Append one entry in the caller's transaction. ``details`` must hold no secret or
     personal data: name things by id or blind index, never by value."""
@@ -90,7 +90,7 @@ def record(
     return entry.id
 
 
-def _entry(row: Mapping[str, Any]) -> AuditEntry:
+def _entry(row: Mapping[Any, Any]) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"],
         id=row["id"],
@@ -116,7 +116,7 @@ def verify(conn: sa.Connection, vault: Vault) -> ChainProblem | None:
     return verify_chain(_rows(conn), key=vault.audit_key())
 
 
-def view(row: Mapping[str, Any]) -> dict[str, Any]:
+def view(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "seq": row["seq"],
         "id": row["id"],

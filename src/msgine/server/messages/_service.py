@@ -152,7 +152,7 @@ def _replay(
     return SendResult(json.loads(body), replayed=True, message_id=row["message_id"])
 
 
-def _idem_row_id(row: Mapping[str, Any]) -> str:
+def _idem_row_id(row: Mapping[Any, Any]) -> str:
     return f"{row['account_id']}/{row['key']}"
 
 

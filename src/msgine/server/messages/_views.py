@@ -31,14 +31,14 @@ def aggregate_status(statuses: Sequence[str]) -> str:
     return "delivered" if "delivered" in present else "failed"
 
 
-def decrypt_phone(vault: Vault, row: Mapping[str, Any]) -> str | None:
+def decrypt_phone(vault: Vault, row: Mapping[Any, Any]) -> str | None:
     blob = row["phone"]
     if blob is None:
         return None
     return vault.decrypt_str(blob, table="recipients", column="phone", row_id=row["id"])
 
 
-def decrypt_content(vault: Vault, row: Mapping[str, Any]) -> str | None:
+def decrypt_content(vault: Vault, row: Mapping[Any, Any]) -> str | None:
     blob = row["content"]
     if blob is None:
         return None
@@ -46,7 +46,7 @@ def decrypt_content(vault: Vault, row: Mapping[str, Any]) -> str | None:
 
 
 def render(
-    message: Mapping[str, Any], rcpts: Sequence[Mapping[str, Any]], vault: Vault
+    message: Mapping[Any, Any], rcpts: Sequence[Mapping[Any, Any]], vault: Vault
 ) -> dict[str, Any]:
     phones = [decrypt_phone(vault, r) for r in rcpts]
     view_recipients = []
@@ -81,7 +81,7 @@ def render(
 
 def load(
     conn: sa.Connection, message_ids: Sequence[str]
-) -> list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
+) -> list[tuple[Mapping[Any, Any], list[Mapping[Any, Any]]]]:
     """Messages with their recipients, in the order of ``message_ids``."""
     if not message_ids:
         return []
@@ -89,7 +89,7 @@ def load(
         r["id"]: r
         for r in conn.execute(sa.select(messages).where(messages.c.id.in_(message_ids))).mappings()
     }
-    by_message: dict[str, list[Mapping[str, Any]]] = {mid: [] for mid in message_ids}
+    by_message: dict[str, list[Mapping[Any, Any]]] = {mid: [] for mid in message_ids}
     query = (
         sa.select(recipients)
         .where(recipients.c.message_id.in_(message_ids))
