@@ -98,6 +98,84 @@ def emit(
     return event_id
 
 
+def message_received(
+    conn: sa.Connection, vault: Vault, inbound: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """Inbound handler: raise ``message.received`` for one stored inbound SMS.
+
+    Registered on the app's inbound handlers, so it runs in the transaction that stores the
+    inbound message: the event exists exactly when the message does.
+    """
+    emit(
+        conn,
+        vault,
+        account_id=inbound["account_id"],
+        event_type="message.received",
+        now=now,
+        fields={
+            "status": "received",
+            "messageId": inbound["id"],
+            "to": inbound.get("to_number"),
+            "from": inbound["from"],
+            "sid": inbound["id"],
+        },
+        data={"message": inbound["text"], "receivedAt": iso(inbound["received_at"])},
+        phone_index=inbound["phone_index"],
+    )
+    return {}
+
+
+def contact_changed(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    opted_out: bool,
+    phone: str,
+    phone_index: str,
+    now: datetime,
+    source: str,
+    keyword: str | None = None,
+) -> str:
+    """``contact.opted_out`` / ``contact.opted_in``, for the compliance code to call in the
+    transaction that changes the suppression list. ``source`` names what caused the change
+    (``keyword``, ``api``...), never a secret."""
+    data: dict[str, Any] = {"source": source}
+    if keyword:
+        data["keyword"] = keyword
+    return emit(
+        conn,
+        vault,
+        account_id=account_id,
+        event_type="contact.opted_out" if opted_out else "contact.opted_in",
+        now=now,
+        fields={"status": "opted_out" if opted_out else "opted_in", "to": None, "from": phone},
+        data=data,
+        phone_index=phone_index,
+    )
+
+
+def key_revoked(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    key_id: str,
+    reason: str,
+    now: datetime,
+) -> str:
+    """``key.revoked``: names the key by id and says why; the key itself is never in a body."""
+    return emit(
+        conn,
+        vault,
+        account_id=account_id,
+        event_type="key.revoked",
+        now=now,
+        fields={"status": "revoked"},
+        data={"keyId": key_id, "reason": reason},
+    )
+
+
 def event_body(conn: sa.Connection, vault: Vault, event_id: str) -> bytes | None:
     blob = conn.execute(sa.select(events.c.body).where(events.c.id == event_id)).scalar()
     if blob is None:

@@ -1,5 +1,38 @@
-"""Routes: account."""
+"""Routes: the account's webhook signing secret (scope ``webhooks:manage``)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api.routes.webhooks import ERRORS, RotateSecret, secret_view
+from msgine.server.keys import Principal
+from msgine.server.webhooks import _endpoints as service
+
+router = APIRouter(tags=["account"])
+manage = require("webhooks:manage")
+
+
+@router.post("/account/webhook-secret", responses=ERRORS)
+async def rotate_webhook_secret(
+    request: Request,
+    principal: Annotated[Principal, Depends(manage)],
+    body: RotateSecret | None = None,
+) -> dict[str, Any]:
+    """The secret that signs per-message ``callbackUrl`` deliveries, shown once.
+
+    The first call creates it; later calls replace it, and the previous one keeps signing
+    alongside the new one for ``graceHours``.
+    """
+    runtime = runtime_of(request)
+    grace = timedelta(hours=(body or RotateSecret()).graceHours)
+    actor, now = actor_of(request, principal), runtime.now()
+    new = await runtime.db.awrite(
+        lambda conn: service.rotate_account_secret(
+            conn, runtime.vault, actor, account_id=principal.account_id, grace=grace, now=now
+        )
+    )
+    return secret_view(new)

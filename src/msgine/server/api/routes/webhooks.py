@@ -1,5 +1,230 @@
-"""Routes: webhooks."""
+"""Routes: webhook endpoints, secrets, deliveries log and replay (scope ``webhooks:manage``)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from starlette.responses import Response
+
+from msgine.server import events
+from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.keys import Principal
+from msgine.server.runtime import Runtime
+from msgine.server.webhooks import _endpoints as service
+from msgine.server.webhooks._dispatch import Dispatcher
+from msgine.server.webhooks._urlpolicy import UrlPolicy
+
+router = APIRouter(tags=["webhooks"])
+manage = require("webhooks:manage")
+Manager = Annotated[Principal, Depends(manage)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid_request, insecure_callback_url"},
+    401: {"description": "unauthorized"},
+    403: {"description": "forbidden"},
+    404: {"description": "not_found"},
+}
+
+
+class CreateEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: StrictStr
+    events: list[StrictStr] | None = Field(default=None, max_length=20)
+    description: StrictStr | None = Field(default=None, max_length=500)
+
+
+class UpdateEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: StrictStr | None = None
+    events: list[StrictStr] | None = Field(default=None, max_length=20)
+    description: StrictStr | None = Field(default=None, max_length=500)
+    enabled: StrictBool | None = None
+
+
+class RotateSecret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    graceHours: float = Field(default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS)
+
+
+def url_policy(runtime: Runtime) -> UrlPolicy:
+    return UrlPolicy(allow_private=runtime.settings.webhook_allow_private)
+
+
+def secret_view(new: service.NewSecret) -> dict[str, Any]:
+    expires = new.previous_expires_at
+    return {
+        "secret": new.secret,
+        "previousSecretExpiresAt": events.iso(expires) if expires else None,
+    }
+
+
+@router.post("/webhooks", status_code=201, responses=ERRORS)
+async def create_endpoint(
+    body: CreateEndpoint, request: Request, principal: Manager
+) -> dict[str, Any]:
+    """Register an endpoint. Its signing secret is in this response and nowhere else."""
+    runtime = runtime_of(request)
+    url = await service.checked_url(body.url, url_policy(runtime))
+    subscribed = service.normalise_events(body.events)
+    actor, now = actor_of(request, principal), runtime.now()
+    row, secret = await runtime.db.awrite(
+        lambda conn: service.create_endpoint(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            url=url,
+            subscribed=subscribed,
+            description=body.description,
+            now=now,
+        )
+    )
+    return {**service.endpoint_view(row), "secret": secret}
+
+
+@router.get("/webhooks", responses=ERRORS)
+async def list_endpoints(request: Request, principal: Manager) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    rows = await runtime.db.aread(lambda conn: service.list_endpoints(conn, principal.account_id))
+    return {"webhooks": [service.endpoint_view(r) for r in rows]}
+
+
+@router.get("/webhooks/{endpoint_id}", responses=ERRORS)
+async def get_endpoint(endpoint_id: str, request: Request, principal: Manager) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    row = await runtime.db.aread(
+        lambda conn: service.get_endpoint(conn, principal.account_id, endpoint_id)
+    )
+    return service.endpoint_view(row)
+
+
+@router.patch("/webhooks/{endpoint_id}", responses=ERRORS)
+async def update_endpoint(
+    endpoint_id: str, body: UpdateEndpoint, request: Request, principal: Manager
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude_none=True)
+    if body.url is not None:
+        changes["url"] = await service.checked_url(body.url, url_policy(runtime))
+    if "events" in body.model_fields_set:
+        changes["events"] = service.normalise_events(body.events)
+    actor, now = actor_of(request, principal), runtime.now()
+    row = await runtime.db.awrite(
+        lambda conn: service.update_endpoint(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            endpoint_id=endpoint_id,
+            changes=changes,
+            now=now,
+        )
+    )
+    return service.endpoint_view(row)
+
+
+@router.delete("/webhooks/{endpoint_id}", status_code=204, responses=ERRORS)
+async def delete_endpoint(endpoint_id: str, request: Request, principal: Manager) -> Response:
+    runtime = runtime_of(request)
+    actor, now = actor_of(request, principal), runtime.now()
+    await runtime.db.awrite(
+        lambda conn: service.delete_endpoint(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            endpoint_id=endpoint_id,
+            now=now,
+        )
+    )
+    return Response(status_code=204)
+
+
+@router.post("/webhooks/{endpoint_id}/rotate-secret", responses=ERRORS)
+async def rotate_secret(
+    endpoint_id: str, request: Request, principal: Manager, body: RotateSecret | None = None
+) -> dict[str, Any]:
+    """A new secret, shown once; the old one keeps signing alongside it for ``graceHours``."""
+    runtime = runtime_of(request)
+    grace = timedelta(hours=(body or RotateSecret()).graceHours)
+    actor, now = actor_of(request, principal), runtime.now()
+    new = await runtime.db.awrite(
+        lambda conn: service.rotate_endpoint_secret(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            endpoint_id=endpoint_id,
+            grace=grace,
+            now=now,
+        )
+    )
+    return {"id": endpoint_id, **secret_view(new)}
+
+
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+@router.get("/webhooks/{endpoint_id}/deliveries", responses=ERRORS)
+async def list_deliveries(
+    endpoint_id: str,
+    request: Request,
+    principal: Manager,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_DELIVERY_PAGE)] = 20,
+    status: DeliveryStatus | None = None,
+) -> dict[str, Any]:
+    """The endpoint's newest deliveries, each with its attempts (time, status, latency, error)."""
+    runtime = runtime_of(request)
+    rows = await runtime.db.aread(
+        lambda conn: service.list_deliveries(
+            conn, principal.account_id, endpoint_id, limit=limit, status=status
+        )
+    )
+    return {"deliveries": [service.delivery_view(r) for r in rows]}
+
+
+@router.post(
+    "/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", status_code=202, responses=ERRORS
+)
+async def replay_delivery(
+    endpoint_id: str, delivery_id: str, request: Request, principal: Manager
+) -> dict[str, Any]:
+    """Send the delivery's event again (same id, same body) as a new delivery."""
+    runtime = runtime_of(request)
+    actor, now = actor_of(request, principal), runtime.now()
+    row = await runtime.db.awrite(
+        lambda conn: service.replay_delivery(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            endpoint_id=endpoint_id,
+            delivery_id=delivery_id,
+            now=now,
+        )
+    )
+    return service.delivery_view(row)
+
+
+def install(app: Any) -> None:
+    """Raise ``message.received`` for inbound SMS, and give ``drain`` a one-pass dispatcher."""
+    handlers = getattr(app.state, "inbound_handlers", None)
+    if handlers is None:
+        handlers = app.state.inbound_handlers = []
+    handlers.append(events.message_received)
+    holder: list[Dispatcher] = []
+
+    async def dispatch_step() -> int:
+        if not holder:
+            holder.append(Dispatcher(app.state.runtime))
+        return await holder[0].run_once()
+
+    async def close_dispatcher() -> None:
+        while holder:
+            await holder.pop().aclose()
+
+    app.state.drain_steps.append(dispatch_step)
+    app.state.shutdown_hooks.append(close_dispatcher)
