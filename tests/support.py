@@ -11,6 +11,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,8 +147,11 @@ def start_gateway(
         text=True,
     )
     key = ""
-    deadline = time.monotonic() + 30
+    lines: list[str] = []
     assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
@@ -162,9 +166,8 @@ def start_gateway(
     else:
         process.kill()
         raise AssertionError("gateway did not become healthy")
-    os.set_blocking(process.stdout.fileno(), False)
-    output = process.stdout.read() or ""
-    for line in output.splitlines():
+    time.sleep(0.2)  # the reader thread has the lines printed before the server started
+    for line in list(lines):
         if line.strip().startswith("msgine_test_"):
             key = line.strip()
     return Gateway(

@@ -47,7 +47,9 @@ def main() -> None:
     from msgine.server.errors import DomainError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns Exit codes in non-standalone mode
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (DomainError, MasterKeyError) as exc:
