@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
 
 from msgine.server.errors import RateLimitExceeded
@@ -20,14 +20,7 @@ from msgine.server.ratelimit import (
     parse_limits,
 )
 
-pytestmark = pytest.mark.anyio
-
 Events = list[tuple[str, dict[str, object]]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -149,7 +142,7 @@ async def test_window_expiry_frees_the_limit(limiter: RateLimiter) -> None:
     assert (await limiter.hit("key", "k", "1/second")).allowed
     refused = await limiter.hit("key", "k", "1/second")
     assert not refused.allowed
-    await anyio.sleep(
+    await asyncio.sleep(
         1.05
     )  # the shortest window `limits` offers; no clock injection in its storages
     assert (await limiter.hit("key", "k", "1/second")).allowed
@@ -226,7 +219,7 @@ async def test_lockout_expires() -> None:
     try:
         await rl.record_auth_failure("198.51.100.1")
         assert await rl.is_locked_out("198.51.100.1") == 1
-        await anyio.sleep(1.05)
+        await asyncio.sleep(1.05)
         assert await rl.is_locked_out("198.51.100.1") == 0
     finally:
         await rl.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -10,13 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import anyio
 import pytest
 import redis
 
 from msgine.server.ratelimit import RateLimiter, opaque_identity
 
-pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+pytestmark = pytest.mark.redis
 
 REDIS_URL = os.environ.get("MSGINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 Events = list[tuple[str, dict[str, object]]]
@@ -27,11 +27,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +265,7 @@ async def test_background_probe_notices_recovery(private_redis: _PrivateRedis, p
             await limiter.hit("key", "key_a", "5/minute")
             if not limiter.degraded:
                 break
-            await anyio.sleep(0.02)
+            await asyncio.sleep(0.02)
         assert not limiter.degraded
         assert events[-1][0] == "ratelimit_storage_recovered"
     finally:

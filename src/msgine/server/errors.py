@@ -89,3 +89,19 @@ class ConsentRequired(DomainError):
 
 class QuietHours(DomainError):
     code = "quiet_hours"
+
+
+class RateLimitRefusal(RateLimitExceeded):
+    """A 429 that also carries its limit's headers (`X-RateLimit-*`, `Retry-After`); the API's
+    handler adds `headers` to the response."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        headers: dict[str, str],
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, details=details)
+        self.headers = headers

@@ -1,5 +1,6 @@
 """Where counts live: shared Redis when configured, in-process memory otherwise or as stand-in.
 
+Memory counts are this package's own (`_memory`); Redis counts go through `limits.aio`.
 When Redis fails, every operation is redone in memory, so limits still apply per process
 instead of failing open (no limits) or failing closed (an outage of Redis becoming an outage of
 the gateway). One event reports the change of state each way; a background probe, at most one
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 import redis.asyncio
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
@@ -27,6 +28,8 @@ from limits.errors import StorageError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from ._memory import MemoryWindows
 
 StrategyName = Literal["moving-window", "sliding-window", "fixed-window"]
 SecurityLog = Callable[[str, dict[str, object]], None]
@@ -43,16 +46,28 @@ _STORAGE_FAILURES = (RedisError, OSError, TimeoutError, StorageError)
 
 @dataclass(frozen=True)
 class Strategies:
-    """The strategies over one storage. `exact` (moving window) serves lock-outs, whose
-    expiry must be exact whatever strategy the operator chose for ordinary limits."""
+    """`limits` strategies over Redis. `exact` (moving window) serves lock-outs, whose expiry
+    must be exact whatever strategy the operator chose for ordinary limits."""
 
     main: Strategy
     exact: Strategy
+
+
+@dataclass(frozen=True)
+class MemoryStores:
+    """In-process counters, the same pair as `Strategies`."""
+
+    main: MemoryWindows
+    exact: MemoryWindows
     standin: bool  # True: memory standing in for an unreachable Redis
 
+    @classmethod
+    def create(cls, strategy: str, *, standin: bool) -> MemoryStores:
+        return cls(MemoryWindows(strategy), MemoryWindows("moving-window"), standin)
 
-def _strategies(storage: MemoryStorage | RedisStorage, name: str, standin: bool) -> Strategies:
-    return Strategies(_STRATEGIES[name](storage), MovingWindowRateLimiter(storage), standin)
+    def clear(self) -> None:
+        self.main.clear()
+        self.exact.clear()
 
 
 def _limits_uri(url: str) -> str:
@@ -78,9 +93,8 @@ class Backend:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(_STRATEGIES)}")
         self._log = security_log
         self._probe_interval = probe_interval
-        memory = MemoryStorage()
-        self.local = _strategies(memory, strategy, standin=False)
-        self._standin = _strategies(memory, strategy, standin=True)
+        self.local = MemoryStores.create(strategy, standin=False)
+        self._standin = MemoryStores.create(strategy, standin=True)
         self._pool: redis.asyncio.ConnectionPool[Any] | None = None
         self._shared: Strategies | None = None
         self._redis: RedisStorage | None = None
@@ -100,7 +114,9 @@ class Backend:
                 # limits types its options narrowly; the pool is passed to redis-py as is.
                 **cast(dict[str, Any], {"connection_pool": self._pool}),
             )
-            self._shared = _strategies(self._redis, strategy, standin=False)
+            self._shared = Strategies(
+                _STRATEGIES[strategy](self._redis), MovingWindowRateLimiter(self._redis)
+            )
         self._degraded = False
         self._next_probe = 0.0
         self._probe: asyncio.Task[bool] | None = None
@@ -113,18 +129,23 @@ class Backend:
     def degraded(self) -> bool:
         return self._degraded
 
-    async def run(self, op: Callable[[Strategies], Awaitable[T]]) -> T:
-        """Run `op` on Redis if configured and answering, else on the memory stand-in."""
+    async def run(
+        self,
+        in_memory: Callable[[MemoryStores], T],
+        in_redis: Callable[[Strategies], Awaitable[T]],
+    ) -> T:
+        """Run `in_redis` if Redis is configured and answering, else `in_memory` (synchronous:
+        memory counts need no await) on this process's counters or the stand-in."""
         if self._shared is None:
-            return await op(self.local)
+            return in_memory(self.local)
         if self._degraded:
             self._maybe_probe()
-            return await op(self._standin)
+            return in_memory(self._standin)
         try:
-            return await op(self._shared)
+            return await in_redis(self._shared)
         except _STORAGE_FAILURES as exc:
             self._set_degraded(True, reason=type(exc).__name__)
-            return await op(self._standin)
+            return in_memory(self._standin)
 
     async def healthy(self) -> bool:
         """Ping Redis now (True without Redis) and record any change of state."""
@@ -151,6 +172,7 @@ class Backend:
                 {"storage": "redis", "fallback": "memory", "reason": reason},
             )
         else:
+            self._standin.clear()  # stand-in counts end with the outage; Redis's apply again
             self._log("ratelimit_storage_recovered", {"storage": "redis"})
 
     async def aclose(self) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
-from msgine.server.errors import RateLimitExceeded
+from msgine.server.errors import RateLimitRefusal
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,8 @@ class RateDecision:
     """Whether a request may pass, described by its tightest limit.
 
     `reset_at` is a Unix time; headers render it as whole Unix seconds (rounded up), the
-    convention of GitHub's and most gateways' `X-RateLimit-Reset`.
+    convention of GitHub's and most gateways' `X-RateLimit-Reset`. `reason` is "lockout" for
+    an address locked out after failed authentications: no limit to describe, only a wait.
     """
 
     allowed: bool
@@ -21,9 +23,12 @@ class RateDecision:
     remaining: int
     reset_at: float
     retry_after: int
+    reason: Literal["limit", "lockout"] = "limit"
 
     def headers(self) -> dict[str, str]:
         """`X-RateLimit-*` headers, plus `Retry-After` (seconds) when refused."""
+        if self.reason == "lockout":
+            return {"Retry-After": str(self.retry_after)}
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
@@ -33,12 +38,19 @@ class RateDecision:
             headers["Retry-After"] = str(self.retry_after)
         return headers
 
-    def error(self) -> RateLimitExceeded:
-        """The domain error the API renders as 429 for a refused decision."""
-        return RateLimitExceeded(
-            f"Rate limit exceeded; retry in {self.retry_after} s.",
+    def error(self) -> RateLimitRefusal:
+        """The domain error the API renders as 429, with these headers, for a refusal."""
+        if self.reason == "lockout":
+            message = "Too many failed authentications from this address"
+            details: dict[str, object] = {"reason": "lockout"}
+        else:
+            message = "Rate limit exceeded"
+            details = {"limit": self.limit, "reset": math.ceil(self.reset_at)}
+        return RateLimitRefusal(
+            f"{message}; retry in {self.retry_after} s.",
             retry_after=self.retry_after,
-            details={"limit": self.limit, "reset": math.ceil(self.reset_at)},
+            headers=self.headers(),
+            details=details,
         )
 
 

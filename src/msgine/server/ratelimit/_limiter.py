@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.util import WindowStats
+from limits import RateLimitItem
 
+from . import _evaluate
 from ._address import address_bucket
-from ._backend import Backend, SecurityLog, Strategies, StrategyName
+from ._backend import Backend, MemoryStores, SecurityLog, Strategies, StrategyName
 from ._decision import RateDecision, seconds_until
+from ._evaluate import Outcome, Row, Win, specs
 from ._geo import GeoPolicy
 from ._identity import check_identity, check_namespace
-from ._parse import as_items, scaled, stable
+from ._lockout import Lockouts
 
 IP_NAMESPACE = "ip"
 # Identities in these namespaces are not personal data and help an operator act on an event.
 _LOGGABLE_NAMESPACES = frozenset({"key", "account", IP_NAMESPACE})
 _RESERVED_NAMESPACES = frozenset({"authfail", "lockout"})
 _STRATEGY_TAGS = {"moving-window": "mw", "sliding-window": "sw", "fixed-window": "fw"}
-_EXACT_TAG = "mw"
 _MAX_REFUSALS_TRACKED = 10_000
 
 Check = tuple[str, str, str | Sequence[RateLimitItem]]
@@ -31,12 +31,8 @@ def _noop_log(event: str, fields: dict[str, object]) -> None:
     return None
 
 
-@dataclass(frozen=True)
-class _Window:
-    namespace: str
-    identity: str
-    item: RateLimitItem
-    stats: WindowStats
+def _locked(seconds: int) -> RateDecision:
+    return RateDecision(False, 0, 0, time.time() + seconds, seconds, reason="lockout")
 
 
 class RateLimiter:
@@ -73,15 +69,10 @@ class RateLimiter:
             timeout=redis_timeout,
             probe_interval=probe_interval,
         )
-        self._auth_items = as_items(auth_failure_limit)
-        self._lock_item = stable(RateLimitItemPerSecond(1, lockout_seconds))
+        self._lockouts = Lockouts(auth_failure_limit, lockout_seconds, degraded_divisor)
         self._divisor = degraded_divisor
         self._strict = frozenset(strict_namespaces)
         self._refused_until: dict[tuple[str, str, str], float] = {}
-        # This process's lock-outs (bucket -> unix time of expiry): checked before any storage
-        # call, and kept while Redis is down. A plain dict: a lookup costs far less than a
-        # storage round, and this runs before every request.
-        self._local_locks: dict[str, float] = {}
         self._namespaces_seen: set[str] = set()
 
     # -- ordinary limits -------------------------------------------------------------------
@@ -93,107 +84,133 @@ class RateLimiter:
         limits: str | Sequence[RateLimitItem],
         *,
         cost: int = 1,
+        report: bool = True,
     ) -> RateDecision:
         """Consume `cost` from every limit, or from none if any lacks room.
 
         `identity` must be opaque: a key id, account id, address, or `opaque_identity()` of a
         recipient number; phone-number-like identities raise ValueError.
         """
-        return await self.hit_many([(namespace, identity, limits)], cost=cost)
+        return await self.hit_many([(namespace, identity, limits)], cost=cost, report=report)
 
-    async def hit_many(self, checks: Sequence[Check], *, cost: int = 1) -> RateDecision:
+    async def hit_many(
+        self, checks: Sequence[Check], *, cost: int = 1, report: bool = True
+    ) -> RateDecision:
         """Like `hit` over several (namespace, identity, limits): all are consumed or none.
 
-        All windows are read first and consumed only if each has room. Each consumption is
-        itself atomic, so no limit is ever exceeded; two requests racing for the last unit
-        can only make the loser spend one unit of the limits it passed before losing.
+        In memory this is exact. In Redis, all windows are read first and consumed only if
+        each has room; each consumption is atomic, so no limit is ever exceeded, and two
+        requests racing for the last unit can only make the loser spend one unit of the limits
+        it passed. `report=False` saves Redis the first read when the caller needs only the
+        verdict, not the room left (a refused request may then spend units of the limits it
+        passed); allowed decisions then report the amount minus `cost` as `remaining`.
         """
-        return await self._evaluate(checks, cost, consume=True)
+        return await self._evaluate(self._windows(checks, cost), cost, True, report)
 
     async def test(
-        self, namespace: str, identity: str, limits: str | Sequence[RateLimitItem]
+        self, namespace: str, identity: str, limits: str | Sequence[RateLimitItem], *, cost: int = 1
     ) -> RateDecision:
-        """The decision a hit of cost 1 would get, without consuming anything."""
-        return await self._evaluate([(namespace, identity, limits)], 1, consume=False)
+        """The decision a hit of `cost` would get, without consuming anything."""
+        return await self._evaluate(
+            self._windows([(namespace, identity, limits)], cost), cost, False, True
+        )
 
-    async def _evaluate(self, checks: Sequence[Check], cost: int, *, consume: bool) -> RateDecision:
+    async def admit_address(self, ip: str, limits: str | Sequence[RateLimitItem]) -> RateDecision:
+        """Before authentication: refuse a locked-out address, else count the request against
+        the per-address limit. One storage round in Redis (both run concurrently)."""
+        bucket = address_bucket(ip)
+        left = self._lockouts.local(bucket, time.time())
+        if left:
+            return _locked(left)
+        windows = self._windows([(IP_NAMESPACE, ip, limits)], 1)
+
+        def in_memory(stores: MemoryStores) -> RateDecision:
+            left = self._lockouts.in_memory(stores, bucket)
+            if left:
+                return _locked(left)
+            return self._decide(_evaluate.in_memory(stores, windows, 1, True, *self._scaling))
+
+        async def in_redis(strategies: Strategies) -> RateDecision:
+            left, outcome = await asyncio.gather(
+                self._lockouts.in_redis(strategies, bucket),
+                _evaluate.in_redis(strategies, self._tag, windows, 1, True, False),
+            )
+            return _locked(left) if left else self._decide(outcome)
+
+        return await self._backend.run(in_memory, in_redis)
+
+    async def _evaluate(
+        self, windows: list[Win], cost: int, consume: bool, report: bool
+    ) -> RateDecision:
+        def in_memory(stores: MemoryStores) -> RateDecision:
+            return self._decide(
+                _evaluate.in_memory(stores, windows, cost, consume, *self._scaling), consume, cost
+            )
+
+        async def in_redis(strategies: Strategies) -> RateDecision:
+            outcome = await _evaluate.in_redis(
+                strategies, self._tag, windows, cost, consume, report
+            )
+            return self._decide(outcome, consume, cost)
+
+        return await self._backend.run(in_memory, in_redis)
+
+    @property
+    def _scaling(self) -> tuple[frozenset[str], int]:
+        return self._strict, self._divisor
+
+    def _windows(self, checks: Sequence[Check], cost: int) -> list[Win]:
         if cost < 1:
             raise ValueError("cost must be at least 1")
         if not checks:
             raise ValueError("at least one check is needed")
-        prepared = [self._prepare(ns, identity, limits) for ns, identity, limits in checks]
+        windows: list[Win] = []
+        for namespace, identity, limits in checks:
+            if namespace not in self._namespaces_seen:
+                check_namespace(namespace)
+                if namespace in _RESERVED_NAMESPACES:
+                    raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
+                self._namespaces_seen.add(namespace)
+            if namespace == IP_NAMESPACE:
+                identity = address_bucket(identity)
+            check_identity(identity)
+            windows.extend(Win(namespace, identity, spec) for spec in specs(limits))
+        return windows
 
-        async def op(strategies: Strategies) -> RateDecision:
-            windows: list[_Window] = []
-            for namespace, identity, items in prepared:
-                if strategies.standin and namespace in self._strict:
-                    items = tuple(scaled(item, self._divisor) for item in items)
-                for item in items:
-                    stats = await strategies.main.get_window_stats(
-                        item, *self._ids(namespace, identity)
-                    )
-                    windows.append(_Window(namespace, identity, item, stats))
-            now = time.time()
-            refused = [w for w in windows if w.stats.remaining < cost]
-            if refused:
-                return self._refuse(refused, now)
-            if consume:
-                for w in windows:
-                    if not await strategies.main.hit(
-                        w.item, *self._ids(w.namespace, w.identity), cost=cost
-                    ):
-                        return self._refuse([w], now)  # lost a race for the last unit
-            return self._allow(windows, cost if consume else 0, now)
+    def _decide(self, outcome: Outcome, consume: bool = True, cost: int = 1) -> RateDecision:
+        now = outcome.now
+        if not outcome.allowed:
+            return self._refuse(outcome.rows, now)
+        tightest = min(outcome.rows, key=lambda r: (r.remaining, r.reset_at))
+        reset_at = tightest.reset_at
+        if reset_at <= now:  # the window was empty: it starts with this request
+            reset_at = now + tightest.win.expiry
+        spent = cost if consume else 0
+        return RateDecision(True, tightest.amount, tightest.remaining - spent, reset_at, 0)
 
-        return await self._backend.run(op)
+    def _refuse(self, refused: list[Row], now: float) -> RateDecision:
+        worst = max(refused, key=lambda r: r.reset_at)
+        retry_after = seconds_until(worst.reset_at, now)
+        for row in refused:
+            self._report_refusal(row, now, retry_after)
+        return RateDecision(False, worst.amount, 0, now + retry_after, retry_after)
 
-    def _prepare(
-        self, namespace: str, identity: str, limits: str | Sequence[RateLimitItem]
-    ) -> tuple[str, str, tuple[RateLimitItem, ...]]:
-        if namespace not in self._namespaces_seen:
-            check_namespace(namespace)
-            if namespace in _RESERVED_NAMESPACES:
-                raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
-            self._namespaces_seen.add(namespace)
-        if namespace == IP_NAMESPACE:
-            identity = address_bucket(identity)
-        check_identity(identity)
-        return namespace, identity, as_items(limits)
-
-    def _ids(self, namespace: str, identity: str) -> tuple[str, str, str]:
-        return (self._tag, namespace, identity)
-
-    def _allow(self, windows: list[_Window], spent: int, now: float) -> RateDecision:
-        tightest = min(windows, key=lambda w: (w.stats.remaining, w.stats.reset_time))
-        reset_at = tightest.stats.reset_time
-        if reset_at <= now:  # window was empty: it starts with this request
-            reset_at = now + tightest.item.get_expiry()
-        return RateDecision(
-            True, tightest.item.amount, tightest.stats.remaining - spent, reset_at, 0
-        )
-
-    def _refuse(self, refused: list[_Window], now: float) -> RateDecision:
-        worst = max(refused, key=lambda w: w.stats.reset_time)
-        retry_after = seconds_until(worst.stats.reset_time, now)
-        for w in refused:
-            self._report_refusal(w, now, retry_after)
-        return RateDecision(False, worst.item.amount, 0, now + retry_after, retry_after)
-
-    def _report_refusal(self, window: _Window, now: float, retry_after: int) -> None:
+    def _report_refusal(self, row: Row, now: float, retry_after: int) -> None:
         """One `ratelimit_exceeded` event per identity and window, not one per request."""
-        key = (window.namespace, window.identity, str(window.item))
+        win = row.win
+        key = (win.namespace, win.identity, str(win.key[2]))
         if self._refused_until.get(key, 0.0) > now:
             return
         if len(self._refused_until) >= _MAX_REFUSALS_TRACKED:
             self._refused_until.clear()
         self._refused_until[key] = now + retry_after
         fields: dict[str, object] = {
-            "namespace": window.namespace,
-            "limit": str(window.item),
+            "namespace": win.namespace,
+            "limit": f"{row.amount} per {win.item.multiples} {win.item.GRANULARITY.name}",
             "retryAfter": retry_after,
         }
-        if window.namespace in _LOGGABLE_NAMESPACES:
-            fields["identity"] = window.identity
+        if win.namespace in _LOGGABLE_NAMESPACES:
+            fields["identity"] = win.identity
         self._log("ratelimit_exceeded", fields)
 
     # -- authentication lock-outs ------------------------------------------------------------
@@ -206,58 +223,36 @@ class RateLimiter:
         guesses, so the local limit is stricter rather than looser.
         """
         bucket = address_bucket(ip)
+        lockouts = self._lockouts
 
-        async def op(strategies: Strategies) -> bool:
-            items = self._auth_items
-            if strategies.standin:
-                items = tuple(scaled(item, self._divisor) for item in items)
-            exhausted = False
-            for item in items:
-                ids = (_EXACT_TAG, "authfail", bucket)
-                counted = await strategies.exact.hit(item, *ids)
-                stats = await strategies.exact.get_window_stats(item, *ids)
-                exhausted = exhausted or not counted or stats.remaining <= 0
-            return exhausted and await self._lock(strategies, bucket)
+        def in_memory(stores: MemoryStores) -> bool:
+            return lockouts.fail_in_memory(stores, bucket)
 
-        if await self._backend.run(op):
+        async def in_redis(strategies: Strategies) -> bool:
+            return await lockouts.fail_in_redis(strategies, bucket)
+
+        if await self._backend.run(in_memory, in_redis):
             # Also lock in this process's memory: the lock-out survives a later Redis outage.
-            self._lock_locally(bucket)
+            lockouts.lock_locally(bucket)
             self._log(
                 "auth_lockout",
-                {
-                    "ip": bucket,
-                    "seconds": self._lock_item.get_expiry(),
-                    "degraded": self._backend.degraded,
-                },
+                {"ip": bucket, "seconds": lockouts.seconds, "degraded": self._backend.degraded},
             )
-
-    async def _lock(self, strategies: Strategies, bucket: str) -> bool:
-        """Start a lock-out; False if one is already running (it is not extended)."""
-        return bool(await strategies.exact.hit(self._lock_item, _EXACT_TAG, "lockout", bucket))
 
     async def is_locked_out(self, ip: str) -> int:
         """Seconds left of the address's lock-out (0 if none), from local or shared state."""
         bucket = address_bucket(ip)
+        left = self._lockouts.local(bucket, time.time())
+        if left:
+            return left
 
-        async def op(strategies: Strategies) -> int:
-            stats = await strategies.exact.get_window_stats(
-                self._lock_item, _EXACT_TAG, "lockout", bucket
-            )
-            return seconds_until(stats.reset_time, time.time()) if stats.remaining <= 0 else 0
+        def in_memory(stores: MemoryStores) -> int:
+            return self._lockouts.in_memory(stores, bucket)
 
-        until = self._local_locks.get(bucket)
-        if until is not None:
-            now = time.time()
-            if until > now:
-                return seconds_until(until, now)
-            del self._local_locks[bucket]
-        return await self._backend.run(op)
+        async def in_redis(strategies: Strategies) -> int:
+            return await self._lockouts.in_redis(strategies, bucket)
 
-    def _lock_locally(self, bucket: str) -> None:
-        now = time.time()
-        if len(self._local_locks) >= _MAX_REFUSALS_TRACKED:
-            self._local_locks = {b: t for b, t in self._local_locks.items() if t > now}
-        self._local_locks[bucket] = now + self._lock_item.get_expiry()
+        return await self._backend.run(in_memory, in_redis)
 
     # -- geo permissions ---------------------------------------------------------------------
 
