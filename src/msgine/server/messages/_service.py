@@ -20,7 +20,7 @@ from msgine.server.accounts import policy_of
 from msgine.server.compliance._gate import Decision, evaluate, identify
 from msgine.server.crypto import Vault
 from msgine.server.errors import IdempotencyConflict, InvalidRequest, NotFound
-from msgine.server.keys import Principal
+from msgine.server.keys import Mode, Principal
 from msgine.server.messages import _views
 from msgine.server.messages._numbers import parse_recipients, region_of
 from msgine.server.messages._sender import validate_sender_id
@@ -40,6 +40,8 @@ MAX_SCHEDULE_AHEAD = timedelta(days=35)
 # A scheduledFor this close to now counts as "now": clocks differ a little between machines.
 SCHEDULE_SLACK = timedelta(seconds=60)
 SUBMIT_JOB = "submit"
+#: ``messages.key_id`` of replies the gateway sends on its own (no API key sent them).
+SYSTEM_REPLY_KEY_ID = "system:reply"
 
 
 @dataclass(frozen=True)
@@ -166,11 +168,13 @@ def accept(
     price_per_segment: int,
     currency: str,
     prechecked: Mapping[str, str] | None = None,
+    indexes: Sequence[str] | None = None,
 ) -> SendResult:
     """Store the message (or return the earlier response for a repeated idempotency key).
 
     ``prechecked`` maps a recipient number to an error code decided before the transaction
     (rate limits, geo permissions); those recipients are rejected, the others go ahead.
+    ``indexes`` overrides the recipients' lookup tokens (system replies, see ``accept_reply``).
     """
     replay = _replay(conn, vault, principal.account_id, cmd, now)
     if replay is not None:
@@ -179,7 +183,8 @@ def accept(
     policy = policy_of(conn, account_id)
     content = identify(cmd.content, policy, cmd.type)
     info = segment_info(content)
-    indexes = [vault.blind_index(account_id, n) for n in cmd.to]
+    if indexes is None:
+        indexes = [vault.blind_index(account_id, n) for n in cmd.to]
     send_at = cmd.scheduled_for or now
     decisions = evaluate(
         conn,
@@ -283,6 +288,56 @@ def accept(
             )
         )
     return SendResult(response, replayed=False, message_id=message_id)
+
+
+def accept_reply(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    mode: Mode,
+    to: str,
+    content: str,
+    sender: str | None,
+    phone_index: str,
+    now: datetime,
+    price_per_segment: int,
+    currency: str,
+) -> str:
+    """A system reply from the account to one number (opt-out confirmation, help answer).
+
+    It is an ordinary transactional message in every other respect. ``phone_index`` is chosen
+    by the compliance module, which files replies under their own token so that the one
+    confirmation of an opt-out is not stopped by that very opt-out. Returns the message id.
+    """
+    cmd = build_command(
+        to=to,
+        message=content,
+        sender=sender,
+        callback_url=None,
+        scheduled_for=None,
+        message_type="transactional",
+        idempotency_key=None,
+        now=now,
+    )
+    principal = Principal(
+        key_id=SYSTEM_REPLY_KEY_ID,
+        account_id=account_id,
+        mode=mode,
+        scopes=frozenset(),
+        rate_limit=None,
+    )
+    result = accept(
+        conn,
+        vault,
+        principal,
+        cmd,
+        now=now,
+        price_per_segment=price_per_segment,
+        currency=currency,
+        indexes=[phone_index],
+    )
+    return result.message_id
 
 
 def get_message(

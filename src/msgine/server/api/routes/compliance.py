@@ -1,5 +1,233 @@
-"""Routes: compliance."""
+"""Routes: consents, suppressions, privacy requests and the account's compliance policy.
 
-from fastapi import APIRouter
+Every route needs the ``compliance:manage`` scope and acts on the caller's own account only.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
+from msgine.server.compliance._inbound import InboundHandler, Pricing, inbound_handler
+from msgine.server.errors import NotFound
+from msgine.server.events import iso
+from msgine.server.keys import Principal
+from msgine.server.messages._numbers import normalize_number
+
+router = APIRouter(tags=["compliance"])
+can_manage = require("compliance:manage")
+Caller = Annotated[Principal, Depends(can_manage)]
+
+
+class ConsentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: Literal["marketing", "transactional"]
+    source: StrictStr = Field(min_length=1, max_length=200)
+    evidence: StrictStr | dict[str, Any] | None = None
+
+
+class EraseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: StrictStr
+
+
+# --- consents -----------------------------------------------------------------------------
+
+
+@router.put("/consents/{phone}", summary="Record a consent for a number")
+async def put_consent(
+    phone: str, body: ConsentBody, request: Request, principal: Caller
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    index = runtime.vault.blind_index(principal.account_id, number)
+    actor, now = actor_of(request, principal), runtime.now()
+
+    def apply(conn: Any) -> dict[str, Any]:
+        _consents.grant(
+            conn,
+            runtime.vault,
+            account_id=principal.account_id,
+            phone=number,
+            phone_index=index,
+            purpose=body.purpose,
+            source=body.source.strip(),
+            evidence=body.evidence,
+            now=now,
+            actor=actor,
+        )
+        return _consents.summary(conn, runtime.vault, principal.account_id, number, index)
+
+    return await runtime.db.awrite(apply)
+
+
+@router.get("/consents/{phone}", summary="A number's consents and their history")
+async def get_consent(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    index = runtime.vault.blind_index(principal.account_id, number)
+    return await runtime.db.aread(
+        lambda conn: _consents.summary(conn, runtime.vault, principal.account_id, number, index)
+    )
+
+
+@router.delete("/consents/{phone}", summary="Withdraw a number's consent (one purpose or all)")
+async def delete_consent(
+    phone: str,
+    request: Request,
+    principal: Caller,
+    purpose: Annotated[Literal["marketing", "transactional"] | None, Query()] = None,
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    index = runtime.vault.blind_index(principal.account_id, number)
+    actor, now = actor_of(request, principal), runtime.now()
+
+    def apply(conn: Any) -> dict[str, Any]:
+        _consents.withdraw(
+            conn,
+            runtime.vault,
+            account_id=principal.account_id,
+            phone_index=index,
+            purpose=purpose,
+            now=now,
+            actor=actor,
+        )
+        return _consents.summary(conn, runtime.vault, principal.account_id, number, index)
+
+    return await runtime.db.awrite(apply)
+
+
+# --- suppressions -------------------------------------------------------------------------
+
+
+@router.get("/suppressions", summary="Numbers this account must not message, newest first")
+async def get_suppressions(
+    request: Request,
+    principal: Caller,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    return await runtime.db.aread(
+        lambda conn: _suppressions.list_page(
+            conn, runtime.vault, principal.account_id, page=page, limit=limit
+        )
+    )
+
+
+@router.delete("/suppressions/{phone}", summary="Take a number off the suppression list")
+async def delete_suppression(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    index = runtime.vault.blind_index(principal.account_id, number)
+    actor, now = actor_of(request, principal), runtime.now()
+
+    def apply(conn: Any) -> dict[str, Any]:
+        from msgine.server.audit import record
+
+        if not _suppressions.lift(conn, principal.account_id, index):
+            raise NotFound("This number is not on the suppression list.")
+        record(
+            conn,
+            runtime.vault,
+            actor,
+            "suppression.removed",
+            now=now,
+            account_id=principal.account_id,
+        )
+        return {"phone": number, "suppressed": False, "removedAt": iso(now)}
+
+    return await runtime.db.awrite(apply)
+
+
+# --- privacy ------------------------------------------------------------------------------
+
+
+@router.get("/privacy/export", summary="Everything this account holds about a number")
+async def privacy_export(
+    request: Request, principal: Caller, phone: Annotated[str, Query(min_length=1)]
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    actor, now = actor_of(request, principal), runtime.now()
+    found = await runtime.db.awrite(
+        lambda conn: _privacy.export_number(
+            conn, runtime.vault, [principal.account_id], number, actor=actor, now=now
+        )
+    )
+    return {"phone": number, "exportedAt": iso(now), **found[0]}
+
+
+@router.post("/privacy/erase", summary="Erase a number from this account")
+async def privacy_erase(body: EraseBody, request: Request, principal: Caller) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    number = normalize_number(body.phone, field="phone")
+    actor = actor_of(request, principal)
+    results = await asyncio.to_thread(
+        _privacy.erase_number, runtime, [principal.account_id], number, actor=actor
+    )
+    return {"erased": True, **results[0]}
+
+
+# --- policy -------------------------------------------------------------------------------
+
+
+@router.get("/account/policy", summary="This account's compliance and retention policy")
+async def get_policy(request: Request, principal: Caller) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    return await runtime.db.aread(lambda conn: _policy.read(conn, principal.account_id))
+
+
+@router.patch("/account/policy", summary="Change some of this account's policy fields")
+async def patch_policy(
+    request: Request, principal: Caller, changes: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    actor, now = actor_of(request, principal), runtime.now()
+    return await runtime.db.awrite(
+        lambda conn: _policy.change(
+            conn, runtime.vault, principal.account_id, changes, actor=actor, now=now
+        )
+    )
+
+
+# --- inbound keywords ---------------------------------------------------------------------
+
+
+def _add_handler(app: Any, handler: InboundHandler) -> None:
+    handlers: list[InboundHandler] | None = getattr(app.state, "inbound_handlers", None)
+    if handlers is None:
+        handlers = []
+        app.state.inbound_handlers = handlers
+    if handler not in handlers:
+        handlers.append(handler)
+
+
+def install(app: Any) -> None:
+    """Answer STOP/START/HELP in every inbound message.
+
+    The handler is added now and again when the app starts, because a router installed later
+    may start the list afresh; adding it is idempotent.
+    """
+    settings = app.state.runtime.settings
+    handler = inbound_handler(Pricing(settings.price_per_segment, settings.currency))
+    _add_handler(app, handler)
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
+        _add_handler(app, handler)
+        async with previous(lifespan_app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,129 @@
+"""The suppression list: numbers an account must not message (opt-outs).
+
+A row is keyed by the number's blind index, which is all the send path needs. The number itself
+is kept encrypted only so the list can be shown to the account; erasure removes it and keeps the
+index, so an erased person who opted out is still never messaged again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from msgine.server.crypto import Vault
+from msgine.server.events import iso
+from msgine.server.storage._tables import suppressions
+
+OPT_OUT = "opt_out"
+
+
+def _row_id(account_id: str, phone_index: str) -> str:
+    return f"{account_id}/{phone_index}"
+
+
+def suppress(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    phone: str,
+    phone_index: str,
+    reason: str,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Add a number; False when it was already on the list (the first entry is kept)."""
+    values = {
+        "account_id": account_id,
+        "phone_index": phone_index,
+        "phone": vault.encrypt_str(
+            phone, table="suppressions", column="phone", row_id=_row_id(account_id, phone_index)
+        ),
+        "reason": reason,
+        "source": source,
+        "created_at": now,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    result = conn.execute(dialect.insert(suppressions).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)
+
+
+def lift(conn: sa.Connection, account_id: str, phone_index: str) -> bool:
+    """Remove a number from the list; False when it was not on it."""
+    result = conn.execute(
+        sa.delete(suppressions).where(
+            suppressions.c.account_id == account_id, suppressions.c.phone_index == phone_index
+        )
+    )
+    return bool(result.rowcount)
+
+
+def forget_number(conn: sa.Connection, account_id: str, phone_index: str) -> bool:
+    """Erasure: drop the stored number, keep the keyed index (and so the block)."""
+    result = conn.execute(
+        sa.update(suppressions)
+        .where(suppressions.c.account_id == account_id, suppressions.c.phone_index == phone_index)
+        .values(phone=None)
+    )
+    return bool(result.rowcount)
+
+
+def _view(vault: Vault, row: Any) -> dict[str, Any]:
+    phone = None
+    if row["phone"] is not None:
+        phone = vault.decrypt_str(
+            row["phone"],
+            table="suppressions",
+            column="phone",
+            row_id=_row_id(row["account_id"], row["phone_index"]),
+        )
+    return {
+        "phone": phone,
+        "erased": phone is None,
+        "reason": row["reason"],
+        "source": row["source"],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+def find(
+    conn: sa.Connection, vault: Vault, account_id: str, phone_index: str
+) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            sa.select(suppressions).where(
+                suppressions.c.account_id == account_id,
+                suppressions.c.phone_index == phone_index,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _view(vault, row)
+
+
+def list_page(
+    conn: sa.Connection, vault: Vault, account_id: str, *, page: int, limit: int
+) -> dict[str, Any]:
+    """The account's list, newest first. Erased entries show no number."""
+    where = suppressions.c.account_id == account_id
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(suppressions).where(where)
+    ).scalar_one()
+    rows = conn.execute(
+        sa.select(suppressions)
+        .where(where)
+        .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
+        .limit(limit)
+        .offset((page - 1) * limit)
+    ).mappings()
+    return {
+        "suppressions": [_view(vault, r) for r in rows],
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "pages": (total + limit - 1) // limit if total else 0,
+    }
