@@ -1,0 +1,44 @@
+"""Webhook fixtures: a CA the gateway trusts, and a scriptable HTTPS receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from webhook_receiver import Receiver, start_receiver
+
+from support import make_settings
+
+
+@pytest.fixture(scope="session")
+def webhook_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(webhook_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The receiver's CA as a PEM file, for MSGINE_WEBHOOK_CA_BUNDLE."""
+    path = tmp_path_factory.mktemp("ca") / "receiver-ca.pem"
+    webhook_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def receiver(webhook_ca: trustme.CA) -> Iterator[Receiver]:
+    """A real HTTPS receiver on 127.0.0.1 with a certificate from the test CA."""
+    rec, server = start_receiver(webhook_ca)
+    try:
+        yield rec
+    finally:
+        rec.closing.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None, ca_bundle: Path) -> Any:
+    """The suite's settings, trusting the receiver CA, with a short delivery timeout."""
+    return make_settings(tmp_path, database_url, webhook_ca_bundle=ca_bundle, webhook_timeout=1.0)
