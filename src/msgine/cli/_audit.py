@@ -1,3 +1,87 @@
-"""``msgine audit`` commands."""
+"""``msgine audit verify`` and ``msgine audit list``."""
 
 from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from msgine.cli._app import app, emit_json, runtime
+
+audit = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+
+
+def security_logging(settings: Any) -> None:
+    """Send this command's security events to the configured security log, as ``serve`` does,
+    so an alert raised from the command line is not lost. On stderr only warnings appear: a
+    command's own output stays one line per result."""
+    import logging
+
+    from msgine.server.logging import configure_logging
+
+    path = settings.security_log_path
+    configure_logging(level="WARNING", security_log_path=str(path) if path else None)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+
+
+@audit.command("verify")
+def verify() -> None:
+    """Check the whole chain: exit 1 naming the first edited, deleted or reordered entry."""
+    import sqlalchemy as sa
+
+    from msgine.server.audit import verify as verify_chain
+    from msgine.server.storage._tables import audit_log
+
+    with runtime() as rt:
+        security_logging(rt.settings)
+
+        def check(conn: sa.Connection) -> tuple[Any, int]:
+            count = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
+            return verify_chain(conn, rt.vault), int(count)
+
+        problem, count = rt.db.read(check)
+    if problem is None:
+        typer.echo(f"ok: {count} entries")
+        return
+    from msgine.server.logging import security_event
+
+    security_event(
+        "audit_chain_broken", seq=problem.seq, entry_id=problem.id, reason=problem.reason
+    )
+    entry = problem.id or "(missing)"
+    typer.echo(
+        f"error: audit log broken at seq {problem.seq}, id {entry}: {problem.reason}", err=True
+    )
+    raise typer.Exit(1)
+
+
+@audit.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The newest entries of every account and of the gateway itself, newest first."""
+    import sqlalchemy as sa
+
+    from msgine.server.audit._service import view
+    from msgine.server.storage._tables import audit_log
+
+    with runtime() as rt:
+        rows = rt.db.read(
+            lambda conn: [
+                view(r)
+                for r in conn.execute(
+                    sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+                ).mappings()
+            ]
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(
+            f"{r['seq']:>6}  {r['occurredAt']}  {r['actor']}  {r['action']}  "
+            f"{r['target'] or '-'}  {r['outcome']}"
+        )

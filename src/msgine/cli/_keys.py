@@ -1,4 +1,4 @@
-"""``msgine keys``: create, list, rotate, revoke."""
+"""``msgine keys``: create, list, rotate, revoke, compromise; audited as ``cli:<user>``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, emit_json, fail, runtime
+from msgine.cli._app import app, cli_actor, emit_json, fail, runtime
 
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
@@ -41,11 +41,17 @@ def show_new_key(new: Any, now: Any, as_json: bool) -> None:
 
 @keys.command("create")
 def create(
-    account: Annotated[str | None, typer.Option(help="Account id or name (default: the first)")] = None,
+    account: Annotated[
+        str | None, typer.Option(help="Account id or name (default: the first)")
+    ] = None,
     name: Annotated[str, typer.Option(help="A label for the key")] = "",
     mode: Annotated[str, typer.Option(help="test or live")] = "test",
-    scopes: Annotated[str | None, typer.Option(help="Comma-separated scopes (default: all)")] = None,
-    allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed CIDR (repeatable)")] = None,
+    scopes: Annotated[
+        str | None, typer.Option(help="Comma-separated scopes (default: all)")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="Allowed CIDR (repeatable)")
+    ] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
     rate_limit: Annotated[str | None, typer.Option(help="e.g. '100/minute;20/second'")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -71,6 +77,7 @@ def create(
                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
                 rate_limit=rate_limit,
                 created_by="cli",
+                actor=cli_actor(),
             )
         )
     show_new_key(new, now, as_json)
@@ -92,7 +99,9 @@ def list_(
         emit_json(views)
         return
     for v in views:
-        flag = "  ROTATE (older than 90 days)" if v["rotationDue"] and v["status"] == "active" else ""
+        flag = (
+            "  ROTATE (older than 90 days)" if v["rotationDue"] and v["status"] == "active" else ""
+        )
         typer.echo(
             f"{v['id']}  {v['mode']:4}  {v['status']:7}  {v['redactedKey']}  "
             f"age={v['ageDays']}d  last_used={v['lastUsedAt'] or 'never'}{flag}"
@@ -102,7 +111,9 @@ def list_(
 @keys.command("rotate")
 def rotate(
     key_id: Annotated[str, typer.Argument(metavar="ID")],
-    grace_hours: Annotated[float, typer.Option(min=0, max=720, help="Old key keeps working this long")] = 24,
+    grace_hours: Annotated[
+        float, typer.Option(min=0, max=720, help="Old key keeps working this long")
+    ] = 24,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Issue a replacement key; the old one works until the grace period ends."""
@@ -111,7 +122,14 @@ def rotate(
     with runtime() as rt:
         now = rt.now()
         new = rt.db.write(
-            lambda conn: rotate_key(conn, rt.vault, key_id, now=now, grace=timedelta(hours=grace_hours))
+            lambda conn: rotate_key(
+                conn,
+                rt.vault,
+                key_id,
+                now=now,
+                grace=timedelta(hours=grace_hours),
+                actor=cli_actor(),
+            )
         )
     show_new_key(new, now, as_json)
 
@@ -123,5 +141,39 @@ def revoke(key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
     with runtime() as rt:
         now = rt.now()
-        rt.db.write(lambda conn: revoke_key(conn, key_id, now=now))
+        rt.db.write(
+            lambda conn: revoke_key(conn, key_id, now=now, vault=rt.vault, actor=cli_actor())
+        )
     typer.echo(f"revoked {key_id}")
+
+
+@keys.command("compromise")
+def compromise(
+    key_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Revoke a leaked key now, issue its replacement (shown once) and report its usage."""
+    from msgine.cli._audit import security_logging
+    from msgine.server.incident import compromise as contain
+    from msgine.server.keys import public_view
+
+    with runtime() as rt:
+        security_logging(rt.settings)
+        now = rt.now()
+        result = contain(rt.db, rt.vault, key_id, now=now, actor=cli_actor())
+    replacement = {**public_view(result.replacement.record, now), "key": result.replacement.secret}
+    if as_json:
+        # The same shape as POST /keys/{id}/compromise: the replacement, then the report.
+        emit_json({**replacement, "compromisedKeyId": key_id, "report": result.report})
+        return
+    report = result.report
+    typer.echo(f"revoked {key_id} (compromised); webhooks get key.revoked")
+    typer.echo(f"replacement id: {replacement['id']}")
+    typer.echo(f"replacement key: {result.replacement.secret}")
+    typer.echo("Store the replacement now: it is shown only once.", err=True)
+    typer.echo(
+        f"usage: first={report['firstUsedAt'] or 'never'} last={report['lastUsedAt'] or 'never'} "
+        f"requests={report['totalRequests']} messages={report['messagesSent']}"
+    )
+    for row in report["requestsByAddress"]:
+        typer.echo(f"  {row['sourceIp']}: {row['requests']} requests")

@@ -1,3 +1,84 @@
-"""``msgine scan`` commands."""
+"""``msgine scan PATH...``: leaked MsGine keys in files and git history (docs/leak-scanning.md).
+
+Without ``--revoke`` the scan needs no gateway configuration and opens no database, so it runs
+anywhere (pre-commit, CI). With ``--revoke`` it opens this gateway's database and revokes the
+found keys that this gateway issued.
+"""
 
 from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from msgine.cli._app import app, cli_actor, emit_json, fail, runtime
+
+EXIT_USAGE = 2
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories")],
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Only the files as they are now")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of findings")] = False,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Revoke found keys that this gateway issued")
+    ] = False,
+) -> None:
+    """Find MsGine keys (redacted in the output); exit 1 when a live key is found."""
+    from msgine.server.scan import ScanError, format_finding, scan_paths
+
+    try:
+        findings = scan_paths(paths, history=not no_history)
+    except (FileNotFoundError, ScanError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    revoked = _revoke(findings) if revoke and findings else {}
+    if as_json:
+        emit_json([{**f.to_dict(), **revoked.get(f.key, {})} for f in findings])
+    else:
+        for finding in findings:
+            typer.echo(format_finding(finding))
+        redacted = {f.key: f.redacted for f in findings}
+        for key, outcome in revoked.items():
+            typer.echo(f"{redacted[key]}: {_describe(outcome)}", err=True)
+    live = sum(1 for f in findings if f.mode == "live")
+    typer.echo(f"{len(findings)} key(s) found, {live} live", err=True)
+    if live:
+        raise typer.Exit(1)
+
+
+def _revoke(findings: list[Any]) -> dict[str, dict[str, Any]]:
+    """Revoke each distinct found key this gateway issued; keyed by the full key, in memory
+    only (never printed)."""
+    from msgine.cli._audit import security_logging
+    from msgine.server.keys import find_by_secret, revoke_key
+
+    outcomes: dict[str, dict[str, Any]] = {}
+    with runtime() as rt:
+        security_logging(rt.settings)
+        now = rt.now()
+        actor = cli_actor()
+        for key in dict.fromkeys(f.key for f in findings):
+            row = rt.db.read(lambda conn, k=key: find_by_secret(conn, rt.vault, k))
+            if row is None:
+                outcomes[key] = {"revoked": False, "keyId": None}
+                continue
+            already = row["revoked_at"] is not None
+            if not already:
+                rt.db.write(
+                    lambda conn, i=row["id"]: revoke_key(
+                        conn, i, now=now, reason="leaked", vault=rt.vault, actor=actor
+                    )
+                )
+            outcomes[key] = {"revoked": True, "keyId": row["id"], "alreadyRevoked": already}
+    return outcomes
+
+
+def _describe(outcome: dict[str, Any]) -> str:
+    if outcome["keyId"] is None:
+        return "not issued by this gateway: left alone"
+    if outcome["alreadyRevoked"]:
+        return f"{outcome['keyId']}: already revoked"
+    return f"revoked {outcome['keyId']}"

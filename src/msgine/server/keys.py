@@ -3,6 +3,8 @@
 A key is shown once at creation. The database holds only a keyed hash (HMAC-SHA256 with a data
 key), so neither a database dump nor a log line can be turned back into a working key. Every
 request re-reads the key row, so a revocation in any process is effective on the next request.
+Creation, rotation and revocation each append an audit entry in the same transaction, and a
+revocation raises ``key.revoked`` to the account's webhooks, so neither can be lost on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from msgine._keyformat import PREFIXES, generate_key, parse_mode
+from msgine.server import events
 from msgine.server._ids import new_id
+from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from msgine.server.storage._tables import api_keys
@@ -32,6 +36,8 @@ SCOPES = (
 )
 ROTATION_AGE_DAYS = 90
 MAX_GRACE_HOURS = 24 * 30
+#: The actor of changes the gateway makes on its own (the first key at first start).
+SYSTEM = Actor(name="system")
 
 Mode = Literal["live", "test"]
 
@@ -101,6 +107,47 @@ def ip_allowed(allowed: Sequence[str], client_ip: str | None) -> bool:
 
 
 def create_key(
+    conn: sa.Connection,
+    vault: Vault,
+    *,
+    account_id: str,
+    now: datetime,
+    name: str = "",
+    mode: Mode = "test",
+    scopes: Iterable[str] | None = None,
+    allowed_ips: Iterable[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit: str | None = None,
+    created_by: str = "cli",
+    actor: Actor = SYSTEM,
+) -> NewKey:
+    """Create a key and audit it (``key.create``); the secret is in the result only."""
+    new = _insert_key(
+        conn,
+        vault,
+        account_id=account_id,
+        now=now,
+        name=name,
+        mode=mode,
+        scopes=scopes,
+        allowed_ips=allowed_ips,
+        expires_at=expires_at,
+        rate_limit=rate_limit,
+        created_by=created_by,
+    )
+    _audit(
+        conn,
+        vault,
+        actor,
+        "key.create",
+        new.record,
+        now,
+        {"mode": new.record["mode"], "scopes": new.record["scopes"]},
+    )
+    return new
+
+
+def _insert_key(
     conn: sa.Connection,
     vault: Vault,
     *,
@@ -205,9 +252,7 @@ def authenticate(
     if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
         raise Unauthorized("Invalid API key.")
     digest = vault.key_hash(presented)
-    row = conn.execute(
-        sa.select(api_keys).where(api_keys.c.key_hash == digest)
-    ).mappings().first()
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == digest)).mappings().first()
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise Unauthorized("Invalid API key.")
     if key_state(dict(row), now) != "active":
@@ -232,6 +277,7 @@ def rotate_key(
     grace: timedelta,
     account_id: str | None = None,
     created_by: str = "cli",
+    actor: Actor = SYSTEM,
 ) -> NewKey:
     """Issue a replacement with the same settings; the old key keeps working for ``grace``."""
     if not timedelta(0) <= grace <= timedelta(hours=MAX_GRACE_HOURS):
@@ -239,23 +285,9 @@ def rotate_key(
             f"graceHours must be between 0 and {MAX_GRACE_HOURS}.", details={"field": "graceHours"}
         )
     old = get_key(conn, key_id, account_id)
-    scopes: list[str] = old["scopes"]
     if key_state(old, now) != "active":
         raise InvalidRequest("Only an active key can be rotated.")
-    new = create_key(
-        conn,
-        vault,
-        account_id=old["account_id"],
-        now=now,
-        name=old["name"],
-        mode=old["mode"],
-        scopes=scopes,
-        allowed_ips=old["allowed_ips"],
-        expires_at=old["expires_at"],
-        rate_limit=old["rate_limit"],
-        created_by=created_by,
-        rotated_from=old["id"],
-    )
+    new = issue_replacement(conn, vault, old, now=now, created_by=created_by)
     old_expiry = now + grace
     if old["expires_at"] is not None:
         old_expiry = min(old_expiry, old["expires_at"])
@@ -263,7 +295,31 @@ def rotate_key(
     if grace == timedelta(0):
         values.update(revoked_at=now, revoked_reason="rotated")
     conn.execute(sa.update(api_keys).where(api_keys.c.id == old["id"]).values(**values))
+    details = {"newKeyId": new.record["id"], "graceHours": grace.total_seconds() / 3600}
+    _audit(conn, vault, actor, "key.rotate", old, now, details)
+    if grace == timedelta(0):
+        _emit_revoked(conn, vault, old, now, reason="rotated", replaced_by=new.record["id"])
     return new
+
+
+def issue_replacement(
+    conn: sa.Connection, vault: Vault, old: dict[str, Any], *, now: datetime, created_by: str
+) -> NewKey:
+    """A new key with ``old``'s account, name, mode, scopes, address list, limit and expiry."""
+    return _insert_key(
+        conn,
+        vault,
+        account_id=old["account_id"],
+        now=now,
+        name=old["name"],
+        mode=old["mode"],
+        scopes=old["scopes"],
+        allowed_ips=old["allowed_ips"],
+        expires_at=old["expires_at"],
+        rate_limit=old["rate_limit"],
+        created_by=created_by,
+        rotated_from=old["id"],
+    )
 
 
 def revoke_key(
@@ -273,18 +329,85 @@ def revoke_key(
     now: datetime,
     reason: str = "revoked",
     account_id: str | None = None,
+    vault: Vault | None = None,
+    actor: Actor = SYSTEM,
+    replaced_by: str | None = None,
 ) -> dict[str, Any]:
+    """Revoke at once (every process re-reads the key per request). With ``vault`` (as every
+    API and CLI path passes it) the revocation is audited and ``key.revoked`` is raised; without
+    it only the row changes. Revoking a revoked key changes and records nothing."""
     record = get_key(conn, key_id, account_id)
-    if record["revoked_at"] is None:
-        conn.execute(
-            sa.update(api_keys)
-            .where(api_keys.c.id == key_id)
-            .values(revoked_at=now, revoked_reason=reason)
-        )
+    if record["revoked_at"] is not None:
+        return record
+    values: dict[str, Any] = {"revoked_at": now, "revoked_reason": reason}
+    if replaced_by is not None:
+        values["replaced_by"] = replaced_by
+    conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(**values))
+    if vault is not None:
+        _audit(conn, vault, actor, "key.revoke", record, now, {"reason": reason})
+        _emit_revoked(conn, vault, record, now, reason=reason, replaced_by=replaced_by)
     return get_key(conn, key_id)
 
 
+def find_by_secret(conn: sa.Connection, vault: Vault, presented: str) -> dict[str, Any] | None:
+    """The key row a full key belongs to (by its keyed hash), or None if this gateway never
+    issued it. Used by the leak scanner; never logs or stores ``presented``."""
+    digest = vault.key_hash(presented)
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == digest)).mappings().first()
+    return dict(row) if row is not None else None
+
+
 def touch_last_used(conn: sa.Connection, key_ids: Iterable[str], now: datetime) -> None:
+    """Move ``last_used_at`` forward to ``now`` (never back: processes flush out of order)."""
     ids = list(key_ids)
     if ids:
-        conn.execute(sa.update(api_keys).where(api_keys.c.id.in_(ids)).values(last_used_at=now))
+        conn.execute(
+            sa.update(api_keys)
+            .where(
+                api_keys.c.id.in_(ids),
+                sa.or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < now),
+            )
+            .values(last_used_at=now)
+        )
+
+
+def _audit(
+    conn: sa.Connection,
+    vault: Vault,
+    actor: Actor,
+    action: str,
+    key: dict[str, Any],
+    now: datetime,
+    details: dict[str, Any],
+) -> None:
+    record(
+        conn,
+        vault,
+        actor,
+        action,
+        now=now,
+        target=key["id"],
+        account_id=key["account_id"],
+        details=details,
+    )
+
+
+def _emit_revoked(
+    conn: sa.Connection,
+    vault: Vault,
+    key: dict[str, Any],
+    now: datetime,
+    *,
+    reason: str,
+    replaced_by: str | None,
+) -> None:
+    """``key.revoked`` to the account's webhooks: ids and the reason only, never the secret."""
+    events.emit(
+        conn,
+        vault,
+        account_id=key["account_id"],
+        event_type="key.revoked",
+        now=now,
+        fields={"status": "revoked"},
+        data={"keyId": key["id"], "mode": key["mode"], "reason": reason, "replacedBy": replaced_by},
+    )

@@ -19,6 +19,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted and overwritten content is zeroed in the file, so erased personal data (and old
+    # ciphertext) does not linger in free pages. Some builds default to it; most do not.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

@@ -1,0 +1,179 @@
+"""Key compromise: contain a leaked key in one step and report what it was used for.
+
+Containment is one transaction: the key is revoked (reason ``compromised``), a replacement with
+the same settings is issued, ``key.revoked`` is queued for the account's webhooks and the audit
+log records both. Nothing can half-happen: a revoked key without a replacement would break the
+owner's service, and a replacement without the revocation would leave the attacker in.
+
+The usage report is read from ``key_usage`` (requests per hour and source address, written by
+the API processes every few seconds) and from the messages the key sent. Requests made in the
+last flush interval before the compromise may be missing from it; the security log has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from msgine.server.audit import Actor, record
+from msgine.server.crypto import Vault
+from msgine.server.errors import InvalidRequest
+from msgine.server.keys import (
+    SYSTEM,
+    NewKey,
+    get_key,
+    issue_replacement,
+    key_state,
+    revoke_key,
+)
+from msgine.server.logging import security_event
+from msgine.server.storage import Database
+from msgine.server.storage._tables import key_usage, messages
+
+COMPROMISED = "compromised"
+
+
+@dataclass(frozen=True)
+class Compromise:
+    """The outcome: the revoked key's row, its replacement (secret shown once), the report."""
+
+    revoked: dict[str, Any]
+    replacement: NewKey
+    report: dict[str, Any]
+
+
+def compromise_key(
+    conn: sa.Connection,
+    vault: Vault,
+    key_id: str,
+    *,
+    now: datetime,
+    actor: Actor = SYSTEM,
+    account_id: str | None = None,
+) -> Compromise:
+    """Revoke ``key_id`` now, issue its replacement, raise ``key.revoked``, audit, report.
+
+    Call inside one write transaction. Only an active key (also one in a rotation's grace
+    period) can be compromised: a revoked or expired key no longer works.
+    """
+    old = get_key(conn, key_id, account_id)
+    if key_state(old, now) != "active":
+        raise InvalidRequest("Only an active key can be marked compromised; it no longer works.")
+    new = issue_replacement(conn, vault, old, now=now, created_by=actor.name)
+    new_id = new.record["id"]
+    revoked = revoke_key(
+        conn,
+        key_id,
+        vault=vault,
+        now=now,
+        reason=COMPROMISED,
+        actor=actor,
+        replaced_by=new_id,
+    )
+    record(
+        conn,
+        vault,
+        actor,
+        "key.compromise",
+        now=now,
+        target=key_id,
+        account_id=old["account_id"],
+        details={"replacementKeyId": new_id},
+    )
+    return Compromise(revoked=revoked, replacement=new, report=usage_report(conn, revoked))
+
+
+def compromise(
+    db: Database, vault: Vault, key_id: str, *, now: datetime, actor: Actor = SYSTEM
+) -> Compromise:
+    """:func:`compromise_key` in its own transaction, then the security alert."""
+    result = db.write(lambda conn: compromise_key(conn, vault, key_id, now=now, actor=actor))
+    alert(result, actor)
+    return result
+
+
+async def acompromise(
+    db: Database,
+    vault: Vault,
+    key_id: str,
+    *,
+    now: datetime,
+    actor: Actor,
+    account_id: str | None = None,
+) -> Compromise:
+    """The same for the API: ``account_id`` confines it to the caller's own keys."""
+    result = await db.awrite(
+        lambda conn: compromise_key(
+            conn, vault, key_id, now=now, actor=actor, account_id=account_id
+        )
+    )
+    alert(result, actor)
+    return result
+
+
+def alert(result: Compromise, actor: Actor) -> None:
+    """The security log's record, written only once the containment is committed."""
+    security_event(
+        "key_compromised",
+        key_id=result.revoked["id"],
+        replacement_key_id=result.replacement.record["id"],
+        account_id=result.revoked["account_id"],
+        actor=actor.name,
+        source_ip=actor.source_ip,
+        request_id=actor.request_id,
+    )
+
+
+def usage_report(conn: sa.Connection, key: dict[str, Any]) -> dict[str, Any]:
+    """What the key did: first and last use, requests by address and hour, messages sent."""
+    buckets = conn.execute(
+        sa.select(key_usage.c.hour, key_usage.c.source_ip, key_usage.c.requests)
+        .where(key_usage.c.key_id == key["id"])
+        .order_by(key_usage.c.hour, key_usage.c.source_ip)
+    ).all()
+    by_address: dict[str, int] = {}
+    for _hour, address, count in buckets:
+        by_address[address] = by_address.get(address, 0) + count
+    sent = _messages_sent(conn, key["id"])
+    hours = [hour for hour, _address, _count in buckets]
+    firsts = [t for t in (hours[0] if hours else None, sent["first"]) if t is not None]
+    lasts = [t for t in (key["last_used_at"], sent["last"]) if t is not None]
+    return {
+        "keyId": key["id"],
+        "account": key["account_id"],
+        "mode": key["mode"],
+        "createdAt": _iso(key["created_at"]),
+        "revokedAt": _iso(key["revoked_at"]),
+        "firstUsedAt": _iso(min(firsts)) if firsts else None,
+        "lastUsedAt": _iso(max(lasts)) if lasts else None,
+        "totalRequests": sum(by_address.values()),
+        "requestsByAddress": [
+            {"sourceIp": address, "requests": count}
+            for address, count in sorted(by_address.items(), key=lambda item: -item[1])
+        ],
+        "requestsByHour": [
+            {"hour": _iso(hour), "sourceIp": address, "requests": count}
+            for hour, address, count in buckets
+        ],
+        "messagesSent": sent["count"],
+        "firstMessageAt": _iso(sent["first"]),
+        "lastMessageAt": _iso(sent["last"]),
+    }
+
+
+def _messages_sent(conn: sa.Connection, key_id: str) -> dict[str, Any]:
+    count, first, last = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.min(messages.c.created_at),
+            sa.func.max(messages.c.created_at),
+        ).where(messages.c.key_id == key_id)
+    ).one()
+    return {"count": int(count), "first": first, "last": last}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
