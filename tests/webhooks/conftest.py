@@ -10,6 +10,7 @@ import pytest
 import trustme
 from webhook_receiver import Receiver, start_receiver
 
+from msgine.server.logging import configure_logging, reset_logging
 from support import make_settings
 
 
@@ -42,3 +43,14 @@ def receiver(webhook_ca: trustme.CA) -> Iterator[Receiver]:
 def settings(tmp_path: Path, database_url: str | None, ca_bundle: Path) -> Any:
     """The suite's settings, trusting the receiver CA, with a short delivery timeout."""
     return make_settings(tmp_path, database_url, webhook_ca_bundle=ca_bundle, webhook_timeout=1.0)
+
+
+@pytest.fixture
+def security_log(tmp_path: Path) -> Iterator[Path]:
+    """The gateway's security log, written to a file for the test to read."""
+    path = tmp_path / "security.log"
+    configure_logging(security_log_path=str(path))
+    try:
+        yield path
+    finally:
+        reset_logging()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from pathlib import Path
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -44,3 +46,9 @@ async def deliveries(api: Any, endpoint_id: str, **params: Any) -> list[dict[str
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["deliveries"]
     return found
+
+
+def security_entries(path: Path, event: str) -> list[dict[str, Any]]:
+    """The security log's entries named ``event`` (JSON lines)."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [entry for entry in lines if entry.get("event") == event]
