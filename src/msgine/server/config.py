@@ -6,8 +6,10 @@ Every setting has a safe default so ``msgine serve`` works with no configuration
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,10 +34,20 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, le=30)
     egress_ips: str | None = None
 
+    # Rate limits in `limits` notation; see docs/rate-limits.md.
     rate_limit_per_key: str = "100/minute;20/second"
     rate_limit_per_account: str = "1000/minute"
     rate_limit_per_ip: str = "300/minute"
     rate_limit_per_recipient: str = "10/hour"
+    rate_limit_strategy: Literal["moving-window", "sliding-window", "fixed-window"] = (
+        "moving-window"
+    )
+    auth_failure_limit: str = "10/5minutes"
+    lockout_seconds: int = Field(default=900, ge=1, le=7 * 86400)
+    # How long an account's limits, countries and daily cap are cached per process.
+    rate_limit_policy_ttl: float = Field(default=5.0, ge=0, le=3600)
+    rate_limit_redis_timeout: float = Field(default=0.3, gt=0, le=10)
+    redis_key_prefix: str = Field(default="msgine", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     trusted_proxies: str = ""
 
     price_per_segment: int = Field(default=30, ge=0)
@@ -56,6 +68,28 @@ class Settings(BaseSettings):
             for part in value.split(","):
                 if float(part) < 0:
                     raise ValueError("retry delays must be non-negative seconds")
+        return value
+
+    @field_validator(
+        "rate_limit_per_key",
+        "rate_limit_per_account",
+        "rate_limit_per_ip",
+        "rate_limit_per_recipient",
+        "auth_failure_limit",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from msgine.server.ratelimit import parse_limits  # the gateway's own notation check
+
+        parse_limits(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
         return value
 
     @field_validator("currency")
