@@ -52,3 +52,7 @@ def security_entries(path: Path, event: str) -> list[dict[str, Any]]:
     """The security log's entries named ``event`` (JSON lines)."""
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [entry for entry in lines if entry.get("event") == event]
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()

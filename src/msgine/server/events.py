@@ -155,27 +155,6 @@ def contact_changed(
     )
 
 
-def key_revoked(
-    conn: sa.Connection,
-    vault: Vault,
-    *,
-    account_id: str,
-    key_id: str,
-    reason: str,
-    now: datetime,
-) -> str:
-    """``key.revoked``: names the key by id and says why; the key itself is never in a body."""
-    return emit(
-        conn,
-        vault,
-        account_id=account_id,
-        event_type="key.revoked",
-        now=now,
-        fields={"status": "revoked"},
-        data={"keyId": key_id, "reason": reason},
-    )
-
-
 def event_body(conn: sa.Connection, vault: Vault, event_id: str) -> bytes | None:
     blob = conn.execute(sa.select(events.c.body).where(events.c.id == event_id)).scalar()
     if blob is None:
