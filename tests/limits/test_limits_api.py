@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from limits_support import Events, OpenApi
 
-from conftest import Events, OpenApi
 from support import FakeClock
 
 UG = "+256701521269"
