@@ -46,8 +46,9 @@ log = get_logger("msgine.webhooks")
 DEFAULT_CONCURRENCY: Final = 64
 MAX_CLAIM: Final = 256
 FAILING_DISABLE_AFTER: Final = timedelta(days=5)
-# A lease outlives any attempt (timeout plus the time to record it) by a wide margin.
-LEASE_MARGIN: Final = timedelta(seconds=30)
+# A lease outlives an attempt (at most the timeout) plus the time to record it; a delivery cut off
+# by a crash mid-attempt is taken up again once its lease runs out.
+LEASE_MARGIN: Final = timedelta(seconds=5)
 
 ATTEMPTS = Counter("msgine_webhook_attempts", "Webhook delivery attempts by outcome.", ["outcome"])
 
@@ -80,7 +81,7 @@ class Dispatcher:
         self.runtime = runtime
         self.concurrency = concurrency
         self.schedule = parse_schedule(settings.webhook_retry_schedule)
-        self.lease = timedelta(seconds=settings.webhook_timeout) + LEASE_MARGIN
+        self.lease = timedelta(seconds=2 * settings.webhook_timeout) + LEASE_MARGIN
         self._wall_clock = wall_clock
         self._rng = rng
         self.sender = sender or WebhookSender(
