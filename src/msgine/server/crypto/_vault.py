@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from msgine.server._random import random_bytes
 from msgine.server.crypto._keyring import MasterKeyRing
 
 FORMAT_VERSION = 1
@@ -98,7 +99,7 @@ class Vault:
 
     def encrypt(self, plaintext: bytes, *, table: str, column: str, row_id: str) -> bytes:
         key_id = self._active[ENVELOPE]
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = random_bytes(NONCE_BYTES)
         sealed = self._ciphers[key_id].encrypt(nonce, plaintext, self.aad(table, column, row_id))
         return _HEADER.pack(FORMAT_VERSION, key_id) + nonce + sealed
 

@@ -263,11 +263,11 @@ def accept(
                     "created_at": now,
                 }
             )
-    conn.execute(sa.insert(messages).values(**message_row))
-    conn.execute(sa.insert(recipients), recipient_rows)
-    conn.execute(sa.insert(status_events), event_rows)
+    conn.execute(messages.insert(), message_row)
+    conn.execute(recipients.insert(), recipient_rows)
+    conn.execute(status_events.insert(), event_rows)
     if job_rows:
-        conn.execute(sa.insert(jobs), job_rows)
+        conn.execute(jobs.insert(), job_rows)
     response = _views.render(message_row, recipient_rows, vault)
     if cmd.idempotency_key is not None:
         row_id = f"{account_id}/{cmd.idempotency_key}"

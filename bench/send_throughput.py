@@ -1,0 +1,188 @@
+"""Send throughput: accepted sends/s against the same server's no-op (/healthz) rate.
+
+Starts ``msgine serve`` on a fresh data directory (SQLite by default; --database-url for
+PostgreSQL), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET /healthz`` with
+32 concurrent connections using wrk (or a Python client when wrk is not installed). Afterwards
+it counts the messages in the database: every 201 must be stored.
+
+    python bench/send_throughput.py [--seconds 10] [--connections 32] [--no-worker]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"to": "+256701521269", "message": "Benchmark message"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+created = 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function response(status, headers, body) if status == 201 then created = created + 1 end end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("created") end
+  io.write(string.format("CREATED %%d\\n", total))
+  io.write(string.format("P50 %%f\\nP99 %%f\\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(env: dict[str, str], port: int, no_worker: bool) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "msgine", "serve", "--port", str(port)]
+    if no_worker:
+        args.append("--no-worker")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("gateway did not start")
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path | None) -> dict[str, float]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        args += ["-s", str(script)]
+    run = subprocess.run([*args, url], capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"wrk failed: {run.stderr.strip()[:500]}")
+    out = run.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    result = {"rate": rate}
+    for name in ("CREATED", "P50", "P99"):
+        match = re.search(rf"^{name} ([\d.]+)", out, re.M)
+        if match:
+            result[name.lower()] = float(match.group(1))
+    if "p50" not in result:
+        result["p50"] = _wrk_percentile(out, "50%")
+        result["p99"] = _wrk_percentile(out, "99%")
+    return result
+
+
+def _wrk_percentile(out: str, label: str) -> float:
+    match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value if unit == "ms" else value * 1000
+
+
+async def python_load(url: str, seconds: int, connections: int, key: str | None) -> dict[str, float]:
+    latencies: list[float] = []
+    created = 0
+    deadline = time.perf_counter() + seconds
+    body = {"to": "+256701521269", "message": "Benchmark message"}
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def loop() -> None:
+            nonlocal created
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                if key:
+                    r = await client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+                    created += r.status_code == 201
+                else:
+                    await client.get(url)
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        await asyncio.gather(*(loop() for _ in range(connections)))
+    q = statistics.quantiles(latencies, n=100)
+    return {"rate": len(latencies) / seconds, "p50": q[49], "p99": q[98], "created": created}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--no-worker", action="store_true")
+    args = parser.parse_args()
+
+    data = Path(tempfile.mkdtemp(prefix="msgine-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
+    env.update(
+        MSGINE_DATA_DIR=str(data),
+        MSGINE_RATE_LIMIT_PER_KEY="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_ACCOUNT="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_IP="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_RECIPIENT="100000000/hour",
+        MSGINE_LOG_LEVEL="WARNING",
+    )
+    if args.database_url:
+        env["MSGINE_DATABASE_URL"] = args.database_url
+    key_out = subprocess.run(
+        [sys.executable, "-m", "msgine", "keys", "create", "--json", "--rate-limit", "100000000/minute"],
+        env={**env}, capture_output=True, text=True,
+    )
+    if key_out.returncode != 0:  # no account yet: the first serve creates it
+        port = free_port()
+        start(env, port, True).terminate()
+        time.sleep(1)
+        key_out = subprocess.run(
+            [sys.executable, "-m", "msgine", "keys", "create", "--json", "--rate-limit", "100000000/minute"],
+            env=env, capture_output=True, text=True, check=True,
+        )
+    key = json.loads(key_out.stdout)["key"]
+    port = free_port()
+    proc = start(env, port, args.no_worker)
+    base = f"http://127.0.0.1:{port}"
+    use_wrk = shutil.which("wrk") is not None
+    try:
+        if use_wrk:
+            script = data / "send.lua"
+            script.write_text(LUA % key)
+            wrk(f"{base}/healthz", 2, args.connections, None)  # warm up
+            noop = wrk(f"{base}/healthz", args.seconds, args.connections, None)
+            send = wrk(f"{base}/api/v1/messages/sms", args.seconds, args.connections, script)
+        else:
+            noop = asyncio.run(python_load(f"{base}/healthz", args.seconds, args.connections, None))
+            send = asyncio.run(python_load(f"{base}/api/v1/messages/sms", args.seconds, args.connections, key))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    url = args.database_url or f"sqlite:///{data / 'msgine.db'}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
+    engine.dispose()
+    created = int(send.get("created", 0))
+    print(f"load generator      : {'wrk' if use_wrk else 'python httpx'}, {args.connections} connections, {args.seconds} s")
+    print(f"database            : {'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}")
+    print(f"worker in process   : {not args.no_worker}")
+    print(f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  p99 {noop['p99']:.2f} ms")
+    print(f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  p99 {send['p99']:.2f} ms")
+    print(f"send / no-op ratio  : {send['rate'] / noop['rate']:.1%}  (goal >= 40%)")
+    print(f"201 responses       : {created}; messages stored: {stored}  ({'OK' if stored >= created else 'LOST'})")
+    shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Storage: migrations match the schema, group commit, and the crypto envelope on both backends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from msgine.server.runtime import Runtime
+from msgine.server.storage import Database, metadata
+from msgine.server.storage._tables import accounts
+from support import make_settings
+
+
+def test_migrations_create_exactly_the_declared_schema(runtime: Any) -> None:
+    with runtime.db.read_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    runtime = Runtime.open(make_settings(tmp_path))
+    try:
+        assert runtime.db.read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar()) == "wal"
+        assert runtime.db.read(lambda c: c.exec_driver_sql("PRAGMA synchronous").scalar()) == 2
+    finally:
+        runtime.close()
+
+
+def test_group_commit_isolates_a_failing_write(runtime: Any) -> None:
+    """A failing write in a batch rolls back alone; the others commit."""
+    now = runtime.now()
+    barrier = threading.Barrier(20)
+    results: list[Any] = [None] * 20
+
+    def write(n: int) -> None:
+        barrier.wait()
+
+        def fn(conn: sa.Connection) -> str:
+            if n == 7:
+                conn.execute(sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now))
+                raise ValueError("boom")
+            conn.execute(sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now))
+            return f"acc_{n}"
+
+        try:
+            results[n] = runtime.db.write(fn)
+        except ValueError as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results[7], ValueError)
+    stored = set(runtime.db.read(lambda c: c.execute(sa.select(accounts.c.id)).scalars().all()))
+    assert "acc_7" not in stored
+    assert {f"acc_{n}" for n in range(20) if n != 7} <= stored
+
+
+def test_migrating_twice_is_a_no_op(settings: Any) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        db.migrate()
+        db.migrate()
+        version = db.read(lambda c: c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar())
+        assert version == "0001"
+    finally:
+        db.close()
