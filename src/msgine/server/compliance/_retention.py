@@ -188,8 +188,8 @@ def run_purge(
 
 
 async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Purge at start, then every ``PURGE_INTERVAL_SECONDS`` until ``stop`` is set."""
-    while not stop.is_set():
+    """Purge at start, then every ``PURGE_INTERVAL_SECONDS``, until ``stop`` is set."""
+    while True:
         try:
             results = await asyncio.to_thread(run_purge, runtime)
             total = sum(sum(counts.values()) for counts in results.values())
@@ -199,6 +199,8 @@ async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:
             log.error("retention_failed", error_type=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=PURGE_INTERVAL_SECONDS)
+        if stop.is_set():
+            return
 
 
 def background_tasks(runtime: Runtime) -> list[Any]:

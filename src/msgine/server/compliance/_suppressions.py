@@ -47,8 +47,10 @@ def suppress(
         "created_at": now,
     }
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(suppressions).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    statement = dialect.insert(suppressions).values(**values).on_conflict_do_nothing()
+    # rowcount of an INSERT is not reliable across drivers; RETURNING says what was added.
+    added = conn.execute(statement.returning(suppressions.c.phone_index)).first()
+    return added is not None
 
 
 def lift(conn: sa.Connection, account_id: str, phone_index: str) -> bool:
