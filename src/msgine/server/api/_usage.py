@@ -62,6 +62,7 @@ class UsageRecorder:
         self._last_used: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"UsageRecorder(pending={len(self._counts)})"
@@ -70,7 +71,7 @@ class UsageRecorder:
         """Count one request; starts the flush loop on first use (inside the app's loop)."""
         self._counts[(key_id, hour_of(now), address or UNKNOWN_ADDRESS)] += 1
         self._last_used[key_id] = now
-        if self._task is None:
+        if self._task is None and not self._stop.is_set():
             self._task = asyncio.get_running_loop().create_task(self._loop())
         elif len(self._counts) >= MAX_PENDING:
             asyncio.get_running_loop().create_task(self.flush())
@@ -94,15 +95,18 @@ class UsageRecorder:
             return len(counts)
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+        # Stopped by an event, never by cancellation: a write cancelled half-way would leave
+        # the database writer holding a future nobody waits for.
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
             await self.flush()
 
     async def close(self) -> None:
+        """Stop the loop after its current flush, then write what is left."""
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()
 
