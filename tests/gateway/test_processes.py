@@ -18,6 +18,12 @@ from support import Gateway, gateway_env, start_gateway
 from msgine.server.storage._tables import recipients, simulator_submissions
 
 FINAL = {"delivered", "failed", "rejected"}
+# Load tests send bursts from one key and address; the default limits would refuse them.
+NO_LIMITS = {
+    "MSGINE_RATE_LIMIT_PER_KEY": "1000000/minute",
+    "MSGINE_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
+    "MSGINE_RATE_LIMIT_PER_IP": "1000000/minute",
+}
 
 
 def _send_many(gw: Gateway, count: int, prefix: str = "m") -> list[str]:
@@ -57,7 +63,7 @@ def _engine(url: str) -> sa.Engine:
 
 @pytest.mark.slow
 def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
-    env = gateway_env(tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.5")
+    env = gateway_env(tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.5", **NO_LIMITS)
     gw = start_gateway(env, cwd=tmp_path)
     accepted = _send_many(gw, 60)
     gw.stop(kill=True)  # SIGKILL with jobs queued, submitted and awaiting receipts
@@ -79,7 +85,7 @@ def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_workers_on_postgresql_share_the_queue(tmp_path: Path, postgres_url: str) -> None:
-    env = gateway_env(tmp_path, postgres_url, MSGINE_MASTER_KEY=_master_key())
+    env = gateway_env(tmp_path, postgres_url, MSGINE_MASTER_KEY=_master_key(), **NO_LIMITS)
     api = start_gateway(env, cwd=tmp_path, args=("--no-worker",))
     accepted = _send_many(api, 120)
     workers = [
