@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
+
 from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
 from msgine.server.config import Settings
 from msgine.server.crypto import Vault, load_master_keys
@@ -53,10 +55,7 @@ class Runtime:
 def ensure_default_account(runtime: Runtime) -> NewKey | None:
     """On the very first start: a default account and a test key, returned to be shown once."""
 
-    def create(conn: object) -> NewKey | None:
-        import sqlalchemy as sa
-
-        assert isinstance(conn, sa.Connection)
+    def create(conn: sa.Connection) -> NewKey | None:
         if list_accounts(conn):
             return None
         now = runtime.now()
