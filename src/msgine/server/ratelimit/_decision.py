@@ -9,9 +9,10 @@ from typing import Literal
 from msgine.server.errors import RateLimitRefusal
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RateDecision:
-    """Whether a request may pass, described by its tightest limit.
+    """Whether a request may pass, described by its tightest limit. Read-only by convention:
+    not frozen, as a frozen dataclass costs a microsecond more to build on every check.
 
     `reset_at` is a Unix time; headers render it as whole Unix seconds (rounded up), the
     convention of GitHub's and most gateways' `X-RateLimit-Reset`. `reason` is "lockout" for

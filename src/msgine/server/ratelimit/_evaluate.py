@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from limits import RateLimitItem
 
@@ -53,19 +52,22 @@ class Win:
         return self.key[2]
 
 
-@dataclass(frozen=True, slots=True)
 class Row:
-    """A window's state as seen by one check: room left before this request, and reset."""
+    """A window's state as seen by one check: room left before this request, and reset.
+    (A plain slotted class: built several times per request, a frozen dataclass costs 3x.)"""
 
-    win: Win
-    amount: int
-    remaining: int
-    reset_at: float
+    __slots__ = ("amount", "remaining", "reset_at", "win")
+
+    def __init__(self, win: Win, amount: int, remaining: int, reset_at: float) -> None:
+        self.win = win
+        self.amount = amount
+        self.remaining = remaining
+        self.reset_at = reset_at
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """`rows` are the refusing windows when not allowed, else every window checked."""
+class Outcome(NamedTuple):
+    """`rows` are the refusing windows when not allowed, else the windows checked (memory
+    reports only the tightest)."""
 
     allowed: bool
     rows: list[Row]
@@ -83,23 +85,25 @@ def in_memory(
     """Check (and consume) in this process's counters; `strict` namespaces are divided by
     `divisor` while standing in for Redis."""
     now = time.time()
-    store = stores.main
-    rows = []
-    refused = []
+    state = stores.main.state
+    standin = stores.standin
+    tightest: Row | None = None
+    refused: list[Row] = []
     for win in windows:
         amount = win.amount
-        if stores.standin and win.namespace in strict:
+        if standin and win.namespace in strict:
             amount = max(1, amount // divisor)
-        used, reset_at = store.state(win.key, now)
-        row = Row(win, amount, amount - used, reset_at)
-        rows.append(row)
-        if row.remaining < cost:
-            refused.append(row)
-    if refused:
+        used, reset_at = state(win.key, now)
+        remaining = amount - used
+        if remaining < cost:
+            refused.append(Row(win, amount, remaining, reset_at))
+        elif tightest is None or (remaining, reset_at) < (tightest.remaining, tightest.reset_at):
+            tightest = Row(win, amount, remaining, reset_at)
+    if refused or tightest is None:
         return Outcome(False, refused, now)
     if consume:
-        store.add([(w.key, w.amount) for w in windows], cost, now)
-    return Outcome(True, rows, now)
+        stores.main.add([w.key for w in windows], cost, now)
+    return Outcome(True, [tightest], now)
 
 
 async def gather(calls: Sequence[Awaitable[T]]) -> list[T]:

@@ -23,6 +23,7 @@ _LOGGABLE_NAMESPACES = frozenset({"key", "account", IP_NAMESPACE})
 _RESERVED_NAMESPACES = frozenset({"authfail", "lockout"})
 _STRATEGY_TAGS = {"moving-window": "mw", "sliding-window": "sw", "fixed-window": "fw"}
 _MAX_REFUSALS_TRACKED = 10_000
+_MAX_PREPARED = 10_000
 
 Check = tuple[str, str, str | Sequence[RateLimitItem]]
 
@@ -74,6 +75,8 @@ class RateLimiter:
         self._strict = frozenset(strict_namespaces)
         self._refused_until: dict[tuple[str, str, str], float] = {}
         self._namespaces_seen: set[str] = set()
+        self._prepared: dict[tuple[str, str, str], tuple[Win, ...]] = {}
+        self._memory_only = None if self._backend.shared else self._backend.local
 
     # -- ordinary limits -------------------------------------------------------------------
 
@@ -130,6 +133,9 @@ class RateLimiter:
                 return _locked(left)
             return self._decide(_evaluate.in_memory(stores, windows, 1, True, *self._scaling))
 
+        if self._memory_only is not None:
+            return in_memory(self._memory_only)
+
         async def in_redis(strategies: Strategies) -> RateDecision:
             left, outcome = await asyncio.gather(
                 self._lockouts.in_redis(strategies, bucket),
@@ -142,6 +148,12 @@ class RateLimiter:
     async def _evaluate(
         self, windows: list[Win], cost: int, consume: bool, report: bool
     ) -> RateDecision:
+        if self._memory_only is not None:  # the common case, without closures or awaits
+            outcome = _evaluate.in_memory(
+                self._memory_only, windows, cost, consume, self._strict, self._divisor
+            )
+            return self._decide(outcome, consume, cost)
+
         def in_memory(stores: MemoryStores) -> RateDecision:
             return self._decide(
                 _evaluate.in_memory(stores, windows, cost, consume, *self._scaling), consume, cost
@@ -165,23 +177,40 @@ class RateLimiter:
         if not checks:
             raise ValueError("at least one check is needed")
         windows: list[Win] = []
-        for namespace, identity, limits in checks:
-            if namespace not in self._namespaces_seen:
-                check_namespace(namespace)
-                if namespace in _RESERVED_NAMESPACES:
-                    raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
-                self._namespaces_seen.add(namespace)
-            if namespace == IP_NAMESPACE:
-                identity = address_bucket(identity)
-            check_identity(identity)
-            windows.extend(Win(namespace, identity, spec) for spec in specs(limits))
+        for check in checks:
+            if isinstance(check[2], str):
+                # Validated windows of recent (namespace, identity, limit string) triples:
+                # keys, accounts and addresses come back on every request.
+                cached = self._prepared.get(check)  # type: ignore[arg-type]
+                if cached is None:
+                    cached = self._prepare(*check)
+                    if len(self._prepared) >= _MAX_PREPARED:
+                        self._prepared.clear()
+                    self._prepared[check] = cached  # type: ignore[index]
+                windows.extend(cached)
+            else:
+                windows.extend(self._prepare(*check))
         return windows
+
+    def _prepare(
+        self, namespace: str, identity: str, limits: str | Sequence[RateLimitItem]
+    ) -> tuple[Win, ...]:
+        if namespace not in self._namespaces_seen:
+            check_namespace(namespace)
+            if namespace in _RESERVED_NAMESPACES:
+                raise ValueError(f"namespace {namespace!r} is reserved for lock-outs")
+            self._namespaces_seen.add(namespace)
+        if namespace == IP_NAMESPACE:
+            identity = address_bucket(identity)
+        check_identity(identity)
+        return tuple(Win(namespace, identity, spec) for spec in specs(limits))
 
     def _decide(self, outcome: Outcome, consume: bool = True, cost: int = 1) -> RateDecision:
         now = outcome.now
         if not outcome.allowed:
             return self._refuse(outcome.rows, now)
-        tightest = min(outcome.rows, key=lambda r: (r.remaining, r.reset_at))
+        rows = outcome.rows
+        tightest = rows[0] if len(rows) == 1 else min(rows, key=lambda r: (r.remaining, r.reset_at))
         reset_at = tightest.reset_at
         if reset_at <= now:  # the window was empty: it starts with this request
             reset_at = now + tightest.win.expiry

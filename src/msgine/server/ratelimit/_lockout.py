@@ -62,12 +62,12 @@ class Lockouts:
             key = ("authfail", bucket, expiry)
             used, _ = stores.exact.state(key, now)
             if used < amount:
-                stores.exact.add([(key, amount)], 1, now)
+                stores.exact.add([key], 1, now)
                 used += 1
             exhausted = exhausted or used >= amount
         if not exhausted or self.in_memory(stores, bucket):
             return False
-        stores.exact.add([(("lockout", bucket, self.seconds), 1)], 1, now)
+        stores.exact.add([("lockout", bucket, self.seconds)], 1, now)
         return True
 
     async def fail_in_redis(self, strategies: Strategies, bucket: str) -> bool:

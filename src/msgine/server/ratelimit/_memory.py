@@ -15,33 +15,39 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
+#: (namespace, identity, window seconds)
 Key = tuple[str, str, int]
-#: (key, amount) of one limit to check; the key ends with the window's length in seconds.
-Window = tuple[Key, int]
 
 _SWEEP_INTERVAL = 60.0  # seconds between drops of idle counters, so memory stays bounded
 
 
 class _Moving:
-    """Exact moving window: (time, cost) of each admitted hit, and their sum."""
+    """Exact moving window: time and cost of each admitted hit, and their sum.
 
-    __slots__ = ("entries", "total")
+    Two deques of floats and ints rather than one of tuples: the garbage collector tracks
+    tuples, not floats, and a busy window holds one entry per request.
+    """
+
+    __slots__ = ("costs", "times", "total")
 
     def __init__(self) -> None:
-        self.entries: deque[tuple[float, int]] = deque()
+        self.times: deque[float] = deque()
+        self.costs: deque[int] = deque()
         self.total = 0
 
     def used(self, expiry: int, now: float) -> int:
-        entries, horizon = self.entries, now - expiry
-        while entries and entries[0][0] <= horizon:
-            self.total -= entries.popleft()[1]
+        times, horizon = self.times, now - expiry
+        while times and times[0] <= horizon:
+            times.popleft()
+            self.total -= self.costs.popleft()
         return self.total
 
     def reset_at(self, expiry: int, now: float) -> float:
-        return self.entries[0][0] + expiry if self.entries else now + expiry
+        return self.times[0] + expiry if self.times else now + expiry
 
     def add(self, cost: int, now: float) -> None:
-        self.entries.append((now, cost))
+        self.times.append(now)
+        self.costs.append(cost)
         self.total += cost
 
     def idle(self, expiry: int, now: float) -> bool:
@@ -118,11 +124,8 @@ class MemoryWindows:
             return 0, now + expiry
         return window.used(expiry, now), window.reset_at(expiry, now)
 
-    def states(self, windows: Sequence[Window], now: float) -> list[tuple[int, float]]:
-        return [self.state(key, now) for key, _ in windows]
-
-    def add(self, windows: Sequence[Window], cost: int, now: float) -> None:
-        for key, _ in windows:
+    def add(self, keys: Sequence[Key], cost: int, now: float) -> None:
+        for key in keys:
             self._get(key, now).add(cost, now)
 
     def clear(self) -> None:
