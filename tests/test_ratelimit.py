@@ -314,3 +314,52 @@ def test_decision_error_and_combine() -> None:
     assert refused.headers()["X-RateLimit-Reset"] == "1006"
     with pytest.raises(ValueError):
         combine([])
+
+
+# -- in-process counters ---------------------------------------------------------------------
+
+
+def test_memory_counters_drop_idle_windows() -> None:
+    from msgine.server.ratelimit._memory import MemoryWindows
+
+    store = MemoryWindows("moving-window")
+    now = 1_000_000.0
+    store.add([("recipient", f"h_{n}", 60) for n in range(100)], 1, now)
+    assert len(store) == 100
+    store.add([("recipient", "h_late", 60)], 1, now + 61 + 60)  # past the sweep interval
+    assert len(store) == 1
+
+
+@pytest.mark.parametrize("strategy", ["sliding-window", "fixed-window"])
+def test_counter_strategies_free_room_after_the_window(strategy: str) -> None:
+    from msgine.server.ratelimit._memory import MemoryWindows
+
+    store = MemoryWindows(strategy)
+    key = ("key", "k", 60)
+    start = 6_000_000.0  # a multiple of 60: aligned sliding windows start here
+    store.add([key], 3, start)
+    assert store.state(key, start + 1)[0] == 3
+    used_later, _ = store.state(key, start + 90)
+    expected = 1 if strategy == "sliding-window" else 0  # half the previous window still counts
+    assert used_later == expected
+    assert store.state(key, start + 200)[0] == 0
+
+
+async def test_admit_address_refuses_a_locked_out_address(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        await limiter.record_auth_failure("203.0.113.30")
+    locked = await limiter.admit_address("203.0.113.30", "100/minute")
+    assert not locked.allowed
+    assert locked.reason == "lockout"
+    assert locked.headers() == {"Retry-After": str(locked.retry_after)}
+    assert locked.error().details == {"reason": "lockout"}
+    assert (await limiter.admit_address("203.0.113.31", "100/minute")).allowed
+    limited = [(await limiter.admit_address("203.0.113.32", "2/minute")).allowed for _ in range(3)]
+    assert limited == [True, True, False]
+
+
+async def test_cost_in_a_moving_window_frees_together(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("daily", "acc", "5/second", cost=4)).remaining == 1
+    assert not (await limiter.hit("daily", "acc", "5/second", cost=2)).allowed
+    await asyncio.sleep(1.05)
+    assert (await limiter.hit("daily", "acc", "5/second", cost=5)).allowed

@@ -1,4 +1,4 @@
-"""MsGine's default limits, and their per-account and per-key overrides."""
+"""MsGine's default limits (the same as the gateway settings' defaults), and overrides."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from ._geo import GeoPolicy
 from ._parse import parse_limits
 
 DEFAULT_PER_KEY = "100/minute;20/second"
-DEFAULT_PER_ACCOUNT = "1000/minute;100/second"
-DEFAULT_PER_ADDRESS = "600/minute;60/second"
+DEFAULT_PER_ACCOUNT = "1000/minute"
+DEFAULT_PER_ADDRESS = "300/minute"
 DEFAULT_PER_RECIPIENT = "10/hour"
 
 # Error code of a recipient refused for its own limit; the other recipients still go out.
