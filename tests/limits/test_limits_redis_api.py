@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from limits_support import Events, OpenApi
 
 from support import MASTER_KEY, Gateway, gateway_env, start_gateway
@@ -84,6 +85,12 @@ async def test_recipient_limit_is_shared_through_redis(
         assert all(r["status"] != "rejected" for r in first.json()["recipients"])
         again = await api.send(to=["+256701521269"])
         assert again.json()["recipients"][0]["errorCode"] == "recipient_rate_limited"
+    client = redis.Redis.from_url(redis_url)
+    names = [k.decode() for k in client.scan_iter(match=f"{redis_prefix}*")]
+    client.close()
+    assert any("/recipient/r_" in name for name in names)
+    assert not [n for n in names if "701521269" in n or "772123456" in n]
+    assert api.key not in repr(names)
 
 
 async def test_redis_down_keeps_limits_per_process(open_api: OpenApi, events: Events) -> None:
