@@ -90,6 +90,7 @@ class Dispatcher:
             ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
             max_connections=concurrency,
         )
+        self._recorder = _Recorder(runtime)
 
     async def aclose(self) -> None:
         await self.sender.aclose()
@@ -169,16 +170,7 @@ class Dispatcher:
             result = await self.sender.send(item.url, item.body, self._headers(item))
         delay = None if result is None else self._delay(item, result)
         try:
-            await self.runtime.db.awrite(
-                lambda conn: record_attempt(
-                    conn,
-                    self.runtime,
-                    item,
-                    result,
-                    attempted_at=attempted_at,
-                    retry_delay=delay,
-                )
-            )
+            await self._recorder.record(Outcome(item, result, attempted_at, delay))
         except Exception as exc:  # the lease runs out and the delivery is attempted again
             log.error("webhook_record_failed", error_type=type(exc).__name__)
             return
@@ -267,42 +259,138 @@ def _prepare(conn: sa.Connection, runtime: Runtime, rows: list[dict[str, Any]]) 
     return prepared
 
 
-def record_attempt(
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to, waiting to be written."""
+
+    item: Prepared
+    result: AttemptResult | None
+    attempted_at: datetime
+    retry_delay: float | None
+
+
+class _Recorder:
+    """Writes outcomes in batches: those finishing while a write is under way share the next.
+
+    One transaction and a few multi-row statements per batch, instead of several round trips
+    per delivery, is what keeps the database from limiting the delivery rate. Each caller still
+    waits until its own outcome is committed.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._queue: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, outcome: Outcome) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((outcome, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all())
+        await done
+
+    async def _write_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[Outcome, asyncio.Future[None]]]) -> None:
+        outcomes = [outcome for outcome, _ in batch]
+
+        def apply(conn: sa.Connection) -> None:
+            record_outcomes(conn, self._runtime, outcomes)
+
+        try:
+            await self._runtime.db.awrite(apply)
+        except Exception as exc:
+            for _, done in batch:
+                done.set_exception(exc)
+        else:
+            for _, done in batch:
+                done.set_result(None)
+
+
+def record_outcomes(conn: sa.Connection, runtime: Runtime, outcomes: list[Outcome]) -> None:
+    """Store the attempts and move each delivery (and its endpoint's health) on, in one write."""
+    now = runtime.now()
+    attempted = [o for o in outcomes if o.result is not None]
+    if attempted:
+        conn.execute(sa.insert(webhook_attempts), [_attempt_row(o) for o in attempted])
+    succeeded = [o for o in attempted if o.result is not None and o.result.ok]
+    if succeeded:
+        _record_successes(conn, succeeded, now)
+    for outcome in outcomes:
+        if outcome.result is None:
+            _finish(
+                conn, outcome.item.delivery["id"], "cancelled", now, error=outcome.item.skip_reason
+            )
+        elif not outcome.result.ok:
+            _record_failure(conn, runtime, outcome.item.delivery, outcome.result, outcome, now)
+
+
+def _attempt_row(outcome: Outcome) -> dict[str, Any]:
+    result = outcome.result
+    assert result is not None
+    return {
+        "delivery_id": outcome.item.delivery["id"],
+        "attempted_at": outcome.attempted_at,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "error": result.error,
+        "excerpt": result.excerpt or None,
+    }
+
+
+def _record_successes(conn: sa.Connection, succeeded: list[Outcome], now: datetime) -> None:
+    conn.execute(
+        sa.update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.id == sa.bindparam("delivery_id"),
+            webhook_deliveries.c.status == "pending",
+        )
+        .values(
+            status="succeeded",
+            attempts=sa.bindparam("attempt_count"),
+            last_status_code=sa.bindparam("status_code"),
+            next_attempt_at=None,
+            lease_until=None,
+            last_error=None,
+            completed_at=now,
+        ),
+        [
+            {
+                "delivery_id": o.item.delivery["id"],
+                "attempt_count": o.item.delivery["attempts"] + 1,
+                "status_code": o.result.status_code if o.result else None,
+            }
+            for o in succeeded
+        ],
+    )
+    endpoint_ids = sorted({o.item.delivery["endpoint_id"] for o in succeeded} - {None})
+    if endpoint_ids:
+        conn.execute(
+            sa.update(webhook_endpoints)
+            .where(webhook_endpoints.c.id.in_(endpoint_ids))
+            .values(last_success_at=now, first_failure_at=None)
+        )
+
+
+def _record_failure(
     conn: sa.Connection,
     runtime: Runtime,
-    item: Prepared,
-    result: AttemptResult | None,
-    *,
-    attempted_at: datetime,
-    retry_delay: float | None,
+    delivery: dict[str, Any],
+    result: AttemptResult,
+    outcome: Outcome,
+    now: datetime,
 ) -> None:
-    """Store the attempt and move the delivery (and its endpoint's health) on, in one write."""
-    delivery = item.delivery
-    now = runtime.now()
-    if result is None:
-        _finish(conn, delivery["id"], status="cancelled", now=now, error=item.skip_reason)
-        return
-    conn.execute(
-        sa.insert(webhook_attempts).values(
-            delivery_id=delivery["id"],
-            attempted_at=attempted_at,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            error=result.error,
-            excerpt=result.excerpt or None,
-        )
-    )
     attempts = delivery["attempts"] + 1
-    endpoint_id = delivery["endpoint_id"]
-    if result.ok:
-        _finish(conn, delivery["id"], "succeeded", now, attempts=attempts, result=result)
-        if endpoint_id is not None:
-            _endpoint_succeeded(conn, endpoint_id, now)
-    elif result.gone or retry_delay is None:
+    if result.gone or outcome.retry_delay is None:
         _finish(conn, delivery["id"], "failed", now, attempts=attempts, result=result)
     else:
-        _retry_later(conn, delivery["id"], attempts, now + timedelta(seconds=retry_delay), result)
-    if endpoint_id is None or result.ok:
+        due = now + timedelta(seconds=outcome.retry_delay)
+        _retry_later(conn, delivery["id"], attempts, due, result)
+    endpoint_id = delivery["endpoint_id"]
+    if endpoint_id is None:
         return
     if result.gone:
         _endpoints.disable_endpoint(
@@ -354,14 +442,6 @@ def _pending_update(delivery_id: str) -> sa.Update:
     """Only a pending delivery moves: one cancelled meanwhile (endpoint disabled) stays so."""
     return sa.update(webhook_deliveries).where(
         webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.status == "pending"
-    )
-
-
-def _endpoint_succeeded(conn: sa.Connection, endpoint_id: str, now: datetime) -> None:
-    conn.execute(
-        sa.update(webhook_endpoints)
-        .where(webhook_endpoints.c.id == endpoint_id)
-        .values(last_success_at=now, first_failure_at=None)
     )
 
 
