@@ -138,15 +138,19 @@ async def test_audit_verify_passes_an_untouched_log(api: Any) -> None:
 
 
 @pytest.mark.parametrize("how", ["edit", "edit_details", "delete", "reorder"])
-async def test_audit_verify_names_the_first_bad_entry(api: Any, how: str) -> None:
+async def test_audit_verify_names_the_first_bad_entry(api: Any, how: str, tmp_path: Path) -> None:
     await _key_changes(api)
     seq, entry_id, reason = _tamper(api, how)
-    broken = run_cli(settings_env(api.runtime.settings), "audit", "verify")
+    log_path = tmp_path / "security.log"
+    env = settings_env(api.runtime.settings, MSGINE_SECURITY_LOG_PATH=str(log_path))
+    broken = run_cli(env, "audit", "verify")
     assert broken.returncode == 1
     assert broken.stdout == ""
     assert broken.stderr.strip() == (
         f"error: audit log broken at seq {seq}, id {entry_id}: {reason}"
     )
+    [alert] = [e for e in json_lines(log_path) if e["event"] == "audit_chain_broken"]
+    assert (alert["seq"], alert["entry_id"], alert["reason"]) == (seq, entry_id, reason)
 
 
 def test_cli_key_commands_are_audited_as_the_cli_user(runtime: Any) -> None:

@@ -72,6 +72,15 @@ def test_vault_binds_ciphertext_to_table_column_and_row(runtime: Any) -> None:
         vault.decrypt(tampered, table="recipients", column="phone", row_id="rcp_1")
 
 
+def test_blind_index_is_keyed_and_per_account(runtime: Any) -> None:
+    vault = runtime.vault
+    index = vault.blind_index("acc_1", A)
+    assert index == vault.blind_index("acc_1", A)
+    assert index != vault.blind_index("acc_2", A)
+    assert index != vault.blind_index("acc_1", B)
+    assert A[1:] not in index
+
+
 def test_wrong_master_key_fails_at_start(
     runtime: Any, tmp_path: Path, database_url: str | None
 ) -> None:
