@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,3 +78,17 @@ def test_cli_retention_purge(gateway: Any) -> None:
 
     bad = gateway.cli("retention", "purge", "--older-than-days", "-1", check=False)
     assert bad.returncode != 0
+
+
+def test_numbers_in_paths_and_queries_stay_out_of_the_gateway_log(gateway: Any) -> None:
+    assert _call(
+        gateway, "PUT", f"/consents/{PHONE}", json={"purpose": "marketing", "source": "form"}
+    ).is_success
+    assert _call(gateway, "GET", "/privacy/export", params={"phone": PHONE}).is_success
+    assert _call(gateway, "DELETE", f"/suppressions/{PHONE}").status_code == 404
+    assert _call(gateway, "POST", "/privacy/erase", json={"phone": PHONE}).is_success
+    gateway.stop()
+    log = (Path(gateway.root) / f"gateway-{gateway.port}.log").read_text()
+    assert log  # the gateway did log
+    for form in (PHONE, PHONE[1:], "%2B256701521269"):
+        assert form not in log

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
 from msgine.server.compliance._inbound import InboundHandler, Pricing, inbound_handler
 from msgine.server.errors import NotFound
@@ -133,8 +134,6 @@ async def delete_suppression(phone: str, request: Request, principal: Caller) ->
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
-        from msgine.server.audit import record
-
         if not _suppressions.lift(conn, principal.account_id, index):
             raise NotFound("This number is not on the suppression list.")
         record(
