@@ -94,7 +94,9 @@ def _wrk_percentile(out: str, label: str) -> float:
     return value / 1000 if unit == "us" else value if unit == "ms" else value * 1000
 
 
-async def python_load(url: str, seconds: int, connections: int, key: str | None) -> dict[str, float]:
+async def python_load(
+    url: str, seconds: int, connections: int, key: str | None
+) -> dict[str, float]:
     latencies: list[float] = []
     created = 0
     deadline = time.perf_counter() + seconds
@@ -107,7 +109,9 @@ async def python_load(url: str, seconds: int, connections: int, key: str | None)
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 if key:
-                    r = await client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+                    r = await client.post(
+                        url, json=body, headers={"Authorization": f"Bearer {key}"}
+                    )
                     created += r.status_code == 201
                 else:
                     await client.get(url)
@@ -119,7 +123,9 @@ async def python_load(url: str, seconds: int, connections: int, key: str | None)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--database-url", default=None)
@@ -139,16 +145,39 @@ def main() -> None:
     if args.database_url:
         env["MSGINE_DATABASE_URL"] = args.database_url
     key_out = subprocess.run(
-        [sys.executable, "-m", "msgine", "keys", "create", "--json", "--rate-limit", "100000000/minute"],
-        env={**env}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "msgine",
+            "keys",
+            "create",
+            "--json",
+            "--rate-limit",
+            "100000000/minute",
+        ],
+        env={**env},
+        capture_output=True,
+        text=True,
     )
     if key_out.returncode != 0:  # no account yet: the first serve creates it
         port = free_port()
         start(env, port, True).terminate()
         time.sleep(1)
         key_out = subprocess.run(
-            [sys.executable, "-m", "msgine", "keys", "create", "--json", "--rate-limit", "100000000/minute"],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "msgine",
+                "keys",
+                "create",
+                "--json",
+                "--rate-limit",
+                "100000000/minute",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     key = json.loads(key_out.stdout)["key"]
     port = free_port()
@@ -164,7 +193,9 @@ def main() -> None:
             send = wrk(f"{base}/api/v1/messages/sms", args.seconds, args.connections, script)
         else:
             noop = asyncio.run(python_load(f"{base}/healthz", args.seconds, args.connections, None))
-            send = asyncio.run(python_load(f"{base}/api/v1/messages/sms", args.seconds, args.connections, key))
+            send = asyncio.run(
+                python_load(f"{base}/api/v1/messages/sms", args.seconds, args.connections, key)
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -174,13 +205,23 @@ def main() -> None:
         stored = conn.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
     engine.dispose()
     created = int(send.get("created", 0))
-    print(f"load generator      : {'wrk' if use_wrk else 'python httpx'}, {args.connections} connections, {args.seconds} s")
-    print(f"database            : {'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}")
+    print(
+        f"load generator      : {'wrk' if use_wrk else 'python httpx'}, {args.connections} connections, {args.seconds} s"
+    )
+    print(
+        f"database            : {'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}"
+    )
     print(f"worker in process   : {not args.no_worker}")
-    print(f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  p99 {noop['p99']:.2f} ms")
-    print(f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  p99 {send['p99']:.2f} ms")
+    print(
+        f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  p99 {noop['p99']:.2f} ms"
+    )
+    print(
+        f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  p99 {send['p99']:.2f} ms"
+    )
     print(f"send / no-op ratio  : {send['rate'] / noop['rate']:.1%}  (goal >= 40%)")
-    print(f"201 responses       : {created}; messages stored: {stored}  ({'OK' if stored >= created else 'LOST'})")
+    print(
+        f"201 responses       : {created}; messages stored: {stored}  ({'OK' if stored >= created else 'LOST'})"
+    )
     shutil.rmtree(data, ignore_errors=True)
 
 

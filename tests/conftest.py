@@ -158,16 +158,18 @@ async def api(runtime: Any) -> AsyncIterator[Api]:
     assert first is not None
     app = create_app(runtime)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        async with app.router.lifespan_context(app):
-            yield Api(
-                runtime=runtime,
-                app=app,
-                client=client,
-                worker=Worker(runtime),
-                account_id=first.record["account_id"],
-                key=first.secret,
-            )
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        app.router.lifespan_context(app),
+    ):
+        yield Api(
+            runtime=runtime,
+            app=app,
+            client=client,
+            worker=Worker(runtime),
+            account_id=first.record["account_id"],
+            key=first.secret,
+        )
 
 
 # --- a real gateway subprocess ------------------------------------------------------------

@@ -15,7 +15,9 @@ from msgine.server.storage._tables import api_keys
 
 async def _status(api: Any, headers: dict[str, str]) -> tuple[int, str]:
     response = await api.client.get("/api/v1/messages", headers=headers)
-    return response.status_code, response.json()["error"]["code"] if response.status_code >= 400 else ""
+    return response.status_code, response.json()["error"][
+        "code"
+    ] if response.status_code >= 400 else ""
 
 
 @pytest.mark.parametrize(

@@ -26,14 +26,49 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("empty message", {"to": OK_TO, "message": ""}, 400, "message_empty"),
     ("only controls", {"to": OK_TO, "message": " \u200b\u202e\x07 "}, 400, "message_empty"),
     ("too long", {"to": OK_TO, "message": "a" * 1001}, 400, "message_too_long"),
-    ("sender too long", {"to": OK_TO, "message": "hi", "from": "ABCDEFGHIJKL"}, 400, "invalid_sender_id"),
+    (
+        "sender too long",
+        {"to": OK_TO, "message": "hi", "from": "ABCDEFGHIJKL"},
+        400,
+        "invalid_sender_id",
+    ),
     ("sender symbols", {"to": OK_TO, "message": "hi", "from": "My<App>"}, 400, "invalid_sender_id"),
-    ("http callback", {"to": OK_TO, "message": "hi", "callbackUrl": "http://example.com/h"}, 400, "insecure_callback_url"),
-    ("bad schedule", {"to": OK_TO, "message": "hi", "scheduledFor": "tomorrow"}, 400, "invalid_request"),
-    ("past schedule", {"to": OK_TO, "message": "hi", "scheduledFor": "2020-01-01T00:00:00Z"}, 400, "invalid_request"),
-    ("far schedule", {"to": OK_TO, "message": "hi", "scheduledFor": "2099-01-01T00:00:00Z"}, 400, "invalid_request"),
-    ("naive schedule", {"to": OK_TO, "message": "hi", "scheduledFor": "2030-01-01T00:00:00"}, 400, "invalid_request"),
-    ("empty idempotency key", {"to": OK_TO, "message": "hi", "idempotencyKey": ""}, 400, "invalid_request"),
+    (
+        "http callback",
+        {"to": OK_TO, "message": "hi", "callbackUrl": "http://example.com/h"},
+        400,
+        "insecure_callback_url",
+    ),
+    (
+        "bad schedule",
+        {"to": OK_TO, "message": "hi", "scheduledFor": "tomorrow"},
+        400,
+        "invalid_request",
+    ),
+    (
+        "past schedule",
+        {"to": OK_TO, "message": "hi", "scheduledFor": "2020-01-01T00:00:00Z"},
+        400,
+        "invalid_request",
+    ),
+    (
+        "far schedule",
+        {"to": OK_TO, "message": "hi", "scheduledFor": "2099-01-01T00:00:00Z"},
+        400,
+        "invalid_request",
+    ),
+    (
+        "naive schedule",
+        {"to": OK_TO, "message": "hi", "scheduledFor": "2030-01-01T00:00:00"},
+        400,
+        "invalid_request",
+    ),
+    (
+        "empty idempotency key",
+        {"to": OK_TO, "message": "hi", "idempotencyKey": ""},
+        400,
+        "invalid_request",
+    ),
 ]
 
 

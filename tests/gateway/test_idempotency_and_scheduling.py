@@ -12,7 +12,11 @@ from msgine.server.storage._tables import messages, simulator_submissions
 
 
 def _count(api: Any, table: sa.Table) -> int:
-    return int(api.runtime.db.read(lambda c: c.execute(sa.select(sa.func.count()).select_from(table)).scalar()))
+    return int(
+        api.runtime.db.read(
+            lambda c: c.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+        )
+    )
 
 
 async def test_same_key_same_body_returns_first_response_and_sends_once(api: Any) -> None:
@@ -38,7 +42,9 @@ async def test_body_key_works_like_the_header(api: Any) -> None:
 
 async def test_same_key_other_body_is_409(api: Any) -> None:
     headers = {**api.headers(), "Idempotency-Key": "k-2"}
-    await api.client.post("/api/v1/messages/sms", json={"to": "+256701521269", "message": "A"}, headers=headers)
+    await api.client.post(
+        "/api/v1/messages/sms", json={"to": "+256701521269", "message": "A"}, headers=headers
+    )
     other = await api.client.post(
         "/api/v1/messages/sms", json={"to": "+256701521269", "message": "B"}, headers=headers
     )

@@ -8,14 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from support import Gateway, gateway_env, start_gateway
 
 from msgine.server.storage._tables import recipients, simulator_submissions
+from support import Gateway, gateway_env, start_gateway
 
 FINAL = {"delivered", "failed", "rejected"}
 # Load tests send bursts from one key and address; the default limits would refuse them.
@@ -89,8 +88,13 @@ def test_two_workers_on_postgresql_share_the_queue(tmp_path: Path, postgres_url:
     api = start_gateway(env, cwd=tmp_path, args=("--no-worker",))
     accepted = _send_many(api, 120)
     workers = [
-        subprocess.Popen([sys.executable, "-m", "msgine", "worker"], env=env, cwd=tmp_path,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-m", "msgine", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(2)
     ]
     try:
@@ -122,8 +126,17 @@ def test_cli_accounts_and_keys(gateway: Gateway) -> None:
     assert account["name"] == "acme" and account["id"].startswith("acc_")
     created = json.loads(
         gateway.cli(
-            "keys", "create", "--account", "acme", "--name", "ci", "--scopes",
-            "messages:send,messages:read", "--allow-ip", "127.0.0.1/32", "--json",
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--name",
+            "ci",
+            "--scopes",
+            "messages:send,messages:read",
+            "--allow-ip",
+            "127.0.0.1/32",
+            "--json",
         ).stdout
     )
     assert {"id", "key", "mode", "account"} <= set(created)
@@ -136,7 +149,9 @@ def test_cli_accounts_and_keys(gateway: Gateway) -> None:
     assert r.status_code == 201
     listing = gateway.cli("keys", "list", "--json").stdout
     assert created["key"] not in listing
-    rotated = json.loads(gateway.cli("keys", "rotate", created["id"], "--grace-hours", "0", "--json").stdout)
+    rotated = json.loads(
+        gateway.cli("keys", "rotate", created["id"], "--grace-hours", "0", "--json").stdout
+    )
     assert rotated["key"] != created["key"]
     old = httpx.get(f"{gateway.base_url}/messages", headers={"X-Api-Key": created["key"]})
     assert old.status_code == 401
@@ -146,8 +161,11 @@ def test_cli_accounts_and_keys(gateway: Gateway) -> None:
 
 
 def test_cli_errors_are_one_line_and_nonzero(gateway: Gateway) -> None:
-    for args in (("keys", "revoke", "key_nope"), ("keys", "create", "--mode", "prod"),
-                 ("keys", "create", "--scopes", "everything")):
+    for args in (
+        ("keys", "revoke", "key_nope"),
+        ("keys", "create", "--mode", "prod"),
+        ("keys", "create", "--scopes", "everything"),
+    ):
         result = gateway.cli(*args, check=False)
         assert result.returncode != 0
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -164,8 +182,14 @@ def test_first_start_makes_a_private_master_key_and_prints_the_key_once(tmp_path
     again.stop()
     assert gw.api_key and not again.api_key
     key_file.chmod(0o644)
-    result = subprocess.run([sys.executable, "-m", "msgine", "db", "upgrade"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "msgine", "db", "upgrade"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "chmod 600" in result.stderr
 
@@ -192,8 +216,15 @@ def test_logs_and_metrics_hold_no_secrets_or_personal_data(gateway: Gateway) -> 
 def test_openapi_describes_every_route_and_its_errors(gateway: Gateway) -> None:
     schema = httpx.get(f"http://127.0.0.1:{gateway.port}/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/api/v1/messages/sms", "/api/v1/developers/sms", "/api/v1/messages/{message_id}",
-                 "/api/v1/developers/sms/history", "/api/v1/keys", "/healthz", "/readyz"):
+    for path in (
+        "/api/v1/messages/sms",
+        "/api/v1/developers/sms",
+        "/api/v1/messages/{message_id}",
+        "/api/v1/developers/sms/history",
+        "/api/v1/keys",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths
     send = paths["/api/v1/messages/sms"]["post"]["responses"]
     assert {"201", "400", "401", "403", "409", "413", "429"} <= set(send)

@@ -43,9 +43,13 @@ def test_group_commit_isolates_a_failing_write(runtime: Any) -> None:
 
         def fn(conn: sa.Connection) -> str:
             if n == 7:
-                conn.execute(sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now))
+                conn.execute(
+                    sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now)
+                )
                 raise ValueError("boom")
-            conn.execute(sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now))
+            conn.execute(
+                sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now)
+            )
             return f"acc_{n}"
 
         try:
@@ -70,7 +74,9 @@ def test_migrating_twice_is_a_no_op(settings: Any) -> None:
     try:
         db.migrate()
         db.migrate()
-        version = db.read(lambda c: c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar())
+        version = db.read(
+            lambda c: c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        )
         assert version == "0001"
     finally:
         db.close()

@@ -36,7 +36,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     with runtime() as rt:
         rows = rt.db.read(list_accounts)
-    items = [{"id": r["id"], "name": r["name"], "createdAt": r["created_at"].isoformat()} for r in rows]
+    items = [
+        {"id": r["id"], "name": r["name"], "createdAt": r["created_at"].isoformat()} for r in rows
+    ]
     if as_json:
         emit_json(items)
     else:

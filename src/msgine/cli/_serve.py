@@ -32,7 +32,9 @@ def serve(
         settings = rt.settings
         configure_logging(
             level=settings.log_level,
-            security_log_path=str(settings.security_log_path) if settings.security_log_path else None,
+            security_log_path=str(settings.security_log_path)
+            if settings.security_log_path
+            else None,
         )
         first = ensure_default_account(rt)
         if first is not None:

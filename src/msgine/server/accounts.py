@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from msgine.server._ids import new_id
 from msgine.server.errors import NotFound
@@ -24,7 +24,9 @@ class AccountPolicy(BaseModel):
     timezone: str = "UTC"
     quiet_hours_start: str = Field(default="08:00", alias="quietHoursStart")
     quiet_hours_end: str = Field(default="21:00", alias="quietHoursEnd")
-    quiet_hours_policy: Literal["defer", "reject"] = Field(default="defer", alias="quietHoursPolicy")
+    quiet_hours_policy: Literal["defer", "reject"] = Field(
+        default="defer", alias="quietHoursPolicy"
+    )
     marketing_requires_consent: bool = Field(default=True, alias="marketingRequiresConsent")
     opt_out_template: str | None = Field(default=None, alias="optOutTemplate", max_length=160)
     help_text: str | None = Field(default=None, alias="helpText", max_length=320)
@@ -35,14 +37,51 @@ class AccountPolicy(BaseModel):
     recipient_rate_limit: str | None = Field(default=None, alias="recipientRateLimit")
     keywords: dict[str, list[str]] | None = None
 
+    @field_validator("rate_limit", "recipient_rate_limit")
+    @classmethod
+    def _check_limits(cls, value: str | None) -> str | None:
+        if value is not None:
+            from msgine.server.ratelimit import parse_limits
+
+            parse_limits(value)  # ValueError says what is wrong
+        return value
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _check_countries(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        codes = [code.strip().upper() for code in value]
+        if any(len(code) != 2 or not code.isalpha() for code in codes):
+            raise ValueError("allowedCountries are ISO 3166-1 alpha-2 codes such as 'UG'")
+        return codes
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("timezone must be an IANA zone such as 'Africa/Kampala'") from None
+        return value
+
+    @field_validator("quiet_hours_start", "quiet_hours_end")
+    @classmethod
+    def _check_time(cls, value: str) -> str:
+        from datetime import time
+
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("quiet hours are local times such as '08:00'") from None
+        return value
+
 
 def create_account(conn: sa.Connection, name: str, now: datetime) -> str:
     account_id = new_id("acc")
-    conn.execute(
-        sa.insert(accounts).values(
-            id=account_id, name=name, settings={}, created_at=now
-        )
-    )
+    conn.execute(sa.insert(accounts).values(id=account_id, name=name, settings={}, created_at=now))
     return account_id
 
 
@@ -54,9 +93,11 @@ def get_account(conn: sa.Connection, account_id: str) -> dict[str, Any]:
 
 
 def find_account(conn: sa.Connection, id_or_name: str) -> dict[str, Any]:
-    query = sa.select(accounts).where(
-        sa.or_(accounts.c.id == id_or_name, accounts.c.name == id_or_name)
-    ).order_by(accounts.c.created_at)
+    query = (
+        sa.select(accounts)
+        .where(sa.or_(accounts.c.id == id_or_name, accounts.c.name == id_or_name))
+        .order_by(accounts.c.created_at)
+    )
     row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound("Account not found.")

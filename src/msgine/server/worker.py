@@ -74,10 +74,15 @@ class Worker:
         try:
             await self.handlers[job["kind"]](self, job)
         except Exception as exc:
-            log.warning("job_failed", kind=job["kind"], job_id=job["id"], error_type=type(exc).__name__)
-            await self.runtime.db.awrite(lambda conn: _retry_later(conn, self.runtime, job, exc))
+            error = exc
+            log.warning(
+                "job_failed", kind=job["kind"], job_id=job["id"], error_type=type(error).__name__
+            )
+            await self.runtime.db.awrite(lambda conn: _retry_later(conn, self.runtime, job, error))
 
-    async def finish(self, job: dict[str, Any], fn: Callable[[sa.Connection], object] | None = None) -> None:
+    async def finish(
+        self, job: dict[str, Any], fn: Callable[[sa.Connection], object] | None = None
+    ) -> None:
         """Apply ``fn`` and delete the job in one transaction."""
 
         def apply(conn: sa.Connection) -> None:
@@ -88,12 +93,16 @@ class Worker:
         await self.runtime.db.awrite(apply)
 
 
-def _retry_later(conn: sa.Connection, runtime: Runtime, job: dict[str, Any], exc: Exception) -> None:
+def _retry_later(
+    conn: sa.Connection, runtime: Runtime, job: dict[str, Any], exc: Exception
+) -> None:
     attempts = job["attempts"] + 1
     now = runtime.now()
     if attempts >= MAX_JOB_ATTEMPTS:
         if job["kind"] == SUBMIT_JOB:
-            record_status(conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error")
+            record_status(
+                conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
+            )
         conn.execute(sa.delete(jobs).where(jobs.c.id == job["id"]))
         return
     conn.execute(
@@ -129,9 +138,12 @@ async def submit_job(worker: Worker, job: dict[str, Any]) -> None:
         due = decision.due_at
         await runtime.db.awrite(lambda conn: _defer(conn, job["id"], rid, due, now))
         return
-    assert out.to is not None and out.content is not None
+    assert out.to is not None
+    assert out.content is not None
     result = await worker.carrier.submit(
-        SubmitRequest(submit_key=rid, to=out.to, sender=out.sender, content=out.content, mode=out.mode)
+        SubmitRequest(
+            submit_key=rid, to=out.to, sender=out.sender, content=out.content, mode=out.mode
+        )
     )
     if result.accepted:
         status, error = "sent", None

@@ -19,9 +19,7 @@ from msgine.server._ids import new_id
 MAX_BODY_BYTES = 64 * 1024
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
-REQUESTS = Counter(
-    "msgine_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("msgine_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "msgine_http_request_seconds",
     "HTTP request latency",
@@ -35,7 +33,10 @@ class PayloadTooLargeError(Exception):
 
 
 def _error_body(request_id: str, status: int, code: str, message: str) -> bytes:
-    body = {"error": {"code": code, "message": message, "details": {}}, "meta": {"requestId": request_id}}
+    body = {
+        "error": {"code": code, "message": message, "details": {}},
+        "meta": {"requestId": request_id},
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -82,6 +82,8 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.state.pre_auth_hooks = []
     app.state.shutdown_hooks = []
     app.state.drain_steps = []
+    app.state.send_prechecks = []
+    app.state.inbound_handlers = []
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     for module in (messages, keys, webhooks, compliance, audit, account, simulator):
@@ -125,7 +127,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc.__cause__, PayloadTooLargeError):
             return error_response(request, 413, "payload_too_large", "Request body too large.")
-        code = _HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error")
+        code = _HTTP_CODES.get(
+            exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error"
+        )
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "Not found."
@@ -143,5 +147,7 @@ def _is_json_error(exc: RequestValidationError) -> bool:
     return any(err.get("type") == "json_invalid" for err in exc.errors())
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(payload, status_code=status, headers=headers)

@@ -72,9 +72,13 @@ def _record_submission(
 
 def receipt_for(conn: sa.Connection, submit_key: str) -> tuple[str, str, str | None] | None:
     """(status, carrier id, error code) of the simulated delivery receipt."""
-    row = conn.execute(
-        sa.select(simulator_submissions).where(simulator_submissions.c.submit_key == submit_key)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(simulator_submissions).where(simulator_submissions.c.submit_key == submit_key)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     if row["outcome"] == "failed":

@@ -68,9 +68,14 @@ def evaluate(
     message_type: MessageType,
     now: datetime,
     send_at: datetime,
+    system_reply: bool = False,
 ) -> list[Decision]:
-    """One decision per recipient, in order."""
-    blocked = suppressed_indexes(conn, account_id, indexes)
+    """One decision per recipient, in order.
+
+    A system reply (the confirmation of an opt-out, a help answer) answers the person who just
+    wrote to us: it is exempt from the suppression list, so an opt-out can be confirmed.
+    """
+    blocked = set() if system_reply else suppressed_indexes(conn, account_id, indexes)
     needs_consent = message_type == "marketing" and policy.marketing_requires_consent
     consented = (
         consented_indexes(conn, account_id, indexes, "marketing") if needs_consent else set()

@@ -23,7 +23,6 @@ from msgine.server.compliance._identification import (
     render_footer,
 )
 from msgine.server.compliance._keywords import Category, KeywordLists, classify
-from msgine.server.compliance._subjects import reply_index
 from msgine.server.crypto import Vault
 from msgine.server.messages._service import accept_reply
 from msgine.server.storage._tables import inbound_messages
@@ -104,7 +103,6 @@ class _Context:
             to=phone,
             content=text,
             sender=self.inbound.get("to_number"),
-            phone_index=reply_index(self.vault, self.account_id, phone),
             now=self.now,
             price_per_segment=self.pricing.price_per_segment,
             currency=self.pricing.currency,

@@ -57,7 +57,9 @@ def rewrap_all(conn: sa.Connection, old: MasterKeyRing, new_primary: bytes) -> i
         conn.execute(
             sa.update(data_keys)
             .where(data_keys.c.id == wk.id)
-            .values(master_kid=key_id(new_primary), wrapped=wrap(new_primary, wk.id, wk.purpose, key))
+            .values(
+                master_kid=key_id(new_primary), wrapped=wrap(new_primary, wk.id, wk.purpose, key)
+            )
         )
         count += 1
     return count

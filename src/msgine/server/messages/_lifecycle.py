@@ -13,6 +13,7 @@ from msgine.server.accounts import policy_of
 from msgine.server.compliance._gate import Decision, evaluate
 from msgine.server.crypto import Vault
 from msgine.server.messages import _views
+from msgine.server.messages._service import SYSTEM_REPLY_KEY_ID
 from msgine.server.storage._tables import messages, recipients, status_events
 
 TERMINAL = frozenset({"delivered", "failed", "rejected"})
@@ -27,6 +28,7 @@ class Outgoing:
     recipient_id: str
     message_id: str
     account_id: str
+    key_id: str | None
     mode: str
     type: str
     status: str
@@ -41,6 +43,7 @@ def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgo
         conn.execute(
             sa.select(
                 recipients,
+                messages.c.key_id,
                 messages.c.mode,
                 messages.c.type,
                 messages.c.content,
@@ -58,6 +61,7 @@ def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgo
         recipient_id=row["id"],
         message_id=row["message_id"],
         account_id=row["account_id"],
+        key_id=row["key_id"],
         mode=row["mode"],
         type=row["type"],
         status=row["status"],
@@ -81,6 +85,7 @@ def recheck(conn: sa.Connection, out: Outgoing, now: datetime) -> Decision:
         message_type="marketing" if out.type == "marketing" else "transactional",
         now=now,
         send_at=now,
+        system_reply=out.key_id == SYSTEM_REPLY_KEY_ID,
     )[0]
 
 

@@ -168,13 +168,13 @@ def accept(
     price_per_segment: int,
     currency: str,
     prechecked: Mapping[str, str] | None = None,
-    indexes: Sequence[str] | None = None,
+    system_reply: bool = False,
 ) -> SendResult:
     """Store the message (or return the earlier response for a repeated idempotency key).
 
     ``prechecked`` maps a recipient number to an error code decided before the transaction
     (rate limits, geo permissions); those recipients are rejected, the others go ahead.
-    ``indexes`` overrides the recipients' lookup tokens (system replies, see ``accept_reply``).
+    ``system_reply`` marks an opt-out confirmation or help answer (see ``accept_reply``).
     """
     replay = _replay(conn, vault, principal.account_id, cmd, now)
     if replay is not None:
@@ -183,8 +183,7 @@ def accept(
     policy = policy_of(conn, account_id)
     content = identify(cmd.content, policy, cmd.type)
     info = segment_info(content)
-    if indexes is None:
-        indexes = [vault.blind_index(account_id, n) for n in cmd.to]
+    indexes = [vault.blind_index(account_id, n) for n in cmd.to]
     send_at = cmd.scheduled_for or now
     decisions = evaluate(
         conn,
@@ -192,6 +191,7 @@ def accept(
         policy=policy,
         numbers=cmd.to,
         indexes=indexes,
+        system_reply=system_reply,
         message_type=cmd.type,
         now=now,
         send_at=send_at,
@@ -299,15 +299,14 @@ def accept_reply(
     to: str,
     content: str,
     sender: str | None,
-    phone_index: str,
     now: datetime,
     price_per_segment: int,
     currency: str,
 ) -> str:
     """A system reply from the account to one number (opt-out confirmation, help answer).
 
-    It is an ordinary transactional message in every other respect. ``phone_index`` is chosen
-    by the compliance module, which files replies under their own token so that the one
+    It is an ordinary transactional message sent with the system key id, which the compliance
+    gate exempts from the suppression list (at accept and again before submit), so the one
     confirmation of an opt-out is not stopped by that very opt-out. Returns the message id.
     """
     cmd = build_command(
@@ -335,7 +334,7 @@ def accept_reply(
         now=now,
         price_per_segment=price_per_segment,
         currency=currency,
-        indexes=[phone_index],
+        system_reply=True,
     )
     return result.message_id
 

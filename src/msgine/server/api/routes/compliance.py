@@ -6,8 +6,6 @@ Every route needs the ``compliance:manage`` scope and acts on the caller's own a
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -16,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
-from msgine.server.compliance._inbound import InboundHandler, Pricing, inbound_handler
+from msgine.server.compliance._inbound import Pricing, inbound_handler
 from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.keys import Principal
@@ -203,30 +201,8 @@ async def patch_policy(
 # --- inbound keywords ---------------------------------------------------------------------
 
 
-def _add_handler(app: Any, handler: InboundHandler) -> None:
-    handlers: list[InboundHandler] | None = getattr(app.state, "inbound_handlers", None)
-    if handlers is None:
-        handlers = []
-        app.state.inbound_handlers = handlers
-    if handler not in handlers:
-        handlers.append(handler)
-
-
 def install(app: Any) -> None:
-    """Answer STOP/START/HELP in every inbound message.
-
-    The handler is added now and again when the app starts, because a router installed later
-    may start the list afresh; adding it is idempotent.
-    """
+    """Answer STOP/START/HELP in every inbound message."""
     settings = app.state.runtime.settings
     handler = inbound_handler(Pricing(settings.price_per_segment, settings.currency))
-    _add_handler(app, handler)
-    previous = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
-        _add_handler(app, handler)
-        async with previous(lifespan_app) as state:
-            yield state
-
-    app.router.lifespan_context = lifespan
+    app.state.inbound_handlers.append(handler)

@@ -29,8 +29,10 @@ can_read = require("messages:read")
 SendPrecheck = Callable[[Request, Principal, SendCommand], Awaitable[dict[str, str]]]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "invalid_request, invalid_phone_number, message_empty, message_too_long, "
-          "invalid_sender_id, insecure_callback_url"},
+    400: {
+        "description": "invalid_request, invalid_phone_number, message_empty, message_too_long, "
+        "invalid_sender_id, insecure_callback_url"
+    },
     401: {"description": "unauthorized"},
     403: {"description": "forbidden"},
     409: {"description": "idempotency_conflict"},
@@ -45,9 +47,9 @@ class SendBody(BaseModel):
     to: StrictStr | list[StrictStr]
     message: StrictStr
     from_: StrictStr | None = Field(default=None, alias="from")
-    callbackUrl: StrictStr | None = None  # noqa: N815 - the API's JSON names are camelCase
-    scheduledFor: datetime | None = None  # noqa: N815
-    idempotencyKey: StrictStr | None = None  # noqa: N815
+    callbackUrl: StrictStr | None = None
+    scheduledFor: datetime | None = None
+    idempotencyKey: StrictStr | None = None
     type: Literal["transactional", "marketing"] = "transactional"
 
 
@@ -93,7 +95,11 @@ async def send(
 
 for path in ("/messages/sms", "/developers/sms"):
     router.add_api_route(
-        path, send, methods=["POST"], status_code=201, responses=ERRORS,
+        path,
+        send,
+        methods=["POST"],
+        status_code=201,
+        responses=ERRORS,
         summary="Send an SMS to one or more recipients",
     )
 
@@ -109,7 +115,10 @@ async def get_one(
 
 for path in ("/messages/{message_id}", "/developers/{message_id}"):
     router.add_api_route(
-        path, get_one, methods=["GET"], responses={404: {"description": "not_found"}, **ERRORS},
+        path,
+        get_one,
+        methods=["GET"],
+        responses={404: {"description": "not_found"}, **ERRORS},
         summary="A message with its recipients' current statuses",
     )
 
@@ -136,7 +145,3 @@ for path in ("/messages", "/developers/sms/history"):
     router.add_api_route(
         path, history, methods=["GET"], responses=ERRORS, summary="Messages, newest first"
     )
-
-
-def install(app: Any) -> None:
-    app.state.send_prechecks = []

@@ -26,7 +26,12 @@ async def readyz(request: Request) -> Response:
         await runtime.db.aread(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
     except Exception:
         return JSONResponse({"status": "unavailable", "database": "error"}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    redis = "not configured"
+    if limiter is not None and runtime.settings.redis_url is not None:
+        # Redis being down degrades rate limits to per-process counts; the gateway still serves.
+        redis = "ok" if await limiter.healthy() else "degraded"
+    return JSONResponse({"status": "ready", "database": "ok", "redis": redis})
 
 
 @router.get("/metrics")

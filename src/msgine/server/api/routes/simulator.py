@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -32,13 +32,22 @@ class InboundBody(BaseModel):
     message: StrictStr = Field(max_length=2000)
 
 
-def store_inbound(conn: sa.Connection, vault: Vault, account_id: str, phone: str, to: str | None,
-                  body: str, now: Any) -> dict[str, Any]:
+def store_inbound(
+    conn: sa.Connection,
+    vault: Vault,
+    account_id: str,
+    phone: str,
+    to: str | None,
+    body: str,
+    now: Any,
+) -> dict[str, Any]:
     inbound_id = new_id("in")
     row = {
         "id": inbound_id,
         "account_id": account_id,
-        "phone": vault.encrypt_str(phone, table="inbound_messages", column="phone", row_id=inbound_id),
+        "phone": vault.encrypt_str(
+            phone, table="inbound_messages", column="phone", row_id=inbound_id
+        ),
         "phone_index": vault.blind_index(account_id, phone),
         "to_number": to,
         "body": vault.encrypt_str(body, table="inbound_messages", column="body", row_id=inbound_id),
@@ -70,7 +79,3 @@ async def simulate_inbound(
         return result
 
     return await runtime.db.awrite(apply)
-
-
-def install(app: Any) -> None:
-    app.state.inbound_handlers = []
