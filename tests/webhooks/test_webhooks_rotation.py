@@ -110,3 +110,19 @@ async def test_rotations_are_audited_and_logged_without_the_secret(
     for secret in secrets:
         assert secret not in log_text
         assert secret.removeprefix("whsec_") not in str(audit)
+
+
+def test_secrets_and_bodies_stay_out_of_reprs() -> None:
+    from datetime import UTC, datetime
+
+    from msgine.server.webhooks._dispatch import Prepared
+    from msgine.server.webhooks._endpoints import NewSecret
+    from msgine.webhooks._signing import generate_secret
+
+    secret = generate_secret()
+    shown = NewSecret("we_1", secret, datetime.now(UTC))
+    item = Prepared({"id": "whd_1"}, "https://example.com/x", b'{"to":"+256701521269"}', (secret,))
+    for value in (shown, item):
+        assert secret not in repr(value)
+        assert secret.removeprefix("whsec_") not in repr(value)
+    assert "+256701521269" not in repr(item)

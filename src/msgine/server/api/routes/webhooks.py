@@ -211,10 +211,7 @@ async def replay_delivery(
 
 def install(app: Any) -> None:
     """Raise ``message.received`` for inbound SMS, and give ``drain`` a one-pass dispatcher."""
-    handlers = getattr(app.state, "inbound_handlers", None)
-    if handlers is None:
-        handlers = app.state.inbound_handlers = []
-    handlers.append(events.message_received)
+    app.state.inbound_handlers.append(events.message_received)
     holder: list[Dispatcher] = []
 
     async def dispatch_step() -> int:
