@@ -57,6 +57,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         key = presented_key(request)
         ip = client_ip(request)
         now: datetime = runtime.now()
+        principal: Principal | None = None
         try:
             principal = await runtime.db.aread(
                 lambda conn: authenticate(conn, runtime.vault, key, ip, now)
@@ -64,7 +65,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
             principal.require(scope)
         except Exception as exc:
             for hook in hooks:
-                await hook(request, None, exc)
+                await hook(request, principal, exc)
             raise
         request.state.principal = principal
         for hook in hooks:

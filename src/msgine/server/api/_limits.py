@@ -161,7 +161,7 @@ class ApiLimits:
     async def after_auth(
         self, request: Request, principal: Principal | None, exc: Exception | None
     ) -> None:
-        if principal is None:
+        if principal is None or exc is not None:
             if isinstance(exc, Unauthorized):
                 await self.limiter.record_auth_failure(client_ip(request) or UNKNOWN_ADDRESS)
             return

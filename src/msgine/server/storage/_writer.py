@@ -60,38 +60,63 @@ class GroupCommitWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
-        if len(batch) == 1:
-            self._commit_single(*batch[0])
+        """Optimistically run the whole batch in one transaction without savepoints; if any
+        function fails, roll it all back and run each function in its own savepoint, so the
+        failure is handed to its caller alone. Write functions touch only the database, so
+        running one again after a rollback is safe."""
+        if len(batch) > 1 and self._try_fast(batch):
             return
+        self._commit_isolated(batch)
+
+    def _try_fast(self, batch: list[tuple[WriteFn, Future[Any]]]) -> bool:
+        values: list[Any] = []
+        try:
+            with self._engine.begin() as conn:
+                for fn, _future in batch:
+                    values.append(fn(conn))
+        except Exception:
+            return False
+        for (_fn, future), value in zip(batch, values, strict=True):
+            _resolve(future, True, value)
+        return True
+
+    def _commit_isolated(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
             with self._engine.begin() as conn:
                 for fn, future in batch:
+                    if len(batch) == 1:
+                        results.append(_call(fn, conn, future))
+                        continue
                     savepoint = conn.begin_nested()
-                    try:
-                        value = fn(conn)
-                    except BaseException as exc:  # handed to the caller, not swallowed
-                        savepoint.rollback()
-                        results.append((future, False, exc))
-                    else:
+                    outcome = _call(fn, conn, future)
+                    if outcome[1]:
                         savepoint.commit()
-                        results.append((future, True, value))
+                    else:
+                        savepoint.rollback()
+                    results.append(outcome)
+                if len(batch) == 1 and not results[0][1]:
+                    conn.rollback()
         except BaseException as exc:
             for _fn, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                _resolve(future, False, exc)
             return
         for future, ok, value in results:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            _resolve(future, ok, value)
 
-    def _commit_single(self, fn: WriteFn, future: Future[Any]) -> None:
-        try:
-            with self._engine.begin() as conn:
-                value = fn(conn)
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
+
+def _resolve(future: Future[Any], ok: bool, value: Any) -> None:
+    """Hand the outcome to the caller, unless the caller gave up waiting (cancelled)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _call(fn: WriteFn, conn: sa.Connection, future: Future[Any]) -> tuple[Future[Any], bool, Any]:
+    try:
+        return future, True, fn(conn)
+    except BaseException as exc:  # handed to the caller, not swallowed
+        return future, False, exc

@@ -132,7 +132,10 @@ def install(app: FastAPI) -> None:
                 await _audit_burst(runtime, request, address or _usage.UNKNOWN_ADDRESS, now)
         elif isinstance(exc, Forbidden):
             scope = exc.details.get("requiredScope")
-            security_event("forbidden", reason=exc.message, required_scope=scope, **common)
+            key_id = principal.key_id if principal is not None else None
+            security_event(
+                "forbidden", reason=exc.message, required_scope=scope, key_id=key_id, **common
+            )
 
     app.state.auth_hooks.append(on_auth)
     _usage.install(app)
