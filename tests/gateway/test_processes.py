@@ -62,7 +62,9 @@ def _engine(url: str) -> sa.Engine:
 
 @pytest.mark.slow
 def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
-    env = gateway_env(tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.5", **NO_LIMITS)
+    env = gateway_env(
+        tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.5", MSGINE_JOB_LEASE_SECONDS="3", **NO_LIMITS
+    )
     gw = start_gateway(env, cwd=tmp_path)
     accepted = _send_many(gw, 60)
     gw.stop(kill=True)  # SIGKILL with jobs queued, submitted and awaiting receipts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from msgine.server._ids import new_id
 from msgine.server.errors import NotFound
+from msgine.server.ratelimit import parse_limits
 from msgine.server.storage._tables import accounts
 
 DEFAULT_ACCOUNT_NAME = "default"
@@ -18,7 +21,7 @@ DEFAULT_ACCOUNT_NAME = "default"
 class AccountPolicy(BaseModel):
     """Per-account settings. Defaults are the strict, safe choice; accounts may loosen them."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     organization_name: str = Field(default="MsGine", alias="organizationName", max_length=60)
     timezone: str = "UTC"
@@ -41,8 +44,6 @@ class AccountPolicy(BaseModel):
     @classmethod
     def _check_limits(cls, value: str | None) -> str | None:
         if value is not None:
-            from msgine.server.ratelimit import parse_limits
-
             parse_limits(value)  # ValueError says what is wrong
         return value
 
@@ -109,13 +110,21 @@ def list_accounts(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+_SETTINGS = sa.select(accounts.c.settings).where(accounts.c.id == sa.bindparam("account_id"))
+
+
 def policy_of(conn: sa.Connection, account_id: str) -> AccountPolicy:
-    settings = conn.execute(
-        sa.select(accounts.c.settings).where(accounts.c.id == account_id)
-    ).scalar_one_or_none()
+    """The account's policy, read fresh (a change applies to the next send in every process)."""
+    settings = conn.execute(_SETTINGS, {"account_id": account_id}).scalar_one_or_none()
     if settings is None:
         raise NotFound("Account not found.")
-    return AccountPolicy.model_validate(settings)
+    return _parse_policy(json.dumps(settings, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_policy(settings_json: str) -> AccountPolicy:
+    # Validation (time zones, limit strings) costs more than the read; a policy is immutable.
+    return AccountPolicy.model_validate_json(settings_json)
 
 
 def update_policy(conn: sa.Connection, account_id: str, changes: dict[str, Any]) -> AccountPolicy:

@@ -31,6 +31,15 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Built once: every status change of every recipient emits an event.
+_INSERT_EVENT = events.insert()
+_INSERT_DELIVERY = webhook_deliveries.insert()
+_SUBSCRIBERS = sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+    webhook_endpoints.c.account_id == sa.bindparam("account_id"),
+    webhook_endpoints.c.enabled.is_(True),
+)
+
+
 def emit(
     conn: sa.Connection,
     vault: Vault,
@@ -55,32 +64,28 @@ def emit(
     document["data"] = data or {}
     body = encode_body(document)
     conn.execute(
-        sa.insert(events).values(
-            id=event_id,
-            account_id=account_id,
-            type=event_type,
-            message_id=message_id,
-            recipient_id=recipient_id,
-            phone_index=phone_index,
-            body=vault.encrypt(body, table="events", column="body", row_id=event_id),
-            created_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "account_id": account_id,
+            "type": event_type,
+            "message_id": message_id,
+            "recipient_id": recipient_id,
+            "phone_index": phone_index,
+            "body": vault.encrypt(body, table="events", column="body", row_id=event_id),
+            "created_at": now,
+        },
     )
     targets: list[dict[str, Any]] = [
         {"endpoint_id": endpoint_id, "url": None}
-        for endpoint_id, subscribed in conn.execute(
-            sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
-                webhook_endpoints.c.account_id == account_id,
-                webhook_endpoints.c.enabled.is_(True),
-            )
-        )
+        for endpoint_id, subscribed in conn.execute(_SUBSCRIBERS, {"account_id": account_id})
         if not subscribed or event_type in subscribed
     ]
     if callback_url and event_type in MESSAGE_EVENTS:
         targets.append({"endpoint_id": None, "url": callback_url})
     if targets:
         conn.execute(
-            sa.insert(webhook_deliveries),
+            _INSERT_DELIVERY,
             [
                 {
                     "id": new_id("whd"),

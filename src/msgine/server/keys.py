@@ -24,6 +24,7 @@ from msgine.server._ids import new_id
 from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from msgine.server.ratelimit import parse_limits
 from msgine.server.storage._tables import api_keys
 
 SCOPES = (
@@ -147,6 +148,16 @@ def create_key(
     return new
 
 
+def _check_rate_limit(rate_limit: str | None) -> None:
+    """Refuse a limit string the limiter could not use, instead of storing it."""
+    if rate_limit is None:
+        return
+    try:
+        parse_limits(rate_limit)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), details={"field": "rateLimit"}) from None
+
+
 def _insert_key(
     conn: sa.Connection,
     vault: Vault,
@@ -166,6 +177,7 @@ def _insert_key(
         raise InvalidRequest("mode must be 'test' or 'live'.", details={"field": "mode"})
     if expires_at is not None and expires_at <= now:
         raise InvalidRequest("Expiry must be in the future.", details={"field": "expiresAt"})
+    _check_rate_limit(rate_limit)
     secret = generate_key(mode)
     record = {
         "id": new_id("key"),
@@ -240,6 +252,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
+# Built once: constructing a statement per request costs more than running it.
+_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest"))
+
+
 def authenticate(
     conn: sa.Connection, vault: Vault, presented: str | None, client_ip: str | None, now: datetime
 ) -> Principal:
@@ -252,7 +268,7 @@ def authenticate(
     if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
         raise Unauthorized("Invalid API key.")
     digest = vault.key_hash(presented)
-    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == digest)).mappings().first()
+    row = conn.execute(_BY_HASH, {"digest": digest}).mappings().first()
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise Unauthorized("Invalid API key.")
     if key_state(dict(row), now) != "active":

@@ -28,6 +28,8 @@ from msgine.server.storage._tables import jobs, recipients
 
 log = get_logger("msgine.worker")
 
+_DELETE_JOB = sa.delete(jobs).where(jobs.c.id == sa.bindparam("job_id"))
+
 JobHandler = Callable[["Worker", dict[str, Any]], Awaitable[None]]
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 MAX_JOB_ATTEMPTS = 10
@@ -88,7 +90,7 @@ class Worker:
         def apply(conn: sa.Connection) -> None:
             if fn is not None:
                 fn(conn)
-            conn.execute(sa.delete(jobs).where(jobs.c.id == job["id"]))
+            conn.execute(_DELETE_JOB, {"job_id": job["id"]})
 
         await self.runtime.db.awrite(apply)
 
@@ -103,7 +105,7 @@ def _retry_later(
             record_status(
                 conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
             )
-        conn.execute(sa.delete(jobs).where(jobs.c.id == job["id"]))
+        conn.execute(_DELETE_JOB, {"job_id": job["id"]})
         return
     conn.execute(
         sa.update(jobs)

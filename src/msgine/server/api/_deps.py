@@ -60,7 +60,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         principal: Principal | None = None
         try:
             principal = await runtime.db.aread(
-                lambda conn: authenticate(conn, runtime.vault, key, ip, now)
+                lambda conn: authenticate(conn, runtime.vault, key, ip, now), point=True
             )
             principal.require(scope)
         except Exception as exc:

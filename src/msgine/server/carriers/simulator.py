@@ -37,48 +37,50 @@ class SimulatorCarrier:
         return SubmitResult(accepted=True, carrier_message_id=carrier_id)
 
 
+_BY_KEY = simulator_submissions.c.submit_key == sa.bindparam("key")
+_SUBMISSION = sa.select(simulator_submissions).where(_BY_KEY)
+_CARRIER_ID = sa.select(simulator_submissions.c.carrier_message_id).where(_BY_KEY)
+_COUNT_CALL = (
+    sa.update(simulator_submissions).where(_BY_KEY).values(calls=simulator_submissions.c.calls + 1)
+)
+_INSERT_SUBMISSION = simulator_submissions.insert()
+_INSERT_JOB = jobs.insert()
+
+
 def _record_submission(
     conn: sa.Connection, submit_key: str, outcome: str, now: datetime, delay: timedelta
 ) -> str:
-    existing = conn.execute(
-        sa.select(simulator_submissions.c.carrier_message_id).where(
-            simulator_submissions.c.submit_key == submit_key
-        )
-    ).scalar()
+    existing = conn.execute(_CARRIER_ID, {"key": submit_key}).scalar()
     if existing is not None:
-        conn.execute(
-            sa.update(simulator_submissions)
-            .where(simulator_submissions.c.submit_key == submit_key)
-            .values(calls=simulator_submissions.c.calls + 1)
-        )
+        conn.execute(_COUNT_CALL, {"key": submit_key})
         return str(existing)
     carrier_id = new_id("sim")
     conn.execute(
-        sa.insert(simulator_submissions).values(
-            submit_key=submit_key,
-            carrier_message_id=carrier_id,
-            outcome=outcome,
-            calls=1,
-            submitted_at=now,
-        )
+        _INSERT_SUBMISSION,
+        {
+            "submit_key": submit_key,
+            "carrier_message_id": carrier_id,
+            "outcome": outcome,
+            "calls": 1,
+            "submitted_at": now,
+        },
     )
     conn.execute(
-        sa.insert(jobs).values(
-            kind=DLR_JOB, ref=submit_key, due_at=now + delay, attempts=0, created_at=now
-        )
+        _INSERT_JOB,
+        {
+            "kind": DLR_JOB,
+            "ref": submit_key,
+            "due_at": now + delay,
+            "attempts": 0,
+            "created_at": now,
+        },
     )
     return carrier_id
 
 
 def receipt_for(conn: sa.Connection, submit_key: str) -> tuple[str, str, str | None] | None:
     """(status, carrier id, error code) of the simulated delivery receipt."""
-    row = (
-        conn.execute(
-            sa.select(simulator_submissions).where(simulator_submissions.c.submit_key == submit_key)
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_SUBMISSION, {"key": submit_key}).mappings().first()
     if row is None:
         return None
     if row["outcome"] == "failed":

@@ -35,27 +35,29 @@ def window_of(policy: AccountPolicy) -> QuietWindow:
     )
 
 
+# Built once (the send path runs them for every message); ``indexes`` expands per call.
+_SUPPRESSED = sa.select(suppressions.c.phone_index).where(
+    suppressions.c.account_id == sa.bindparam("account_id"),
+    suppressions.c.phone_index.in_(sa.bindparam("indexes", expanding=True)),
+)
+_CONSENTED = sa.select(consents.c.phone_index).where(
+    consents.c.account_id == sa.bindparam("account_id"),
+    consents.c.phone_index.in_(sa.bindparam("indexes", expanding=True)),
+    consents.c.purpose == sa.bindparam("purpose"),
+    consents.c.withdrawn_at.is_(None),
+)
+
+
 def suppressed_indexes(conn: sa.Connection, account_id: str, indexes: Sequence[str]) -> set[str]:
-    rows = conn.execute(
-        sa.select(suppressions.c.phone_index).where(
-            suppressions.c.account_id == account_id, suppressions.c.phone_index.in_(indexes)
-        )
-    )
+    rows = conn.execute(_SUPPRESSED, {"account_id": account_id, "indexes": list(indexes)})
     return {r[0] for r in rows}
 
 
 def consented_indexes(
     conn: sa.Connection, account_id: str, indexes: Sequence[str], purpose: str
 ) -> set[str]:
-    rows = conn.execute(
-        sa.select(consents.c.phone_index).where(
-            consents.c.account_id == account_id,
-            consents.c.phone_index.in_(indexes),
-            consents.c.purpose == purpose,
-            consents.c.withdrawn_at.is_(None),
-        )
-    )
-    return {r[0] for r in rows}
+    params = {"account_id": account_id, "indexes": list(indexes), "purpose": purpose}
+    return {r[0] for r in conn.execute(_CONSENTED, params)}
 
 
 def evaluate(

@@ -38,23 +38,22 @@ class Outgoing:
     sender: str | None
 
 
-def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgoing | None:
-    row = (
-        conn.execute(
-            sa.select(
-                recipients,
-                messages.c.key_id,
-                messages.c.mode,
-                messages.c.type,
-                messages.c.content,
-                messages.c.sender,
-            )
-            .join(messages, messages.c.id == recipients.c.message_id)
-            .where(recipients.c.id == recipient_id)
-        )
-        .mappings()
-        .first()
+_OUTGOING = (
+    sa.select(
+        recipients,
+        messages.c.key_id,
+        messages.c.mode,
+        messages.c.type,
+        messages.c.content,
+        messages.c.sender,
     )
+    .join(messages, messages.c.id == recipients.c.message_id)
+    .where(recipients.c.id == sa.bindparam("rid"))
+)
+
+
+def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgoing | None:
+    row = conn.execute(_OUTGOING, {"rid": recipient_id}).mappings().first()
     if row is None:
         return None
     return Outgoing(
@@ -89,6 +88,16 @@ def recheck(conn: sa.Connection, out: Outgoing, now: datetime) -> Decision:
     )[0]
 
 
+# Statements built once: the worker runs them for every status change.
+_RECIPIENT = sa.select(recipients).where(recipients.c.id == sa.bindparam("rid"))
+# Executed with the changed columns as parameters; SQLAlchemy sets exactly those.
+_UPDATE_RECIPIENT = sa.update(recipients).where(recipients.c.id == sa.bindparam("rid"))
+_INSERT_STATUS_EVENT = status_events.insert()
+_STATUSES = sa.select(recipients.c.status).where(recipients.c.message_id == sa.bindparam("mid"))
+_UPDATE_MESSAGE = sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
+_MESSAGE = sa.select(messages).where(messages.c.id == sa.bindparam("mid"))
+
+
 def record_status(
     conn: sa.Connection,
     vault: Vault,
@@ -100,11 +109,7 @@ def record_status(
     carrier_message_id: str | None = None,
 ) -> bool:
     """Move one recipient to ``status``; False (and nothing written) if it is already final."""
-    row = (
-        conn.execute(sa.select(recipients).where(recipients.c.id == recipient_id))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_RECIPIENT, {"rid": recipient_id}).mappings().first()
     if row is None or row["status"] in TERMINAL or row["status"] == status:
         return False
     values: dict[str, Any] = {"status": status, "error_code": error_code, "updated_at": now}
@@ -112,16 +117,17 @@ def record_status(
         values["carrier_message_id"] = carrier_message_id
     if status in _TIME_COLUMN:
         values[_TIME_COLUMN[status]] = now
-    conn.execute(sa.update(recipients).where(recipients.c.id == recipient_id).values(**values))
+    conn.execute(_UPDATE_RECIPIENT, {"rid": recipient_id, **values})
     conn.execute(
-        sa.insert(status_events).values(
-            message_id=row["message_id"],
-            recipient_id=recipient_id,
-            status=status,
-            error_code=error_code,
-            carrier_message_id=carrier_message_id or row["carrier_message_id"],
-            occurred_at=now,
-        )
+        _INSERT_STATUS_EVENT,
+        {
+            "message_id": row["message_id"],
+            "recipient_id": recipient_id,
+            "status": status,
+            "error_code": error_code,
+            "carrier_message_id": carrier_message_id or row["carrier_message_id"],
+            "occurred_at": now,
+        },
     )
     message = _refresh_message(conn, row["message_id"], now)
     if status in _EVENT:
@@ -130,19 +136,11 @@ def record_status(
 
 
 def _refresh_message(conn: sa.Connection, message_id: str, now: datetime) -> dict[str, Any]:
-    statuses = (
-        conn.execute(sa.select(recipients.c.status).where(recipients.c.message_id == message_id))
-        .scalars()
-        .all()
-    )
-    conn.execute(
-        sa.update(messages)
-        .where(messages.c.id == message_id)
-        .values(status=_views.aggregate_status(list(statuses)), updated_at=now)
-    )
-    return dict(
-        conn.execute(sa.select(messages).where(messages.c.id == message_id)).mappings().one()
-    )
+    statuses = conn.execute(_STATUSES, {"mid": message_id}).scalars().all()
+    status = _views.aggregate_status(list(statuses))
+    conn.execute(_UPDATE_MESSAGE, {"mid": message_id, "status": status, "updated_at": now})
+    message = dict(conn.execute(_MESSAGE, {"mid": message_id}).mappings().one())
+    return message
 
 
 def _emit_status_event(

@@ -121,6 +121,13 @@ def build_command(
     )
 
 
+# Built once: the send path runs them for every message.
+_INSERT_MESSAGES = messages.insert()
+_INSERT_RECIPIENTS = recipients.insert()
+_INSERT_STATUS_EVENTS = status_events.insert()
+_INSERT_JOBS = jobs.insert()
+
+
 def _replay(
     conn: sa.Connection, vault: Vault, account_id: str, cmd: SendCommand, now: datetime
 ) -> SendResult | None:
@@ -263,11 +270,11 @@ def accept(
                     "created_at": now,
                 }
             )
-    conn.execute(messages.insert(), message_row)
-    conn.execute(recipients.insert(), recipient_rows)
-    conn.execute(status_events.insert(), event_rows)
+    conn.execute(_INSERT_MESSAGES, message_row)
+    conn.execute(_INSERT_RECIPIENTS, recipient_rows)
+    conn.execute(_INSERT_STATUS_EVENTS, event_rows)
     if job_rows:
-        conn.execute(jobs.insert(), job_rows)
+        conn.execute(_INSERT_JOBS, job_rows)
     response = _views.render(message_row, recipient_rows, vault)
     if cmd.idempotency_key is not None:
         row_id = f"{account_id}/{cmd.idempotency_key}"
