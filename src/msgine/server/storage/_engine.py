@@ -33,9 +33,11 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     args = {"check_same_thread": False, "timeout": 30}
     reader = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=16)
     writer = sa.create_engine(url, connect_args=args, pool_size=2, max_overflow=2)
-    for engine, begin in ((reader, "BEGIN"), (writer, "BEGIN IMMEDIATE")):
+    for engine in (reader, writer):
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _begin_listener(begin))
+    # Reads run each statement in its own implicit transaction (no BEGIN/ROLLBACK round trip
+    # per request); a WAL reader sees a committed snapshot per statement.
+    event.listen(writer, "begin", _begin_listener("BEGIN IMMEDIATE"))
     return reader, writer
 
 
