@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from msgine.server.storage._engine import create_engines
+from msgine.server.storage._engine import begin_write, create_engines
 from msgine.server.storage._writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -60,7 +60,7 @@ class Database:
         """Bring the schema to the newest migration; safe when several processes start at once."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.write_engine.begin() as conn:
+        with begin_write(self.write_engine) as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn

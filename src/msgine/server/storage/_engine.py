@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,16 +37,21 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     writer = sa.create_engine(url, connect_args=args, pool_size=2, max_overflow=2)
     for engine in (reader, writer):
         event.listen(engine, "connect", _sqlite_pragmas)
-    # Reads run each statement in its own implicit transaction (no BEGIN/ROLLBACK round trip
-    # per request); a WAL reader sees a committed snapshot per statement.
-    event.listen(writer, "begin", _begin_listener("BEGIN IMMEDIATE"))
+    # No per-transaction event listeners: they make every statement dispatch events. Reads run
+    # each statement in its own implicit transaction (a WAL reader sees a committed snapshot);
+    # writes start with ``begin_write`` below.
     return reader, writer
 
 
-def _begin_listener(statement: str) -> Any:
-    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
-    # deadlocking on a read-to-write lock upgrade.
-    def begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql(statement)
+@contextlib.contextmanager
+def begin_write(engine: Engine) -> Iterator[sa.Connection]:
+    """A write transaction, committed on success and rolled back on error.
 
-    return begin
+    On SQLite it starts with BEGIN IMMEDIATE: the write lock is taken up front, so two writers
+    queue on busy_timeout instead of deadlocking on a read-to-write lock upgrade.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+        conn.commit()

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from msgine.server.storage._engine import begin_write
+
 T = TypeVar("T")
 WriteFn = Callable[[sa.Connection], Any]
 
@@ -71,7 +73,7 @@ class GroupCommitWriter:
     def _try_fast(self, batch: list[tuple[WriteFn, Future[Any]]]) -> bool:
         values: list[Any] = []
         try:
-            with self._engine.begin() as conn:
+            with begin_write(self._engine) as conn:
                 for fn, _future in batch:
                     values.append(fn(conn))
         except Exception:
@@ -83,7 +85,7 @@ class GroupCommitWriter:
     def _commit_isolated(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
-            with self._engine.begin() as conn:
+            with begin_write(self._engine) as conn:
                 for fn, future in batch:
                     if len(batch) == 1:
                         results.append(_call(fn, conn, future))
