@@ -80,3 +80,36 @@ def test_migrating_twice_is_a_no_op(settings: Any) -> None:
         assert version == "0001"
     finally:
         db.close()
+
+
+async def test_database_outage_is_503_not_500(tmp_path: Path, postgres_url: str) -> None:
+    """A lost database is the service's problem, not the client's: 503 with Retry-After."""
+    import httpx
+    import psycopg
+
+    from msgine.server.api import create_app
+    from msgine.server.runtime import ensure_default_account
+    from support import PG_ADMIN_URL
+
+    runtime = Runtime.open(make_settings(tmp_path, postgres_url))
+    try:
+        first = ensure_default_account(runtime)
+        assert first is not None
+        app = create_app(runtime)
+        headers = {"X-Api-Key": first.secret}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://t",
+        ) as client:
+            assert (await client.get("/api/v1/messages", headers=headers)).status_code == 200
+            name = postgres_url.rsplit("/", 1)[1]
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            response = await client.get("/api/v1/messages", headers=headers)
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert response.json()["error"]["code"] == "service_unavailable"
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+    finally:
+        runtime.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -33,6 +34,8 @@ log = get_logger("msgine.api")
 
 API_PREFIX = "/api/v1"
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
+
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -75,6 +78,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
             401: {"description": "unauthorized"},
             413: {"description": "payload_too_large"},
             500: {"description": "internal_error"},
+            503: {"description": "service_unavailable (database unavailable; retry)"},
         },
     )
     app.state.runtime = runtime
@@ -139,7 +143,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        if isinstance(exc, _UNAVAILABLE):
+            # The database is down or overloaded: nothing was stored, the client may retry.
+            log.error("database_unavailable", error_type=type(exc).__name__, route=route)
+            return error_response(
+                request,
+                503,
+                "service_unavailable",
+                "The service is temporarily unavailable; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        log.error("unhandled_error", error_type=type(exc).__name__, route=route)
         return error_response(request, 500, "internal_error", "Internal error.")
 
 

@@ -28,13 +28,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:
-    """(read engine, write engine). On PostgreSQL they are the same pool."""
+    """(read engine, write engine). On PostgreSQL they are the same pool.
+
+    ``hide_parameters``: a database error's message never carries bound values into a log.
+    """
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = sa.create_engine(
+            url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+        )
         return engine, engine
     args = {"check_same_thread": False, "timeout": 30}
-    reader = sa.create_engine(url, connect_args=args, pool_size=8, max_overflow=16)
-    writer = sa.create_engine(url, connect_args=args, pool_size=2, max_overflow=2)
+    reader = sa.create_engine(
+        url, connect_args=args, pool_size=8, max_overflow=16, hide_parameters=True
+    )
+    writer = sa.create_engine(
+        url, connect_args=args, pool_size=2, max_overflow=2, hide_parameters=True
+    )
     for engine in (reader, writer):
         event.listen(engine, "connect", _sqlite_pragmas)
     # No per-transaction event listeners: they make every statement dispatch events. Reads run
