@@ -13,7 +13,6 @@ from msgine.server.audit._chain import (
     ChainAnchor,
     ChainProblem,
     canonical_bytes,
-    derive_chain_key,
     entry_hash,
     verify_chain,
 )
@@ -167,23 +166,15 @@ def test_anchor_catches_a_fully_recomputed_chain() -> None:
 
 
 def test_keyed_chain_cannot_be_recomputed_without_the_key() -> None:
-    key = derive_chain_key(b"m" * 32)
+    key = b"m" * 32
     rows = build_chain(4, key)
     assert verify_chain(rows, key=key) is None
     assert verify_chain(rows) == ChainProblem(1, "aud_0001", "hash_mismatch")
     # An attacker rewriting the chain with plain SHA-256 (or another key) is caught.
     forged = build_chain(4)
     assert verify_chain(forged, key=key) == ChainProblem(1, "aud_0001", "hash_mismatch")
-    other = build_chain(4, derive_chain_key(b"x" * 32))
+    other = build_chain(4, b"x" * 32)
     assert verify_chain(other, key=key) == ChainProblem(1, "aud_0001", "hash_mismatch")
-
-
-def test_derived_key_is_not_the_master_key() -> None:
-    master = b"k" * 32
-    derived = derive_chain_key(master)
-    assert len(derived) == 32
-    assert derived != master
-    assert derive_chain_key(master) == derived
 
 
 def test_verification_can_start_after_a_checkpoint() -> None:

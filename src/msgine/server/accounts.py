@@ -86,13 +86,6 @@ def create_account(conn: sa.Connection, name: str, now: datetime) -> str:
     return account_id
 
 
-def get_account(conn: sa.Connection, account_id: str) -> dict[str, Any]:
-    row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).mappings().first()
-    if row is None:
-        raise NotFound("Account not found.")
-    return dict(row)
-
-
 def find_account(conn: sa.Connection, id_or_name: str) -> dict[str, Any]:
     query = (
         sa.select(accounts)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -39,7 +37,6 @@ class Worker:
     def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
         self.runtime = runtime
         self.carrier = carrier or SimulatorCarrier(runtime)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_job, DLR_JOB: receipt_job}
 
     async def run(self, stop: asyncio.Event) -> None:

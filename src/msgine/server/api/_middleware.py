@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msgine.server._ids import new_id
+from msgine.server.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 64 * 1024
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -32,7 +33,7 @@ class PayloadTooLargeError(Exception):
     pass
 
 
-def _error_body(request_id: str, status: int, code: str, message: str) -> bytes:
+def _error_body(request_id: str, code: str, message: str) -> bytes:
     body = {
         "error": {"code": code, "message": message, "details": {}},
         "meta": {"requestId": request_id},
@@ -110,12 +111,12 @@ class RequestContextMiddleware:
     @staticmethod
     async def _reject(send: Any, request_id: str) -> None:
         body = _error_body(
-            request_id, 413, "payload_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes."
+            request_id, PayloadTooLarge.code, f"Request body exceeds {MAX_BODY_BYTES} bytes."
         )
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": PayloadTooLarge.status,
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
             }
         )

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from msgine.server.api import _limits
 from msgine.server.api._errors import error_response
@@ -160,9 +160,3 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _is_json_error(exc: RequestValidationError) -> bool:
     return any(err.get("type") == "json_invalid" for err in exc.errors())
-
-
-def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=headers)

@@ -22,13 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 GENESIS_HASH = "0" * 64
 #: Bumped if the canonical form ever changes, so old entries stay verifiable.
 CANONICAL_VERSION = 1
-_KEY_INFO = b"msgine audit chain v1"
 
 ProblemReason = Literal[
     "hash_mismatch", "prev_hash_mismatch", "sequence_gap", "sequence_order", "truncated"
@@ -65,12 +61,6 @@ class ChainAnchor:
 
     seq: int
     hash: str
-
-
-def derive_chain_key(master_key: bytes) -> bytes:
-    """A key for the chain's HMAC, separate from every other use of the master key."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO)
-    return hkdf.derive(master_key)
 
 
 def _utc_iso(moment: datetime) -> str:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from msgine.server.accounts import AccountPolicy
 from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, add_identification
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
+from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
 from msgine.server.messages._numbers import timezones_of
 from msgine.server.storage._tables import consents, suppressions
 
@@ -85,9 +86,9 @@ def evaluate(
     decisions = []
     for number, index in zip(numbers, indexes, strict=True):
         if index in blocked:
-            decisions.append(Decision("rejected", "recipient_opted_out"))
+            decisions.append(Decision("rejected", RecipientOptedOut.code))
         elif needs_consent and index not in consented:
-            decisions.append(Decision("rejected", "consent_required"))
+            decisions.append(Decision("rejected", ConsentRequired.code))
         else:
             decisions.append(_timing(policy, number, message_type, now, send_at))
     return decisions
@@ -101,7 +102,7 @@ def _timing(
         opens = next_allowed(send_at, timezones_of(number), window_of(policy), policy.timezone)
         if opens is not None:
             if policy.quiet_hours_policy == "reject":
-                return Decision("rejected", "quiet_hours")
+                return Decision("rejected", QuietHours.code)
             due = opens
     return Decision("queued" if due <= now else "scheduled", None, due)
 

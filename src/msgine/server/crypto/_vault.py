@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import os
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -140,6 +139,3 @@ class Vault:
 
     def audit_key(self) -> bytes:
         return self._hmac_keys[AUDIT]
-
-    def envelope_key_ids(self) -> Mapping[int, AESGCM]:
-        return self._ciphers
