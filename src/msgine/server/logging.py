@@ -116,6 +116,12 @@ def _redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> Event
     return cast(EventDict, redact(event_dict))
 
 
+def _drop_terminal_colours(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # uvicorn adds an ANSI-coloured copy of each message for terminals; JSON logs do not want it.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 _SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -132,6 +138,7 @@ def _formatter(*, json: bool) -> structlog.stdlib.ProcessorFormatter:
         foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_terminal_colours,
             # Tracebacks become text before redaction: exception messages can carry secrets.
             structlog.processors.format_exc_info,
             _redact_processor,

@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +55,8 @@ class RequestContextMiddleware:
             return
         request_id = self._request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        # Every log line of this request (the access log included) carries its id.
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
         header = (b"x-request-id", request_id.encode())
