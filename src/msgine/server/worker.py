@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from msgine.server.carriers import Carrier, SubmitRequest
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
+from msgine.server.compliance._gate import Decision
 from msgine.server.logging import get_logger
-from msgine.server.messages._lifecycle import TERMINAL, load_outgoing, recheck, record_status
+from msgine.server.messages._lifecycle import (
+    TERMINAL,
+    Outgoing,
+    load_outgoing,
+    recheck,
+    record_status,
+)
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
 from msgine.server.storage._outbox import claim
@@ -116,15 +123,26 @@ def _retry_later(
     )
 
 
+def _outgoing_and_decision(
+    conn: sa.Connection, runtime: Runtime, rid: str, now: datetime
+) -> tuple[Outgoing, Decision] | None:
+    """The recipient to submit and the compliance gate's answer now, in one read; None when
+    there is nothing left to do (already sent or final)."""
+    out = load_outgoing(conn, runtime.vault, rid)
+    if out is None or out.status in TERMINAL or out.status == "sent":
+        return None
+    return out, recheck(conn, out, now)
+
+
 async def submit_job(worker: Worker, job: dict[str, Any]) -> None:
     runtime = worker.runtime
     rid = job["ref"]
     now = runtime.now()
-    out = await runtime.db.aread(lambda conn: load_outgoing(conn, runtime.vault, rid))
-    if out is None or out.status in TERMINAL or out.status == "sent":
+    found = await runtime.db.aread(lambda conn: _outgoing_and_decision(conn, runtime, rid, now))
+    if found is None:
         await worker.finish(job)
         return
-    decision = await runtime.db.aread(lambda conn: recheck(conn, out, now))
+    out, decision = found
     if decision.status == "rejected":
         await worker.finish(
             job,
