@@ -180,6 +180,11 @@ def test_first_start_makes_a_private_master_key_and_prints_the_key_once(tmp_path
     gw.stop()
     key_file = tmp_path / "gw-data" / "master.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "gw-data").stat().st_mode & 0o777 == 0o700
+    for name in ("msgine.db", "msgine.db-wal", "msgine.db-shm"):
+        database_file = tmp_path / "gw-data" / name
+        if database_file.exists():
+            assert database_file.stat().st_mode & 0o777 == 0o600, name
     again = start_gateway(env, cwd=tmp_path, port=gw.port)
     again.stop()
     assert gw.api_key and not again.api_key

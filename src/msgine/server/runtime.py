@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,6 +37,8 @@ class Runtime:
         """Create the data directory, migrate, load the master key and data keys."""
         if settings.is_sqlite or settings.master_key is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if settings.is_sqlite:
+            _create_private(sa.engine.make_url(settings.sqlalchemy_url).database)
         db = Database(settings.sqlalchemy_url)
         try:
             db.migrate()
@@ -50,6 +53,13 @@ class Runtime:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _create_private(path: str | None) -> None:
+    """Create the SQLite file readable by its owner only; SQLite gives its WAL and shared-memory
+    files the same permissions. An existing file is left as the operator set it."""
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def ensure_default_account(runtime: Runtime) -> NewKey | None:
