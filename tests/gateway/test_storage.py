@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -113,3 +114,38 @@ async def test_database_outage_is_503_not_500(tmp_path: Path, postgres_url: str)
             assert ready.status_code == 503
     finally:
         runtime.close()
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what psycopg reports for deadlock_detected
+
+
+def test_a_deadlocked_write_runs_again(runtime: Any) -> None:
+    """PostgreSQL aborts one side of a deadlock between two writers; that side is retried."""
+    calls: list[int] = []
+    now = runtime.now()
+
+    def fn(conn: sa.Connection) -> str:
+        calls.append(1)
+        conn.execute(
+            sa.insert(accounts).values(
+                id=f"acc_d{len(calls)}", name="d", settings={}, created_at=now
+            )
+        )
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("INSERT", {}, _Deadlock())
+        return "ok"
+
+    assert runtime.db.write(fn) == "ok"
+    assert len(calls) == 2
+    stored = runtime.db.read(lambda c: c.execute(sa.select(accounts.c.id)).scalars().all())
+    assert "acc_d1" not in stored  # the aborted attempt left nothing behind
+    assert "acc_d2" in stored
+
+
+def test_a_persistent_failure_reaches_the_caller(runtime: Any) -> None:
+    def fn(conn: sa.Connection) -> None:
+        raise sa.exc.OperationalError("INSERT", {}, _Deadlock())
+
+    with pytest.raises(sa.exc.OperationalError):
+        runtime.db.write(fn)

@@ -102,13 +102,14 @@ class Worker:
 def _retry_later(
     conn: sa.Connection, runtime: Runtime, job: dict[str, Any], exc: Exception
 ) -> None:
+    """Back off exponentially (at most 5 minutes). A submit that keeps failing ends as
+    ``failed``/``carrier_error``; other jobs (delivery receipts) are never dropped."""
     attempts = job["attempts"] + 1
     now = runtime.now()
-    if attempts >= MAX_JOB_ATTEMPTS:
-        if job["kind"] == SUBMIT_JOB:
-            record_status(
-                conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
-            )
+    if attempts >= MAX_JOB_ATTEMPTS and job["kind"] == SUBMIT_JOB:
+        record_status(
+            conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
+        )
         conn.execute(_DELETE_JOB, {"job_id": job["id"]})
         return
     conn.execute(

@@ -90,8 +90,18 @@ def recheck(conn: sa.Connection, out: Outgoing, now: datetime) -> Decision:
 
 # Statements built once: the worker runs them for every status change.
 _RECIPIENT = sa.select(recipients).where(recipients.c.id == sa.bindparam("rid"))
-# Executed with the changed columns as parameters; SQLAlchemy sets exactly those.
-_UPDATE_RECIPIENT = sa.update(recipients).where(recipients.c.id == sa.bindparam("rid"))
+# Executed with the changed columns as parameters; SQLAlchemy sets exactly those. The status
+# condition makes check-and-set atomic: of two workers racing (a receipt and the submit's own
+# "sent"), the one that finds the row already final changes nothing.
+_UPDATE_RECIPIENT = sa.update(recipients).where(
+    recipients.c.id == sa.bindparam("rid"),
+    recipients.c.status.not_in(sorted(TERMINAL)),
+    recipients.c.status != sa.bindparam("new_status"),
+)
+# Serialises the recomputation of one message's status across concurrent workers.
+_LOCK_MESSAGE = (
+    sa.select(messages.c.id).where(messages.c.id == sa.bindparam("mid")).with_for_update()
+)
 _INSERT_STATUS_EVENT = status_events.insert()
 _STATUSES = sa.select(recipients.c.status).where(recipients.c.message_id == sa.bindparam("mid"))
 _UPDATE_MESSAGE = sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
@@ -117,7 +127,9 @@ def record_status(
         values["carrier_message_id"] = carrier_message_id
     if status in _TIME_COLUMN:
         values[_TIME_COLUMN[status]] = now
-    conn.execute(_UPDATE_RECIPIENT, {"rid": recipient_id, **values})
+    changed = conn.execute(_UPDATE_RECIPIENT, {"rid": recipient_id, "new_status": status, **values})
+    if changed.rowcount != 1:
+        return False
     conn.execute(
         _INSERT_STATUS_EVENT,
         {
@@ -136,6 +148,7 @@ def record_status(
 
 
 def _refresh_message(conn: sa.Connection, message_id: str, now: datetime) -> dict[str, Any]:
+    conn.execute(_LOCK_MESSAGE, {"mid": message_id})
     statuses = conn.execute(_STATUSES, {"mid": message_id}).scalars().all()
     status = _views.aggregate_status(list(statuses))
     conn.execute(_UPDATE_MESSAGE, {"mid": message_id, "status": status, "updated_at": now})

@@ -65,46 +65,69 @@ class GroupCommitWriter:
         """Optimistically run the whole batch in one transaction without savepoints; if any
         function fails, roll it all back and run each function in its own savepoint, so the
         failure is handed to its caller alone. Write functions touch only the database, so
-        running one again after a rollback is safe."""
-        if len(batch) > 1 and self._try_fast(batch):
-            return
+        running one again after a rollback is safe.
+
+        Several processes batching writes to the same rows in different orders can deadlock
+        on PostgreSQL; the database aborts one side, and that side simply runs again."""
+        for _attempt in range(_TRANSIENT_RETRIES):
+            error = self._try_fast(batch)
+            if error is None:
+                return
+            if not is_transient(error):
+                break
         self._commit_isolated(batch)
 
-    def _try_fast(self, batch: list[tuple[WriteFn, Future[Any]]]) -> bool:
+    def _try_fast(self, batch: list[tuple[WriteFn, Future[Any]]]) -> Exception | None:
         values: list[Any] = []
         try:
             with begin_write(self._engine) as conn:
                 for fn, _future in batch:
                     values.append(fn(conn))
-        except Exception:
-            return False
+        except Exception as exc:
+            return exc
         for (_fn, future), value in zip(batch, values, strict=True):
             _resolve(future, True, value)
-        return True
+        return None
 
     def _commit_isolated(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
             with begin_write(self._engine) as conn:
                 for fn, future in batch:
-                    if len(batch) == 1:
-                        results.append(_call(fn, conn, future))
-                        continue
-                    savepoint = conn.begin_nested()
-                    outcome = _call(fn, conn, future)
-                    if outcome[1]:
-                        savepoint.commit()
-                    else:
-                        savepoint.rollback()
-                    results.append(outcome)
-                if len(batch) == 1 and not results[0][1]:
-                    conn.rollback()
+                    results.append(_call_in_savepoint(fn, conn, future))
         except BaseException as exc:
             for _fn, future in batch:
                 _resolve(future, False, exc)
             return
         for future, ok, value in results:
             _resolve(future, ok, value)
+
+
+_TRANSIENT_RETRIES = 3
+# PostgreSQL: serialization_failure, deadlock_detected.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_transient(exc: object) -> bool:
+    """A failure that running the same transaction again can cure."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def _call_in_savepoint(
+    fn: WriteFn, conn: sa.Connection, future: Future[Any]
+) -> tuple[Future[Any], bool, Any]:
+    outcome: tuple[Future[Any], bool, Any] = (future, False, None)
+    for _attempt in range(_TRANSIENT_RETRIES):
+        savepoint = conn.begin_nested()
+        outcome = _call(fn, conn, future)
+        if outcome[1]:
+            savepoint.commit()
+            return outcome
+        savepoint.rollback()
+        if not is_transient(outcome[2]):
+            break
+    return outcome
 
 
 def _resolve(future: Future[Any], ok: bool, value: Any) -> None:
