@@ -24,6 +24,7 @@ from support import (
     gateway_env,
     make_settings,
     require_service,
+    serve_in_process,
     start_gateway,
 )
 
@@ -150,18 +151,9 @@ class Api:
 
 @pytest.fixture
 async def api(runtime: Any) -> AsyncIterator[Api]:
-    from msgine.server.api import create_app
-    from msgine.server.runtime import ensure_default_account
     from msgine.server.worker import Worker
 
-    first = ensure_default_account(runtime)
-    assert first is not None
-    app = create_app(runtime)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
-        app.router.lifespan_context(app),
-    ):
+    async with serve_in_process(runtime) as (app, client, first):
         yield Api(
             runtime=runtime,
             app=app,

@@ -6,6 +6,7 @@ Import as ``from support import ...`` (the tests folder is on sys.path under pyt
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,3 +180,21 @@ def start_gateway(
         port=port,
         root=str(cwd),
     )
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(runtime: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient, Any]]:
+    """(app, client, first key) for an opened runtime: the default account and its test key,
+    the app with its lifespan running, and an httpx client speaking to it without a socket."""
+    from msgine.server.api import create_app
+    from msgine.server.runtime import ensure_default_account
+
+    first = ensure_default_account(runtime)
+    assert first is not None
+    app = create_app(runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        app.router.lifespan_context(app),
+    ):
+        yield app, client, first

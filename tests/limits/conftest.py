@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from limits_support import Events, LimitedApi, OpenApi
 
-from support import FakeClock, make_settings
+from support import FakeClock, make_settings, serve_in_process
 
 
 @pytest.fixture
@@ -48,21 +47,13 @@ def open_api(tmp_path: Path, clock: FakeClock) -> OpenApi:
 
     @contextlib.asynccontextmanager
     async def open_(database_url: str | None = None, **overrides: Any) -> AsyncIterator[LimitedApi]:
-        from msgine.server.api import create_app
-        from msgine.server.runtime import Runtime, ensure_default_account
+        from msgine.server.runtime import Runtime
 
         folder = tmp_path / uuid.uuid4().hex[:8]
         settings = make_settings(folder, database_url, **overrides)
         runtime = Runtime.open(settings, clock=clock)
         try:
-            first = ensure_default_account(runtime)
-            assert first is not None
-            app = create_app(runtime)
-            transport = httpx.ASGITransport(app=app)
-            async with (
-                httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
-                app.router.lifespan_context(app),
-            ):
+            async with serve_in_process(runtime) as (app, client, first):
                 yield LimitedApi(runtime, app, client, first.record["account_id"], first.secret)
         finally:
             runtime.close()

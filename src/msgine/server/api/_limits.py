@@ -113,11 +113,9 @@ def _usable(text: str | None, default: str) -> str:
 
 
 def account_limits(policy: AccountPolicy, settings: Settings) -> AccountLimits:
-    geo = None
-    if policy.allowed_countries is not None:
-        codes = {c.strip().upper() for c in policy.allowed_countries}
-        # Anything not a 2-letter code can match no number: dropping it keeps the rest.
-        geo = GeoPolicy(frozenset(c for c in codes if len(c) == 2 and c.isalpha()))
+    # AccountPolicy already holds upper-case ISO 3166 codes (validated when stored).
+    countries = policy.allowed_countries
+    geo = GeoPolicy(frozenset(countries)) if countries is not None else None
     return AccountLimits(
         per_account=_usable(policy.rate_limit, settings.rate_limit_per_account),
         per_recipient=_usable(policy.recipient_rate_limit, settings.rate_limit_per_recipient),

@@ -87,9 +87,8 @@ async def send(
             prechecked=rejected,
         )
     )
-    headers = dict(getattr(request.state, "rate_limit_headers", {}) or {})
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
+    # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONResponse(result.response, status_code=201, headers=headers)
 
 
