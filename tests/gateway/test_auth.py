@@ -48,7 +48,7 @@ async def test_revoked_key_is_401_on_the_next_request(api: Any) -> None:
         lambda c: c.execute(sa.select(api_keys.c.id).where(api_keys.c.name == "to revoke")).scalar()
     )
     now = api.runtime.now()
-    api.runtime.db.write(lambda c: revoke_key(c, key_id, now=now))
+    api.runtime.db.write(lambda c: revoke_key(c, key_id, now=now, vault=api.runtime.vault))
     assert await _status(api, {"X-Api-Key": key}) == (401, "unauthorized")
 
 

@@ -343,15 +343,14 @@ def revoke_key(
     key_id: str,
     *,
     now: datetime,
+    vault: Vault,
     reason: str = "revoked",
     account_id: str | None = None,
-    vault: Vault | None = None,
     actor: Actor = SYSTEM,
     replaced_by: str | None = None,
 ) -> dict[str, Any]:
-    """Revoke at once (every process re-reads the key per request). With ``vault`` (as every
-    API and CLI path passes it) the revocation is audited and ``key.revoked`` is raised; without
-    it only the row changes. Revoking a revoked key changes and records nothing."""
+    """Revoke at once (every process re-reads the key per request), audit it and raise
+    ``key.revoked``. Revoking a revoked key changes and records nothing."""
     record = get_key(conn, key_id, account_id)
     if record["revoked_at"] is not None:
         return record
@@ -359,17 +358,15 @@ def revoke_key(
     if replaced_by is not None:
         values["replaced_by"] = replaced_by
     conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id).values(**values))
-    if vault is not None:
-        _audit(conn, vault, actor, "key.revoke", record, now, {"reason": reason})
-        _emit_revoked(conn, vault, record, now, reason=reason, replaced_by=replaced_by)
+    _audit(conn, vault, actor, "key.revoke", record, now, {"reason": reason})
+    _emit_revoked(conn, vault, record, now, reason=reason, replaced_by=replaced_by)
     return get_key(conn, key_id)
 
 
 def find_by_secret(conn: sa.Connection, vault: Vault, presented: str) -> dict[str, Any] | None:
     """The key row a full key belongs to (by its keyed hash), or None if this gateway never
     issued it. Used by the leak scanner; never logs or stores ``presented``."""
-    digest = vault.key_hash(presented)
-    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == digest)).mappings().first()
+    row = conn.execute(_BY_HASH, {"digest": vault.key_hash(presented)}).mappings().first()
     return dict(row) if row is not None else None
 
 
