@@ -1,0 +1,172 @@
+"""Direct statements: Core statements compiled once per dialect and run on the driver's cursor.
+
+Why not ``Connection.execute``: per call, SQLAlchemy builds an execution context, result
+metadata and processed parameters, which costs 40-90 µs of Python for a one-row statement,
+while SQLite itself needs 5-15 µs (measured: bench/send_throughput.py and the notes in
+ARCHITECTURE.md). The send and delivery paths run a fixed handful of statements for every
+message, so they run them here instead. They are still written in SQLAlchemy Core against the
+one schema and still use SQLAlchemy's compiler and each column type's own bind and result
+processors; only the per-call machinery is skipped. They run on the DBAPI connection under the
+given ``sa.Connection``, so they share its transaction with any Core statement around them.
+
+Limits, checked when a statement is first compiled: no expanding (``IN``) parameters, and an
+INSERT binds exactly the keys it is given (plus scalar Python-side column defaults).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Insert, UpdateBase
+
+Processor = Callable[[Any], Any] | None
+Row = dict[str, Any]
+
+_PYFORMAT_NAME = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    names: tuple[str, ...]  # bind names, in the order a positional driver takes them
+    positional: bool
+    processors: tuple[Processor, ...]  # one per name
+    fixed: Mapping[str, Any]  # values compiled into the statement (literals, column defaults)
+    columns: tuple[str, ...]  # result column names
+    results: tuple[Processor, ...]  # one per result column
+
+
+class Direct:
+    """One Core statement, run without SQLAlchemy's per-execution machinery.
+
+    Parameters and rows are plain dicts keyed as in Core (bind names, column keys); values go
+    through the column types' processors, so aware datetimes, JSON and bytes behave exactly as
+    with ``Connection.execute``.
+    """
+
+    __slots__ = ("_plans", "statement")
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
+
+    def __repr__(self) -> str:
+        return f"Direct({str(self.statement).splitlines()[0][:60]!r})"
+
+    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> Row | None:
+        plan, cursor = self._run(conn, params)
+        row = cursor.fetchone()
+        cursor.close()
+        return None if row is None else _row(plan, row)
+
+    def all(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Row]:
+        plan, cursor = self._run(conn, params)
+        rows = cursor.fetchall()
+        cursor.close()
+        return [_row(plan, row) for row in rows]
+
+    def scalar(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+        row = self.first(conn, params)
+        return None if row is None else next(iter(row.values()))
+
+    def scalars(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
+        plan, cursor = self._run(conn, params)
+        rows = cursor.fetchall()
+        cursor.close()
+        process = plan.results[0]
+        return [row[0] if process is None else process(row[0]) for row in rows]
+
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> int:
+        """Run a DML statement; returns the number of rows it matched."""
+        _plan, cursor = self._run(conn, params)
+        count = int(cursor.rowcount)
+        cursor.close()
+        return count
+
+    def executemany(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a DML statement once per row; every row must have the same keys."""
+        if not rows:
+            return
+        plan = self._plan(conn.dialect, rows[0])
+        cursor = _driver(conn).cursor()
+        cursor.executemany(plan.sql, [_bind(plan, row) for row in rows])
+        cursor.close()
+
+    def _run(self, conn: sa.Connection, params: Mapping[str, Any]) -> tuple[_Plan, Any]:
+        plan = self._plan(conn.dialect, params)
+        cursor = _driver(conn).cursor()
+        cursor.execute(plan.sql, _bind(plan, params))
+        return plan, cursor
+
+    def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
+        # DML compiles differently per set of keys (the columns it sets); a SELECT does not.
+        keys = tuple(params) if isinstance(self.statement, UpdateBase) else ()
+        key = (id(dialect), keys)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _compile(self.statement, dialect, keys)
+        return plan
+
+
+def _driver(conn: sa.Connection) -> Any:
+    """The DBAPI connection under ``conn``, after SQLAlchemy has begun its transaction."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.driver_connection
+
+
+def _bind(plan: _Plan, params: Mapping[str, Any]) -> Any:
+    values = []
+    for name, process in zip(plan.names, plan.processors, strict=True):
+        value = params[name] if name in params else plan.fixed[name]
+        values.append(value if process is None or value is None else process(value))
+    return values if plan.positional else dict(zip(plan.names, values, strict=True))
+
+
+def _row(plan: _Plan, row: Sequence[Any]) -> Row:
+    return {
+        name: value if process is None or value is None else process(value)
+        for name, process, value in zip(plan.columns, plan.results, row, strict=True)
+    }
+
+
+def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+    if isinstance(statement, Insert):
+        statement = statement.inline()  # no implicit RETURNING of generated keys
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
+    sql = compiled.string
+    if "POSTCOMPILE" in sql:
+        raise TypeError("direct statements take no expanding (IN) parameters")
+    positional = compiled.positiontup is not None
+    names = tuple(compiled.positiontup or _PYFORMAT_NAME.findall(sql))
+    fixed: dict[str, Any] = {}
+    for name in names:
+        bind = compiled.binds[name]
+        if name not in keys and not bind.required:
+            fixed[name] = bind.effective_value
+    for column in getattr(compiled, "insert_prefetch", ()):
+        if column.key not in keys:
+            default = column.default
+            if default is None or not default.is_scalar:
+                raise TypeError(f"{column.key}: only scalar Python-side defaults are supported")
+            fixed[column.key] = default.arg
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    selected = list(getattr(statement, "exported_columns", ()))
+    return _Plan(
+        sql=sql,
+        names=names,
+        positional=positional,
+        processors=processors,
+        fixed=fixed,
+        columns=tuple(column.key for column in selected),
+        results=tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected
+        ),
+    )

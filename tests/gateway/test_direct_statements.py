@@ -1,0 +1,106 @@
+"""Direct statements behave like ``Connection.execute`` on both backends: same types in and
+out, same transaction, and they refuse what they cannot compile."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from msgine.server.storage._direct import Direct
+from msgine.server.storage._tables import accounts, jobs
+
+_INSERT_ACCOUNT = Direct(accounts.insert())
+_ACCOUNT = Direct(sa.select(accounts).where(accounts.c.id == sa.bindparam("id")))
+_NAMES = Direct(sa.select(accounts.c.name).order_by(accounts.c.name))
+_RENAME = Direct(
+    sa.update(accounts).where(
+        accounts.c.id == sa.bindparam("account_id"), accounts.c.name != "frozen"
+    )
+)
+_INSERT_JOB = Direct(jobs.insert())
+_JOB_ATTEMPTS = Direct(sa.select(jobs.c.attempts).where(jobs.c.ref == sa.bindparam("ref")))
+
+
+def _account(n: int, now: datetime, name: str = "shop") -> dict[str, Any]:
+    return {
+        "id": f"acc_direct_{n}",
+        "name": name,
+        "settings": {"timezone": "Africa/Kampala", "n": n},
+        "signing_secret": b"\x00\x01secret",
+        "signing_secret_prev": None,
+        "signing_secret_prev_expires_at": None,
+        "created_at": now,
+    }
+
+
+def test_round_trip_keeps_types(runtime: Any) -> None:
+    now = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.execute(conn, _account(1, now)))
+    row = runtime.db.read(lambda conn: _ACCOUNT.first(conn, {"id": "acc_direct_1"}))
+    assert row is not None
+    assert row["created_at"] == now and row["created_at"].tzinfo is not None
+    assert row["settings"] == {"timezone": "Africa/Kampala", "n": 1}
+    assert bytes(row["signing_secret"]) == b"\x00\x01secret"
+    assert row["signing_secret_prev"] is None
+    # Core reads back exactly what the direct statement wrote, and the reverse.
+    core = runtime.db.read(
+        lambda conn: (
+            conn.execute(sa.select(accounts).where(accounts.c.id == "acc_direct_1"))
+            .mappings()
+            .one()
+        )
+    )
+    assert dict(core) == {**row, "signing_secret": core["signing_secret"]}
+    assert runtime.db.read(lambda conn: _ACCOUNT.first(conn, {"id": "missing"})) is None
+
+
+def test_many_scalars_rowcount_and_fixed_values(runtime: Any) -> None:
+    now = runtime.now()
+    rows = [_account(n, now, name=f"n{n}") for n in range(2, 6)]
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, rows))
+    names = runtime.db.read(lambda conn: _NAMES.scalars(conn, {}))
+    assert [n for n in names if n.startswith("n")] == ["n2", "n3", "n4", "n5"]
+    changed = runtime.db.write(
+        lambda conn: _RENAME.execute(conn, {"account_id": "acc_direct_2", "name": "frozen"})
+    )
+    assert changed == 1
+    # The literal in the WHERE clause ("frozen") is bound from the compiled statement.
+    again = runtime.db.write(
+        lambda conn: _RENAME.execute(conn, {"account_id": "acc_direct_2", "name": "thawed"})
+    )
+    assert again == 0
+    # A column's Python-side default (jobs.attempts = 0) applies when the key is not given.
+    job = {"kind": "k", "ref": "r1", "due_at": now, "created_at": now}
+    runtime.db.write(lambda conn: _INSERT_JOB.execute(conn, job))
+    assert runtime.db.read(lambda conn: _JOB_ATTEMPTS.scalar(conn, {"ref": "r1"})) == 0
+
+
+def test_shares_the_callers_transaction(runtime: Any) -> None:
+    now = runtime.now()
+
+    def fails_after_insert(conn: sa.Connection) -> None:
+        _INSERT_ACCOUNT.execute(conn, _account(9, now))
+        conn.execute(
+            sa.insert(accounts).values(id="acc_direct_9", name="x", settings={}, created_at=now)
+        )
+
+    with pytest.raises(sa.exc.IntegrityError):
+        runtime.db.write(fails_after_insert)
+    assert runtime.db.read(lambda conn: _ACCOUNT.first(conn, {"id": "acc_direct_9"})) is None
+
+    def direct_only(conn: sa.Connection) -> None:
+        _INSERT_ACCOUNT.execute(conn, _account(10, now + timedelta(seconds=1)))
+
+    runtime.db.write(direct_only)  # nothing but direct statements: still committed
+    assert runtime.db.read(lambda conn: _ACCOUNT.first(conn, {"id": "acc_direct_10"}))
+
+
+def test_refuses_expanding_parameters(runtime: Any) -> None:
+    stmt = Direct(
+        sa.select(accounts.c.id).where(accounts.c.id.in_(sa.bindparam("ids", expanding=True)))
+    )
+    with pytest.raises(TypeError, match="expanding"):
+        runtime.db.read(lambda conn: stmt.all(conn, {"ids": ["a"]}))
