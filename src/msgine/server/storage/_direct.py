@@ -26,6 +26,7 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 
 Processor = Callable[[Any], Any] | None
 Row = dict[str, Any]
+Statement = sa.Select[Any] | UpdateBase
 
 _PYFORMAT_NAME = re.compile(r"%\((\w+)\)s")
 
@@ -51,7 +52,7 @@ class Direct:
 
     __slots__ = ("_plans", "statement")
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
 
@@ -135,7 +136,7 @@ def _row(plan: _Plan, row: Sequence[Any]) -> Row:
     }
 
 
-def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
     if isinstance(statement, Insert):
         statement = statement.inline()  # no implicit RETURNING of generated keys
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
