@@ -104,3 +104,15 @@ def test_refuses_expanding_parameters(runtime: Any) -> None:
     )
     with pytest.raises(TypeError, match="expanding"):
         runtime.db.read(lambda conn: stmt.all(conn, {"ids": ["a"]}))
+
+
+def test_driver_errors_surface_as_sqlalchemy_errors_without_values(runtime: Any) -> None:
+    now = runtime.now()
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.execute(conn, _account(20, now)))
+    with pytest.raises(sa.exc.IntegrityError) as caught:
+        runtime.db.write(lambda conn: _INSERT_ACCOUNT.execute(conn, _account(20, now)))
+    assert caught.value.orig is not None
+    # Bound values are not in the message (the database's own detail may name the key).
+    assert "shop" not in str(caught.value)
+    with pytest.raises(sa.exc.IntegrityError):
+        runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, [_account(20, now)]))

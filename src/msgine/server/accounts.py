@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from msgine.server._ids import new_id
 from msgine.server.errors import NotFound
 from msgine.server.ratelimit import parse_limits
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts
 
 DEFAULT_ACCOUNT_NAME = "default"
@@ -103,15 +104,17 @@ def list_accounts(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-_SETTINGS = sa.select(accounts.c.settings).where(accounts.c.id == sa.bindparam("account_id"))
+_SETTINGS = Direct(
+    sa.select(accounts.c.settings).where(accounts.c.id == sa.bindparam("account_id"))
+)
 
 
 def policy_of(conn: sa.Connection, account_id: str) -> AccountPolicy:
     """The account's policy, read fresh (a change applies to the next send in every process)."""
-    settings = conn.execute(_SETTINGS, {"account_id": account_id}).scalar_one_or_none()
-    if settings is None:
+    row = _SETTINGS.first(conn, {"account_id": account_id})
+    if row is None:
         raise NotFound("Account not found.")
-    return _parse_policy(json.dumps(settings, sort_keys=True))
+    return _parse_policy(json.dumps(row["settings"], sort_keys=True))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -25,6 +25,7 @@ from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from msgine.server.ratelimit import parse_limits
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import api_keys
 
 SCOPES = (
@@ -253,7 +254,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # Built once: constructing a statement per request costs more than running it.
-_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest"))
+_BY_HASH = Direct(sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest")))
 
 
 def authenticate(
@@ -268,10 +269,10 @@ def authenticate(
     if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
         raise Unauthorized("Invalid API key.")
     digest = vault.key_hash(presented)
-    row = conn.execute(_BY_HASH, {"digest": digest}).mappings().first()
+    row = _BY_HASH.first(conn, {"digest": digest})
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise Unauthorized("Invalid API key.")
-    if key_state(dict(row), now) != "active":
+    if key_state(row, now) != "active":
         raise Unauthorized("Invalid API key.")
     if not ip_allowed(row["allowed_ips"], client_ip):
         raise Forbidden("This API key is not allowed from this address.")
@@ -366,8 +367,7 @@ def revoke_key(
 def find_by_secret(conn: sa.Connection, vault: Vault, presented: str) -> dict[str, Any] | None:
     """The key row a full key belongs to (by its keyed hash), or None if this gateway never
     issued it. Used by the leak scanner; never logs or stores ``presented``."""
-    row = conn.execute(_BY_HASH, {"digest": vault.key_hash(presented)}).mappings().first()
-    return dict(row) if row is not None else None
+    return _BY_HASH.first(conn, {"digest": vault.key_hash(presented)})
 
 
 def touch_last_used(conn: sa.Connection, key_ids: Iterable[str], now: datetime) -> None:

@@ -73,6 +73,9 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         version="1.0",
         description="Self-hosted SMS gateway compatible with MsGine's messaging API.",
         lifespan=lifespan,
+        # The gateway reports through its own Prometheus metrics and logs; FastAPI's built-in
+        # OpenTelemetry support would look up tracer and meter providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         responses={
             400: {"description": "invalid_request and validation errors"},
             401: {"description": "unauthorized"},

@@ -18,6 +18,7 @@ from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, a
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
 from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
 from msgine.server.messages._numbers import timezones_of
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import consents, suppressions
 
 MessageType = Literal["transactional", "marketing"]
@@ -36,29 +37,57 @@ def window_of(policy: AccountPolicy) -> QuietWindow:
     )
 
 
-# Built once (the send path runs them for every message); ``indexes`` expands per call.
-_SUPPRESSED = sa.select(suppressions.c.phone_index).where(
-    suppressions.c.account_id == sa.bindparam("account_id"),
-    suppressions.c.phone_index.in_(sa.bindparam("indexes", expanding=True)),
-)
-_CONSENTED = sa.select(consents.c.phone_index).where(
+# Built once: the send path and the worker run them for every message. A send usually has a
+# few recipients, looked up one by one as direct statements (cheapest); a long list of
+# recipients is one IN query instead (``indexes`` expands per call).
+_POINT_LOOKUPS = 16
+_SUPPRESSED_WHERE = (suppressions.c.account_id == sa.bindparam("account_id"),)
+_CONSENTED_WHERE = (
     consents.c.account_id == sa.bindparam("account_id"),
-    consents.c.phone_index.in_(sa.bindparam("indexes", expanding=True)),
     consents.c.purpose == sa.bindparam("purpose"),
     consents.c.withdrawn_at.is_(None),
+)
+_SUPPRESSED_ONE = Direct(
+    sa.select(suppressions.c.phone_index).where(
+        *_SUPPRESSED_WHERE, suppressions.c.phone_index == sa.bindparam("index")
+    )
+)
+_SUPPRESSED_ANY = sa.select(suppressions.c.phone_index).where(
+    *_SUPPRESSED_WHERE, suppressions.c.phone_index.in_(sa.bindparam("indexes", expanding=True))
+)
+_CONSENTED_ONE = Direct(
+    sa.select(consents.c.phone_index).where(
+        *_CONSENTED_WHERE, consents.c.phone_index == sa.bindparam("index")
+    )
+)
+_CONSENTED_ANY = sa.select(consents.c.phone_index).where(
+    *_CONSENTED_WHERE, consents.c.phone_index.in_(sa.bindparam("indexes", expanding=True))
 )
 
 
 def suppressed_indexes(conn: sa.Connection, account_id: str, indexes: Sequence[str]) -> set[str]:
-    rows = conn.execute(_SUPPRESSED, {"account_id": account_id, "indexes": list(indexes)})
-    return {r[0] for r in rows}
+    params = {"account_id": account_id}
+    return _present(conn, _SUPPRESSED_ONE, _SUPPRESSED_ANY, params, indexes)
 
 
 def consented_indexes(
     conn: sa.Connection, account_id: str, indexes: Sequence[str], purpose: str
 ) -> set[str]:
-    params = {"account_id": account_id, "indexes": list(indexes), "purpose": purpose}
-    return {r[0] for r in conn.execute(_CONSENTED, params)}
+    params = {"account_id": account_id, "purpose": purpose}
+    return _present(conn, _CONSENTED_ONE, _CONSENTED_ANY, params, indexes)
+
+
+def _present(
+    conn: sa.Connection,
+    one: Direct,
+    any_of: sa.Select[tuple[str]],
+    params: dict[str, str],
+    indexes: Sequence[str],
+) -> set[str]:
+    """The ``indexes`` that have a row matching ``params``."""
+    if len(indexes) > _POINT_LOOKUPS:
+        return set(conn.execute(any_of, {**params, "indexes": list(indexes)}).scalars())
+    return {i for i in indexes if one.first(conn, {**params, "index": i}) is not None}
 
 
 def evaluate(

@@ -9,6 +9,7 @@ Errors name the field and the index, never the number: numbers are personal data
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import phonenumbers
@@ -65,7 +66,9 @@ def normalize_number(raw: str, *, field: str = "to", index: int | None = None) -
     countries cannot know which one a national number belongs to.
     """
     number = _parse(raw, field, index)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    _PARSED.put(e164, number)
+    return e164
 
 
 def parse_recipients(to: str | list[str]) -> list[str]:
@@ -100,8 +103,35 @@ def parse_recipients(to: str | list[str]) -> list[str]:
     return list(unique)
 
 
+class _ParsedNumbers:
+    """Recently validated numbers by E.164, so that the region, time zones and calling code of
+    a number just normalised need no second parse (``phonenumbers`` is pure Python and slow).
+    Bounded, oldest dropped first; shared by the event loop and the database writer thread."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._numbers: dict[str, phonenumbers.PhoneNumber] = {}
+        self._lock = threading.Lock()
+
+    def get(self, e164: str) -> phonenumbers.PhoneNumber | None:
+        return self._numbers.get(e164)
+
+    def put(self, e164: str, number: phonenumbers.PhoneNumber) -> None:
+        with self._lock:
+            if len(self._numbers) >= self._size:
+                del self._numbers[next(iter(self._numbers))]
+            self._numbers[e164] = number
+
+
+_PARSED = _ParsedNumbers(4096)
+
+
 def _parse_e164(e164: str) -> phonenumbers.PhoneNumber:
-    return _parse(e164, "to", None)
+    number = _PARSED.get(e164)
+    if number is None:
+        number = _parse(e164, "to", None)
+        _PARSED.put(e164, number)
+    return number
 
 
 def region_of(e164: str) -> str | None:

@@ -25,6 +25,7 @@ from msgine.server.messages import _views
 from msgine.server.messages._numbers import parse_recipients, region_of
 from msgine.server.messages._sender import validate_sender_id
 from msgine.server.messages._text import segment_info, validate_content
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import (
     idempotency_keys,
     jobs,
@@ -122,10 +123,17 @@ def build_command(
 
 
 # Built once: the send path runs them for every message.
-_INSERT_MESSAGES = messages.insert()
-_INSERT_RECIPIENTS = recipients.insert()
-_INSERT_STATUS_EVENTS = status_events.insert()
-_INSERT_JOBS = jobs.insert()
+_INSERT_MESSAGES = Direct(messages.insert())
+_INSERT_RECIPIENTS = Direct(recipients.insert())
+_INSERT_STATUS_EVENTS = Direct(status_events.insert())
+_INSERT_JOBS = Direct(jobs.insert())
+_INSERT_IDEMPOTENCY_KEY = Direct(idempotency_keys.insert())
+_IDEMPOTENCY_WHERE = (
+    idempotency_keys.c.account_id == sa.bindparam("account_id"),
+    idempotency_keys.c.key == sa.bindparam("key"),
+)
+_IDEMPOTENCY_KEY = Direct(sa.select(idempotency_keys).where(*_IDEMPOTENCY_WHERE))
+_DELETE_IDEMPOTENCY_KEY = Direct(sa.delete(idempotency_keys).where(*_IDEMPOTENCY_WHERE))
 
 
 def _replay(
@@ -133,25 +141,12 @@ def _replay(
 ) -> SendResult | None:
     if cmd.idempotency_key is None:
         return None
-    row = (
-        conn.execute(
-            sa.select(idempotency_keys).where(
-                idempotency_keys.c.account_id == account_id,
-                idempotency_keys.c.key == cmd.idempotency_key,
-            )
-        )
-        .mappings()
-        .first()
-    )
+    where = {"account_id": account_id, "key": cmd.idempotency_key}
+    row = _IDEMPOTENCY_KEY.first(conn, where)
     if row is None:
         return None
     if row["expires_at"] <= now:
-        conn.execute(
-            sa.delete(idempotency_keys).where(
-                idempotency_keys.c.account_id == account_id,
-                idempotency_keys.c.key == cmd.idempotency_key,
-            )
-        )
+        _DELETE_IDEMPOTENCY_KEY.execute(conn, where)
         return None
     if row["request_hash"] != cmd.request_hash:
         raise IdempotencyConflict("This idempotency key was used with a different request body.")
@@ -270,29 +265,29 @@ def accept(
                     "created_at": now,
                 }
             )
-    conn.execute(_INSERT_MESSAGES, message_row)
-    conn.execute(_INSERT_RECIPIENTS, recipient_rows)
-    conn.execute(_INSERT_STATUS_EVENTS, event_rows)
-    if job_rows:
-        conn.execute(_INSERT_JOBS, job_rows)
-    response = _views.render(message_row, recipient_rows, vault)
+    _INSERT_MESSAGES.execute(conn, message_row)
+    _INSERT_RECIPIENTS.executemany(conn, recipient_rows)
+    _INSERT_STATUS_EVENTS.executemany(conn, event_rows)
+    _INSERT_JOBS.executemany(conn, job_rows)
+    response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if cmd.idempotency_key is not None:
         row_id = f"{account_id}/{cmd.idempotency_key}"
-        conn.execute(
-            sa.insert(idempotency_keys).values(
-                account_id=account_id,
-                key=cmd.idempotency_key,
-                request_hash=cmd.request_hash,
-                message_id=message_id,
-                response=vault.encrypt(
+        _INSERT_IDEMPOTENCY_KEY.execute(
+            conn,
+            {
+                "account_id": account_id,
+                "key": cmd.idempotency_key,
+                "request_hash": cmd.request_hash,
+                "message_id": message_id,
+                "response": vault.encrypt(
                     json.dumps(response, ensure_ascii=False).encode(),
                     table="idempotency_keys",
                     column="response",
                     row_id=row_id,
                 ),
-                created_at=now,
-                expires_at=now + IDEMPOTENCY_TTL,
-            )
+                "created_at": now,
+                "expires_at": now + IDEMPOTENCY_TTL,
+            },
         )
     return SendResult(response, replayed=False, message_id=message_id)
 

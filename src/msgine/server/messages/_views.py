@@ -48,7 +48,23 @@ def decrypt_content(vault: Vault, row: Mapping[Any, Any]) -> str | None:
 def render(
     message: Mapping[Any, Any], rcpts: Sequence[Mapping[Any, Any]], vault: Vault
 ) -> dict[str, Any]:
-    phones = [decrypt_phone(vault, r) for r in rcpts]
+    """A stored message, decrypted."""
+    return present(
+        message,
+        rcpts,
+        phones=[decrypt_phone(vault, r) for r in rcpts],
+        content=decrypt_content(vault, message),
+    )
+
+
+def present(
+    message: Mapping[Any, Any],
+    rcpts: Sequence[Mapping[Any, Any]],
+    *,
+    phones: Sequence[str | None],
+    content: str | None,
+) -> dict[str, Any]:
+    """A message whose plaintext the caller already holds (e.g. the one just accepted)."""
     view_recipients = []
     for phone, r in zip(phones, rcpts, strict=True):
         item: dict[str, Any] = {"to": phone, "status": r["status"]}
@@ -63,9 +79,9 @@ def render(
         "sid": message["id"],
         "channel": CHANNEL,
         "type": message["type"],
-        "to": phones,
+        "to": list(phones),
         "from": message["sender"],
-        "content": decrypt_content(vault, message),
+        "content": content,
         "status": message["status"],
         "cost": message["cost"],
         "currency": message["currency"],

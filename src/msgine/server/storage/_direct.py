@@ -95,13 +95,21 @@ class Direct:
             return
         plan = self._plan(conn.dialect, rows[0])
         cursor = _driver(conn).cursor()
-        cursor.executemany(plan.sql, [_bind(plan, row) for row in rows])
-        cursor.close()
+        try:
+            cursor.executemany(plan.sql, [_bind(plan, row) for row in rows])
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn.dialect, plan, exc) from exc
+        finally:
+            cursor.close()
 
     def _run(self, conn: sa.Connection, params: Mapping[str, Any]) -> tuple[_Plan, Any]:
         plan = self._plan(conn.dialect, params)
         cursor = _driver(conn).cursor()
-        cursor.execute(plan.sql, _bind(plan, params))
+        try:
+            cursor.execute(plan.sql, _bind(plan, params))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            raise _wrapped(conn.dialect, plan, exc) from exc
         return plan, cursor
 
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
@@ -119,6 +127,14 @@ def _driver(conn: sa.Connection) -> Any:
     if not conn.in_transaction():
         conn.begin()
     return conn.connection.driver_connection
+
+
+def _wrapped(dialect: Dialect, plan: _Plan, exc: Exception) -> sa.exc.StatementError:
+    """The driver's error as SQLAlchemy raises it (IntegrityError, OperationalError...), so
+    callers and error handlers treat both kinds of statement alike; parameters are hidden."""
+    return sa.exc.DBAPIError.instance(
+        plan.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any]) -> Any:
