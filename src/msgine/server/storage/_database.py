@@ -77,7 +77,7 @@ class Database:
             raise
 
     async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
-        return await asyncio.wrap_future(self.writer.submit(fn))
+        return await self.writer.submit_async(fn)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; safe when several processes start at once."""
