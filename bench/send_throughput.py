@@ -5,7 +5,7 @@ PostgreSQL), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET 
 32 concurrent connections using wrk (or a Python client when wrk is not installed). Afterwards
 it counts the messages in the database: every 201 must be stored.
 
-    python bench/send_throughput.py [--seconds 10] [--connections 32] [--no-worker]
+    python bench/send_throughput.py [--seconds 10] [--rounds 3] [--connections 32] [--no-worker]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -29,9 +30,15 @@ import sqlalchemy as sa
 
 LUA = """
 wrk.method = "POST"
-wrk.body = '{"to": "+256701521269", "message": "Benchmark message"}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+-- A different recipient on every request, as real traffic has: no cache helps.
+request = function()
+  local body = string.format('{"to": "+2567015%%05d", "message": "Your code is %%06d"}',
+                             math.random(0, 99998), math.random(0, 999999))
+  return wrk.format(nil, nil, nil, body)
+end
 created = 0
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -100,7 +107,6 @@ async def python_load(
     latencies: list[float] = []
     created = 0
     deadline = time.perf_counter() + seconds
-    body = {"to": "+256701521269", "message": "Benchmark message"}
     limits = httpx.Limits(max_connections=connections)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
@@ -109,6 +115,10 @@ async def python_load(
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 if key:
+                    body = {
+                        "to": f"+2567015{random.randrange(99999):05d}",
+                        "message": f"Your code is {random.randrange(1000000):06d}",
+                    }
                     r = await client.post(
                         url, json=body, headers={"Authorization": f"Bearer {key}"}
                     )
@@ -130,6 +140,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--no-worker", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="msgine-bench-"))
@@ -184,45 +195,94 @@ def main() -> None:
     proc = start(env, port, args.no_worker)
     base = f"http://127.0.0.1:{port}"
     use_wrk = shutil.which("wrk") is not None
+    url = args.database_url or f"sqlite:///{data / 'msgine.db'}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    noops: list[dict[str, float]] = []
+    sends: list[dict[str, float]] = []
+    drain = float("nan")
     try:
+        script = data / "send.lua"
+        script.write_text(LUA % key)
         if use_wrk:
-            script = data / "send.lua"
-            script.write_text(LUA % key)
             wrk(f"{base}/healthz", 2, args.connections, None)  # warm up
-            noop = wrk(f"{base}/healthz", args.seconds, args.connections, None)
-            send = wrk(f"{base}/api/v1/messages/sms", args.seconds, args.connections, script)
-        else:
-            noop = asyncio.run(python_load(f"{base}/healthz", args.seconds, args.connections, None))
-            send = asyncio.run(
-                python_load(f"{base}/api/v1/messages/sms", args.seconds, args.connections, key)
-            )
+        # Rounds alternate, and each side keeps its best: on a shared machine, a neighbour's
+        # burst then lowers one round, not the ratio.
+        for _round in range(args.rounds):
+            if use_wrk:
+                noops.append(wrk(f"{base}/healthz", args.seconds, args.connections, None))
+                sends.append(
+                    wrk(f"{base}/api/v1/messages/sms", args.seconds, args.connections, script)
+                )
+            else:
+                noops.append(
+                    asyncio.run(
+                        python_load(f"{base}/healthz", args.seconds, args.connections, None)
+                    )
+                )
+                sends.append(
+                    asyncio.run(
+                        python_load(
+                            f"{base}/api/v1/messages/sms", args.seconds, args.connections, key
+                        )
+                    )
+                )
+        if not args.no_worker:
+            drain = wait_until_final(engine, timeout=600)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    url = args.database_url or f"sqlite:///{data / 'msgine.db'}"
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
     engine.dispose()
-    created = int(send.get("created", 0))
+    noop = max(noops, key=lambda r: r["rate"])
+    send = max(sends, key=lambda r: r["rate"])
+    created = sum(int(r.get("created", 0)) for r in sends)
     print(
-        f"load generator      : {'wrk' if use_wrk else 'python httpx'}, {args.connections} connections, {args.seconds} s"
+        f"load generator      : {'wrk' if use_wrk else 'python httpx'}, {args.connections} "
+        f"connections, {args.rounds} x {args.seconds} s per side, best round shown"
     )
     print(
-        f"database            : {'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}"
+        f"database            : "
+        f"{'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}"
     )
     print(f"worker in process   : {not args.no_worker}")
     print(
-        f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  p99 {noop['p99']:.2f} ms"
+        f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  "
+        f"p99 {noop['p99']:.2f} ms   (rounds: {_rates(noops)})"
     )
     print(
-        f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  p99 {send['p99']:.2f} ms"
+        f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  "
+        f"p99 {send['p99']:.2f} ms   (rounds: {_rates(sends)})"
     )
     print(f"send / no-op ratio  : {send['rate'] / noop['rate']:.1%}  (goal >= 40%)")
     print(
-        f"201 responses       : {created}; messages stored: {stored}  ({'OK' if stored >= created else 'LOST'})"
+        f"201 responses       : {created}; messages stored: {stored}  "
+        f"({'OK' if stored >= created else 'LOST'})"
     )
+    if not args.no_worker:
+        print(f"delivery backlog    : every message final {drain:.1f} s after the load stopped")
     shutil.rmtree(data, ignore_errors=True)
+
+
+def _rates(results: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['rate']:.0f}" for r in results)
+
+
+FINAL = "('delivered', 'failed', 'rejected')"
+
+
+def wait_until_final(engine: sa.Engine, timeout: float) -> float:
+    """Seconds until every stored recipient has a final status (the worker's backlog)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text(f"SELECT count(*) FROM recipients WHERE status NOT IN {FINAL}")
+            ).scalar_one()
+        if waiting == 0:
+            return time.perf_counter() - started
+        time.sleep(0.5)
+    return float("inf")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ out, same transaction, and they refuse what they cannot compile."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -116,3 +117,74 @@ def test_driver_errors_surface_as_sqlalchemy_errors_without_values(runtime: Any)
     assert "shop" not in str(caught.value)
     with pytest.raises(sa.exc.IntegrityError):
         runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, [_account(20, now)]))
+
+
+def test_deferred_rows_are_written_with_the_batch_and_fail_alone(runtime: Any) -> None:
+    """Rows deferred by concurrent writes go in as one bulk insert at the end of the batch;
+    a deferred row that cannot be written fails its own write only."""
+    now = runtime.now()
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.execute(conn, _account(30, now)))
+    barrier = threading.Barrier(12)
+    results: list[Any] = [None] * 12
+
+    def write(n: int) -> None:
+        barrier.wait()
+        number = 30 if n == 5 else 31 + n  # n == 5 collides with the existing account
+
+        def fn(conn: sa.Connection) -> int:
+            _INSERT_ACCOUNT.defer(conn, [_account(number, now)])
+            return number
+
+        try:
+            results[n] = runtime.db.write(fn)
+        except sa.exc.IntegrityError as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert isinstance(results[5], sa.exc.IntegrityError)
+    assert [r for n, r in enumerate(results) if n != 5] == [31 + n for n in range(12) if n != 5]
+    ids = runtime.db.read(lambda conn: conn.execute(sa.select(accounts.c.id)).scalars().all())
+    expected = [30, *(31 + n for n in range(12) if n != 5)]
+    assert sorted(ids) == sorted(f"acc_direct_{n}" for n in expected)
+
+
+def test_deferring_outside_the_writer_writes_at_once(runtime: Any) -> None:
+    now = runtime.now()
+    with runtime.db.write_engine.begin() as conn:
+        _INSERT_ACCOUNT.defer(conn, [_account(50, now)])
+        assert _ACCOUNT.first(conn, {"id": "acc_direct_50"}) is not None
+
+
+def test_returning_comes_back_through_first_and_all(runtime: Any) -> None:
+    """UPDATE ... RETURNING: rows keyed and converted like a SELECT's (aware datetimes)."""
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    runtime.db.write(
+        lambda conn: _INSERT_JOB.executemany(
+            conn,
+            [{"kind": "ret", "ref": f"ret{n}", "due_at": now, "created_at": now} for n in range(3)],
+        )
+    )
+    lease = Direct(
+        sa.update(jobs)
+        .where(jobs.c.kind == sa.bindparam("k"))
+        .values(lease_until=sa.bindparam("until"))
+        .returning(jobs.c.ref, jobs.c.lease_until, jobs.c.attempts)
+    )
+    until = now + timedelta(minutes=1)
+    rows = runtime.db.write(lambda conn: lease.all(conn, {"k": "ret", "until": until}))
+    assert sorted(rows, key=lambda r: r["ref"]) == [
+        {"ref": f"ret{n}", "lease_until": until, "attempts": 0} for n in range(3)
+    ]
+    assert all(row["lease_until"].tzinfo is not None for row in rows)
+    one = Direct(
+        sa.update(jobs)
+        .where(jobs.c.ref == sa.bindparam("r"))
+        .values(attempts=jobs.c.attempts + 1)
+        .returning(jobs.c.attempts)
+    )
+    assert runtime.db.write(lambda conn: one.first(conn, {"r": "ret1"})) == {"attempts": 1}
+    assert runtime.db.write(lambda conn: one.scalar(conn, {"r": "missing"})) is None

@@ -255,6 +255,20 @@ def _iso(value: datetime | None) -> str | None:
 
 # Built once: constructing a statement per request costs more than running it.
 _BY_HASH = Direct(sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest")))
+# What authentication needs, and no more: it runs on every request.
+_CREDENTIALS = Direct(
+    sa.select(
+        api_keys.c.id,
+        api_keys.c.account_id,
+        api_keys.c.mode,
+        api_keys.c.key_hash,
+        api_keys.c.scopes,
+        api_keys.c.allowed_ips,
+        api_keys.c.rate_limit,
+        api_keys.c.expires_at,
+        api_keys.c.revoked_at,
+    ).where(api_keys.c.key_hash == sa.bindparam("digest"))
+)
 
 
 def authenticate(
@@ -269,7 +283,7 @@ def authenticate(
     if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
         raise Unauthorized("Invalid API key.")
     digest = vault.key_hash(presented)
-    row = _BY_HASH.first(conn, {"digest": digest})
+    row = _CREDENTIALS.first(conn, {"digest": digest})
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise Unauthorized("Invalid API key.")
     if key_state(row, now) != "active":

@@ -35,13 +35,24 @@ def presented_key(request: Request) -> str | None:
     return auth.strip()
 
 
+_CLIENT_IP = "msgine.client_ip"
+
+
 def client_ip(request: Request) -> str | None:
+    """The caller's address (behind trusted proxies, the app's resolver decides); worked out
+    once per request, as several hooks ask for it."""
+    scope = request.scope
+    if _CLIENT_IP in scope:
+        return scope[_CLIENT_IP]  # type: ignore[no-any-return]
     resolver: Callable[[Request], str | None] | None = getattr(
         request.app.state, "client_ip_resolver", None
     )
     if resolver is not None:
-        return resolver(request)
-    return request.client.host if request.client else None
+        address = resolver(request)
+    else:
+        address = request.client.host if request.client else None
+    scope[_CLIENT_IP] = address
+    return address
 
 
 AuthHook = Callable[[Request, Principal | None, Exception | None], Awaitable[None]]

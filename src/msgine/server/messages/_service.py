@@ -265,10 +265,11 @@ def accept(
                     "created_at": now,
                 }
             )
-    _INSERT_MESSAGES.execute(conn, message_row)
-    _INSERT_RECIPIENTS.executemany(conn, recipient_rows)
-    _INSERT_STATUS_EVENTS.executemany(conn, event_rows)
-    _INSERT_JOBS.executemany(conn, job_rows)
+    # Nothing below reads these rows back, so they join the batch's bulk inserts.
+    _INSERT_MESSAGES.defer(conn, [message_row])
+    _INSERT_RECIPIENTS.defer(conn, recipient_rows)
+    _INSERT_STATUS_EVENTS.defer(conn, event_rows)
+    _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if cmd.idempotency_key is not None:
         row_id = f"{account_id}/{cmd.idempotency_key}"

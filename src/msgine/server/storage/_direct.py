@@ -102,6 +102,21 @@ class Direct:
         finally:
             cursor.close()
 
+    def defer(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue rows for this DML statement until the group-commit writer flushes them, in
+        one ``executemany`` per statement for its whole batch instead of one per caller.
+
+        Only for rows nobody reads back in the same transaction. Outside the writer (no
+        batch to join) the rows are written at once.
+        """
+        pending: dict[tuple[Direct, tuple[str, ...]], list[Mapping[str, Any]]] | None
+        pending = conn.info.get(_DEFERRED)
+        if pending is None:
+            self.executemany(conn, rows)
+            return
+        for row in rows:
+            pending.setdefault((self, tuple(row)), []).append(row)
+
     def _run(self, conn: sa.Connection, params: Mapping[str, Any]) -> tuple[_Plan, Any]:
         plan = self._plan(conn.dialect, params)
         cursor = _driver(conn).cursor()
@@ -120,6 +135,29 @@ class Direct:
         if plan is None:
             plan = self._plans[key] = _compile(self.statement, dialect, keys)
         return plan
+
+
+_DEFERRED = "msgine.deferred_rows"
+
+
+def start_deferring(conn: sa.Connection) -> None:
+    """Let ``Direct.defer`` queue rows on ``conn`` until ``flush_deferred``."""
+    conn.info[_DEFERRED] = {}
+
+
+def stop_deferring(conn: sa.Connection) -> None:
+    conn.info.pop(_DEFERRED, None)
+
+
+def flush_deferred(conn: sa.Connection) -> None:
+    """Write the queued rows, statement by statement in the order first queued."""
+    pending = conn.info.get(_DEFERRED)
+    if not pending:
+        return
+    batches = list(pending.items())
+    pending.clear()
+    for (statement, _keys), rows in batches:
+        statement.executemany(conn, rows)
 
 
 def _driver(conn: sa.Connection) -> Any:

@@ -3,6 +3,7 @@
 SQLite allows one writer and each fsync costs about a millisecond, so committing per request caps
 throughput. Requests queue their write function; the writer runs everything queued so far in one
 transaction, commits once, then wakes every caller. Nothing is acknowledged before its commit.
+Rows a write function defers (``Direct.defer``) are inserted together at the end of the batch.
 
 The hand-off itself is on the send path of every message, so it is kept cheap: the writer keeps
 one connection open (a pool checkout per batch cost more than a small batch's statements), and
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from msgine.server.storage._direct import flush_deferred, start_deferring, stop_deferring
 
 T = TypeVar("T")
 WriteFn = Callable[[sa.Connection], Any]
@@ -105,6 +108,7 @@ class GroupCommitWriter:
         try:
             with self._transaction() as conn:
                 outcomes = [(waiter, True, fn(conn)) for fn, waiter in batch]
+                flush_deferred(conn)
         except Exception as exc:
             return [], exc
         return outcomes, None
@@ -142,11 +146,13 @@ class _Transaction:
     def __enter__(self) -> sa.Connection:
         conn = self._conn
         conn.begin()
+        start_deferring(conn)
         if conn.dialect.name == "sqlite":
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
         return conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        stop_deferring(self._conn)
         if exc_type is None:
             try:
                 self._conn.commit()
@@ -187,7 +193,9 @@ def _call_in_savepoint(fn: WriteFn, conn: sa.Connection, waiter: Waiter) -> Outc
 
 def _call(fn: WriteFn, conn: sa.Connection, waiter: Waiter) -> Outcome:
     try:
-        return waiter, True, fn(conn)
+        value = fn(conn)
+        flush_deferred(conn)  # inside the savepoint: a failing row fails this write alone
+        return waiter, True, value
     except BaseException as exc:  # handed to the caller, not swallowed
         return waiter, False, exc
 
