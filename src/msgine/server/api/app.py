@@ -17,6 +17,7 @@ from msgine.server.api import _limits
 from msgine.server.api._errors import error_response
 from msgine.server.api._middleware import PayloadTooLargeError, RequestContextMiddleware
 from msgine.server.api.routes import (
+    API_PREFIX,
     account,
     audit,
     compliance,
@@ -32,7 +33,6 @@ from msgine.server.runtime import Runtime
 
 log = get_logger("msgine.api")
 
-API_PREFIX = "/api/v1"
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)

@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.responses import JSONResponse
 
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
+from msgine.server.api.routes import API_PREFIX
 from msgine.server.keys import Principal
 from msgine.server.messages._service import (
     SendCommand,
@@ -53,9 +54,9 @@ class SendBody(BaseModel):
 
 
 async def send(request: Request) -> JSONResponse:
-    """Runs for every message, so it authenticates and parses its own body: FastAPI's
-    dependency and body machinery cost more than the validation itself. The OpenAPI schema
-    below describes the body and header it reads."""
+    """A plain Starlette endpoint: it runs for every message, and FastAPI's request handling
+    (dependency solving, body machinery) cost more than the validation itself. It
+    authenticates and parses its own body; ``install`` describes it in the OpenAPI schema."""
     principal = await authenticate_request(request, "messages:send")
     body = await json_body(request, SendBody)
     idempotency_key = request.headers.get("idempotency-key")
@@ -92,31 +93,56 @@ async def send(request: Request) -> JSONResponse:
     return JSONResponse(result.response, status_code=201, headers=headers)
 
 
-SEND_SCHEMA: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        }
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": SendBody.model_json_schema(by_alias=True)}},
-    },
-}
+SEND_PATHS = ("/messages/sms", "/developers/sms")
+for path in SEND_PATHS:
+    router.add_route(path, send, methods=["POST"], include_in_schema=False)
 
-for path in ("/messages/sms", "/developers/sms"):
-    router.add_api_route(
-        path,
-        send,
-        methods=["POST"],
-        status_code=201,
-        responses=ERRORS,
-        summary="Send an SMS to one or more recipients",
-        openapi_extra=SEND_SCHEMA,
-    )
+
+def send_operation() -> dict[str, Any]:
+    """The OpenAPI operation of ``send``, as FastAPI would have described it."""
+    responses: dict[str, Any] = {
+        "201": {
+            "description": "Stored: the message with each recipient's first status",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    }
+    responses.update({str(status): spec for status, spec in ERRORS.items()})
+    return {
+        "tags": ["messages"],
+        "summary": "Send an SMS to one or more recipients",
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SendBody.model_json_schema(by_alias=True)}},
+        },
+        "responses": responses,
+    }
+
+
+def install(app: FastAPI) -> None:
+    """Add the send routes to the app's OpenAPI schema (plain routes are not in it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in SEND_PATHS:
+                operation_id = "send" + path.replace("/", "_") + "_post"
+                operation = {**send_operation(), "operationId": operation_id}
+                shared = {str(status): spec for status, spec in app.router.responses.items()}
+                operation["responses"] = {**shared, **operation["responses"]}
+                schema["paths"].setdefault(API_PREFIX + path, {})["post"] = operation
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def get_one(
