@@ -188,3 +188,32 @@ def test_returning_comes_back_through_first_and_all(runtime: Any) -> None:
     )
     assert runtime.db.write(lambda conn: one.first(conn, {"r": "ret1"})) == {"attempts": 1}
     assert runtime.db.write(lambda conn: one.scalar(conn, {"r": "missing"})) is None
+
+
+def test_sqlite_time_text_is_sqlalchemys_own() -> None:
+    """The fast SQLite conversion of UTCDateTime writes and reads exactly what SQLAlchemy's
+    DateTime does, so stored text compares and sorts the same either way."""
+    import random
+
+    from sqlalchemy.dialects.sqlite import pysqlite
+
+    from msgine.server.storage._tables import UTCDateTime
+
+    dialect = pysqlite.dialect()
+    fast_in = UTCDateTime().bind_processor(dialect)
+    fast_out = UTCDateTime().result_processor(dialect, None)
+    core_in = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    core_out = sa.DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert fast_in and fast_out and core_in and core_out
+    rng = random.Random(7)
+    moments = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
+    moments += [
+        datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(2**52))
+        for _ in range(500)
+    ]
+    for moment in moments:
+        text = fast_in(moment)
+        assert text == core_in(moment.replace(tzinfo=None))
+        assert fast_out(text) == core_out(text).replace(tzinfo=UTC) == moment
+    with pytest.raises(ValueError, match="naive"):
+        fast_in(datetime(2026, 1, 1))

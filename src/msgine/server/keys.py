@@ -9,8 +9,10 @@ revocation raises ``key.revoked`` to the account's webhooks, so neither can be l
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -255,15 +257,16 @@ def _iso(value: datetime | None) -> str | None:
 
 # Built once: constructing a statement per request costs more than running it.
 _BY_HASH = Direct(sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest")))
-# What authentication needs, and no more: it runs on every request.
+# What authentication needs, and no more: it runs on every request. The lists come as JSON
+# text, parsed once per distinct value (see _json_tuple).
 _CREDENTIALS = Direct(
     sa.select(
         api_keys.c.id,
         api_keys.c.account_id,
         api_keys.c.mode,
         api_keys.c.key_hash,
-        api_keys.c.scopes,
-        api_keys.c.allowed_ips,
+        sa.cast(api_keys.c.scopes, sa.Text).label("scopes"),
+        sa.cast(api_keys.c.allowed_ips, sa.Text).label("allowed_ips"),
         api_keys.c.rate_limit,
         api_keys.c.expires_at,
         api_keys.c.revoked_at,
@@ -288,15 +291,21 @@ def authenticate(
         raise Unauthorized("Invalid API key.")
     if key_state(row, now) != "active":
         raise Unauthorized("Invalid API key.")
-    if not ip_allowed(row["allowed_ips"], client_ip):
+    if not ip_allowed(_json_tuple(row["allowed_ips"]), client_ip):
         raise Forbidden("This API key is not allowed from this address.")
     return Principal(
         key_id=row["id"],
         account_id=row["account_id"],
         mode=row["mode"],
-        scopes=frozenset(row["scopes"]),
+        scopes=frozenset(_json_tuple(row["scopes"])),
         rate_limit=row["rate_limit"],
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_tuple(text: str) -> tuple[str, ...]:
+    """A key's scopes or address list, from its JSON text (few distinct values exist)."""
+    return tuple(json.loads(text))
 
 
 def rotate_key(

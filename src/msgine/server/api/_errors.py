@@ -7,6 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from msgine.server.api._responses import JSONBody
+
 
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
@@ -24,7 +26,7 @@ def error_response(
 ) -> JSONResponse:
     error: dict[str, Any] = {"code": code, "message": message, "details": details or {}}
     error.update(extra or {})
-    return JSONResponse(
+    return JSONBody(
         {"error": error, "meta": {"requestId": request_id_of(request)}},
         status_code=status,
         headers=headers,

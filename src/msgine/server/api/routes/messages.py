@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.responses import JSONResponse
 
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
+from msgine.server.api._responses import JSONBody
 from msgine.server.api.routes import API_PREFIX
 from msgine.server.keys import Principal
 from msgine.server.messages._service import (
@@ -90,7 +91,7 @@ async def send(request: Request) -> JSONResponse:
     )
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(result.response, status_code=201, headers=headers)
+    return JSONBody(result.response, status_code=201, headers=headers)
 
 
 SEND_PATHS = ("/messages/sms", "/developers/sms")
