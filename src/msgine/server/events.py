@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from msgine.server._ids import new_id
 from msgine.server.crypto import Vault
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import events, webhook_deliveries, webhook_endpoints
 from msgine.webhooks._signing import encode_body
 
@@ -31,12 +32,14 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Built once: every status change of every recipient emits an event.
-_INSERT_EVENT = events.insert()
-_INSERT_DELIVERY = webhook_deliveries.insert()
-_SUBSCRIBERS = sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
-    webhook_endpoints.c.account_id == sa.bindparam("account_id"),
-    webhook_endpoints.c.enabled.is_(True),
+# Direct statements: every status change of every recipient emits an event.
+_INSERT_EVENT = Direct(events.insert())
+_INSERT_DELIVERY = Direct(webhook_deliveries.insert())
+_SUBSCRIBERS = Direct(
+    sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+        webhook_endpoints.c.account_id == sa.bindparam("account_id"),
+        webhook_endpoints.c.enabled.is_(True),
+    )
 )
 
 
@@ -63,8 +66,8 @@ def emit(
     document["timestamp"] = iso(now)
     document["data"] = data or {}
     body = encode_body(document)
-    conn.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.execute(
+        conn,
         {
             "id": event_id,
             "account_id": account_id,
@@ -77,15 +80,15 @@ def emit(
         },
     )
     targets: list[dict[str, Any]] = [
-        {"endpoint_id": endpoint_id, "url": None}
-        for endpoint_id, subscribed in conn.execute(_SUBSCRIBERS, {"account_id": account_id})
-        if not subscribed or event_type in subscribed
+        {"endpoint_id": endpoint["id"], "url": None}
+        for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id})
+        if not endpoint["events"] or event_type in endpoint["events"]
     ]
     if callback_url and event_type in MESSAGE_EVENTS:
         targets.append({"endpoint_id": None, "url": callback_url})
     if targets:
-        conn.execute(
-            _INSERT_DELIVERY,
+        _INSERT_DELIVERY.executemany(
+            conn,
             [
                 {
                     "id": new_id("whd"),

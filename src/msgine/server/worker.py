@@ -3,19 +3,26 @@
 Every job is idempotent: it re-reads its state, and a carrier submit carries a stable key. So a
 job whose worker died mid-way (its lease runs out and another worker takes it) is safe to run
 again, and nothing is sent twice.
+
+Jobs run in batches, one handler call per kind of job in a claim, because the worker shares its
+process (and its one interpreter lock) with the API: the submit jobs of a claim share one read,
+their carrier submits run concurrently, and all their outcomes are written in one transaction.
+A bad job does not hold up the others: when a shared read or write fails, each job's part runs
+alone, and a job whose own part fails is retried later with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
-from msgine.server.carriers import Carrier, SubmitRequest
+from msgine.server.carriers import Carrier, SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
 from msgine.server.compliance._gate import Decision
 from msgine.server.logging import get_logger
@@ -28,23 +35,38 @@ from msgine.server.messages._lifecycle import (
 )
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
-from msgine.server.storage._outbox import claim
+from msgine.server.storage._direct import Direct
+from msgine.server.storage._outbox import Claim, each
 from msgine.server.storage._tables import jobs, recipients
 
 log = get_logger("msgine.worker")
 
-_DELETE_JOB = sa.delete(jobs).where(jobs.c.id == sa.bindparam("job_id"))
-
-JobHandler = Callable[["Worker", dict[str, Any]], Awaitable[None]]
+Job = dict[str, Any]
+#: Settles one job in the batch's shared write: its changes, and the job deleted or rescheduled.
+JobWrite = Callable[[sa.Connection], object]
+#: Runs the claimed jobs of one kind; registered in ``Worker.handlers`` under that kind.
+JobHandler = Callable[["Worker", list[Job]], Awaitable[None]]
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 MAX_JOB_ATTEMPTS = 10
 
+_DELETE_JOB = Direct(sa.delete(jobs).where(jobs.c.id == sa.bindparam("job_id")))
+_UPDATE_JOB = Direct(sa.update(jobs).where(jobs.c.id == sa.bindparam("job_id")))
+_SCHEDULE_RECIPIENT = Direct(
+    sa.update(recipients)
+    .where(recipients.c.id == sa.bindparam("rid"), recipients.c.status != "scheduled")
+    .values(status="scheduled")
+)
+
 
 class Worker:
+    """Runs due jobs. ``handlers`` maps a job kind to the coroutine that runs a claim's jobs of
+    that kind (a list); it reports each job's outcome through ``settle`` (``done`` or ``retry``)."""
+
     def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
         self.runtime = runtime
         self.carrier = carrier or SimulatorCarrier(runtime)
-        self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_job, DLR_JOB: receipt_job}
+        self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_jobs, DLR_JOB: receipt_jobs}
+        self._claim: tuple[tuple[str, ...], Claim] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.runtime.settings.worker_poll_interval
@@ -60,157 +82,265 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim and run one batch of due jobs; returns how many were claimed."""
+        if not self.handlers:
+            return 0
         settings = self.runtime.settings
         now = self.runtime.now()
+        claim = self._claim_statement()
         batch = await self.runtime.db.awrite(
             lambda conn: claim(
                 conn,
-                jobs,
-                due_column="due_at",
                 now=now,
                 lease=timedelta(seconds=settings.job_lease_seconds),
                 limit=settings.worker_batch_size,
-                where=[jobs.c.kind.in_(list(self.handlers))],
             )
         )
-        await asyncio.gather(*(self._run_job(job) for job in batch))
+        by_kind: dict[str, list[Job]] = {}
+        for job in batch:
+            by_kind.setdefault(job["kind"], []).append(job)
+        await asyncio.gather(*(self._run_kind(kind, group) for kind, group in by_kind.items()))
         return len(batch)
 
-    async def _run_job(self, job: dict[str, Any]) -> None:
+    def _claim_statement(self) -> Claim:
+        """The claim for the registered kinds, rebuilt only when a kind is registered."""
+        kinds = tuple(sorted(self.handlers))
+        if self._claim is None or self._claim[0] != kinds:
+            where = [sa.or_(*(jobs.c.kind == kind for kind in kinds))]  # no IN: see Direct
+            self._claim = (kinds, Claim(jobs, due_column="due_at", where=where))
+        return self._claim[1]
+
+    async def _run_kind(self, kind: str, group: list[Job]) -> None:
         try:
-            await self.handlers[job["kind"]](self, job)
-        except Exception as exc:
-            error = exc
-            log.warning(
-                "job_failed", kind=job["kind"], job_id=job["id"], error_type=type(error).__name__
-            )
-            await self.runtime.db.awrite(lambda conn: _retry_later(conn, self.runtime, job, error))
+            await self.handlers[kind](self, group)
+        except Exception as exc:  # the handler itself failed: retry its jobs (settled ones stay)
+            await self.settle([(job, self.retry(job, exc)) for job in group])
 
-    async def finish(
-        self, job: dict[str, Any], fn: Callable[[sa.Connection], object] | None = None
-    ) -> None:
-        """Apply ``fn`` and delete the job in one transaction."""
+    def done(self, job: Job, fn: JobWrite | None = None) -> JobWrite:
+        """A finished job's outcome: ``fn``'s changes, and the job deleted with them."""
 
-        def apply(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection) -> None:
             if fn is not None:
                 fn(conn)
-            conn.execute(_DELETE_JOB, {"job_id": job["id"]})
+            _DELETE_JOB.execute(conn, {"job_id": job["id"]})
 
-        await self.runtime.db.awrite(apply)
+        return write
+
+    def retry(self, job: Job, exc: Exception) -> JobWrite:
+        """A failed job's outcome: it runs again later (see ``_retry_later``)."""
+        log.warning("job_failed", kind=job["kind"], job_id=job["id"], error_type=type(exc).__name__)
+        runtime = self.runtime
+        return lambda conn: _retry_later(conn, runtime, job, exc)
+
+    async def settle(self, outcomes: Sequence[tuple[Job, JobWrite]]) -> None:
+        """Write the outcomes of a batch's jobs in one transaction.
+
+        If that fails, each outcome is written alone; a job whose own outcome fails is retried
+        later, and if even that cannot be written, it runs again when its lease runs out.
+        """
+        errors = await each(self.runtime.db.awrite, _write_all, [w for _, w in outcomes])
+        failed = [
+            (job, e)
+            for (job, _), e in zip(outcomes, errors, strict=True)
+            if isinstance(e, Exception)
+        ]
+        if not failed:
+            return
+        retries = [self.retry(job, error) for job, error in failed]
+        errors = await each(self.runtime.db.awrite, _write_all, retries)
+        for (job, _), error in zip(failed, errors, strict=True):
+            if isinstance(error, Exception):
+                log.error(
+                    "job_retry_failed",
+                    kind=job["kind"],
+                    job_id=job["id"],
+                    error_type=type(error).__name__,
+                )
 
 
-def _retry_later(
-    conn: sa.Connection, runtime: Runtime, job: dict[str, Any], exc: Exception
-) -> None:
+def _write_all(conn: sa.Connection, writes: Sequence[JobWrite]) -> list[None]:
+    for write in writes:
+        write(conn)
+    return [None] * len(writes)
+
+
+def _retry_later(conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception) -> None:
     """Back off exponentially (at most 5 minutes). A submit that keeps failing ends as
     ``failed``/``carrier_error``; other jobs (delivery receipts) are never dropped."""
     attempts = job["attempts"] + 1
     now = runtime.now()
     if attempts >= MAX_JOB_ATTEMPTS and job["kind"] == SUBMIT_JOB:
-        record_status(
-            conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
-        )
-        conn.execute(_DELETE_JOB, {"job_id": job["id"]})
+        # Only while the job is still ours: one settled meanwhile keeps its outcome.
+        if _DELETE_JOB.execute(conn, {"job_id": job["id"]}) == 1:
+            record_status(
+                conn, runtime.vault, job["ref"], "failed", now=now, error_code="carrier_error"
+            )
         return
-    conn.execute(
-        sa.update(jobs)
-        .where(jobs.c.id == job["id"])
-        .values(
-            attempts=attempts,
-            due_at=now + timedelta(seconds=min(2**attempts, 300)),
-            lease_until=None,
-            last_error=type(exc).__name__[:200],
-        )
+    _UPDATE_JOB.execute(
+        conn,
+        {
+            "job_id": job["id"],
+            "attempts": attempts,
+            "due_at": now + timedelta(seconds=min(2**attempts, 300)),
+            "lease_until": None,
+            "last_error": type(exc).__name__[:200],
+        },
     )
 
 
-def _outgoing_and_decision(
-    conn: sa.Connection, runtime: Runtime, rid: str, now: datetime
-) -> tuple[Outgoing, Decision] | None:
-    """The recipient to submit and the compliance gate's answer now, in one read; None when
-    there is nothing left to do (already sent or final)."""
-    out = load_outgoing(conn, runtime.vault, rid)
-    if out is None or out.status in TERMINAL or out.status == "sent":
-        return None
-    return out, recheck(conn, out, now)
+# --- submitting ---------------------------------------------------------------------------
 
 
-async def submit_job(worker: Worker, job: dict[str, Any]) -> None:
+async def submit_jobs(worker: Worker, batch: list[Job]) -> None:
+    """Submit recipients: one read for all (state and the compliance gate's answer), the
+    carrier submits concurrently, and one write for all outcomes."""
     runtime = worker.runtime
-    rid = job["ref"]
     now = runtime.now()
-    found = await runtime.db.aread(lambda conn: _outgoing_and_decision(conn, runtime, rid, now))
-    if found is None:
-        await worker.finish(job)
-        return
-    out, decision = found
-    if decision.status == "rejected":
-        await worker.finish(
-            job,
-            lambda conn: record_status(
-                conn, runtime.vault, rid, "rejected", now=now, error_code=decision.error_code
-            ),
-        )
-        return
-    if decision.status == "scheduled" and decision.due_at is not None:
-        due = decision.due_at
-        await runtime.db.awrite(lambda conn: _defer(conn, job["id"], rid, due, now))
-        return
-    assert out.to is not None
+    found = await each(
+        runtime.db.aread,
+        lambda conn, some: _outgoing_and_decisions(conn, runtime, some, now),
+        batch,
+    )
+    outcomes: list[tuple[Job, JobWrite]] = []
+    sending: list[tuple[Job, Outgoing]] = []
+    for job, item in zip(batch, found, strict=True):
+        if isinstance(item, Exception):
+            outcomes.append((job, worker.retry(job, item)))
+            continue
+        if item is None:  # already sent or final: nothing left to do
+            outcomes.append((job, worker.done(job)))
+            continue
+        out, decision = item
+        if decision.status == "rejected":
+            rejected = _status(runtime, out, "rejected", now, error_code=decision.error_code)
+            outcomes.append((job, worker.done(job, rejected)))
+        elif decision.status == "scheduled" and decision.due_at is not None:
+            outcomes.append((job, _defer(job, out.recipient_id, decision.due_at, now)))
+        else:
+            sending.append((job, out))
+    results = await asyncio.gather(
+        *(_submit(worker.carrier, out) for _, out in sending), return_exceptions=True
+    )
+    submitted_at = runtime.now()
+    for (job, out), result in zip(sending, results, strict=True):
+        outcomes.append((job, _submitted(worker, job, out, result, submitted_at)))
+    await worker.settle(outcomes)
+
+
+def _outgoing_and_decisions(
+    conn: sa.Connection, runtime: Runtime, batch: Sequence[Job], now: datetime
+) -> list[tuple[Outgoing, Decision] | None]:
+    """Each job's recipient and the compliance gate's answer now; None where there is nothing
+    left to do (already sent or final)."""
+    found: list[tuple[Outgoing, Decision] | None] = [None] * len(batch)
+    todo: list[tuple[int, Outgoing]] = []
+    for position, job in enumerate(batch):
+        out = load_outgoing(conn, runtime.vault, job["ref"])
+        if out is not None and out.status not in TERMINAL and out.status != "sent":
+            todo.append((position, out))
+    decisions = recheck(conn, [out for _, out in todo], now)
+    for (position, out), decision in zip(todo, decisions, strict=True):
+        found[position] = (out, decision)
+    return found
+
+
+async def _submit(carrier: Carrier, out: Outgoing) -> SubmitResult:
+    assert out.to is not None  # erased numbers are rejected by the recheck
     assert out.content is not None
-    result = await worker.carrier.submit(
+    return await carrier.submit(
         SubmitRequest(
-            submit_key=rid, to=out.to, sender=out.sender, content=out.content, mode=out.mode
+            submit_key=out.recipient_id,
+            to=out.to,
+            sender=out.sender,
+            content=out.content,
+            mode=out.mode,
         )
     )
+
+
+def _submitted(
+    worker: Worker,
+    job: Job,
+    out: Outgoing,
+    result: SubmitResult | BaseException,
+    now: datetime,
+) -> JobWrite:
+    """The outcome of one carrier submit."""
+    if isinstance(result, BaseException):
+        if not isinstance(result, Exception):
+            raise result
+        return worker.retry(job, result)
     if result.accepted:
         status, error = "sent", None
     elif result.retryable:
-        raise RuntimeError("carrier asked to retry")
+        return worker.retry(job, RuntimeError("carrier asked to retry"))
     else:
         status, error = "failed", result.error_code or "carrier_rejected"
-    done = runtime.now()
-    await worker.finish(
-        job,
-        lambda conn: record_status(
-            conn,
-            runtime.vault,
-            rid,
-            status,
-            now=done,
-            error_code=error,
-            carrier_message_id=result.carrier_message_id,
-        ),
+    change = _status(
+        worker.runtime,
+        out,
+        status,
+        now,
+        error_code=error,
+        carrier_message_id=result.carrier_message_id,
+    )
+    return worker.done(job, change)
+
+
+def _status(
+    runtime: Runtime,
+    out: Outgoing,
+    status: str,
+    now: datetime,
+    *,
+    error_code: str | None,
+    carrier_message_id: str | None = None,
+) -> JobWrite:
+    return partial(
+        record_status,
+        vault=runtime.vault,
+        recipient_id=out.recipient_id,
+        status=status,
+        now=now,
+        error_code=error_code,
+        carrier_message_id=carrier_message_id,
     )
 
 
-def _defer(conn: sa.Connection, job_id: int, rid: str, due: Any, now: Any) -> None:
-    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(due_at=due, lease_until=None))
-    conn.execute(
-        sa.update(recipients)
-        .where(recipients.c.id == rid, recipients.c.status != "scheduled")
-        .values(status="scheduled", updated_at=now)
-    )
+def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
+    """Put the job back until ``due`` (quiet hours) and show the recipient as scheduled."""
+
+    def write(conn: sa.Connection) -> None:
+        _UPDATE_JOB.execute(conn, {"job_id": job["id"], "due_at": due, "lease_until": None})
+        _SCHEDULE_RECIPIENT.execute(conn, {"rid": rid, "updated_at": now})
+
+    return write
 
 
-async def receipt_job(worker: Worker, job: dict[str, Any]) -> None:
+# --- delivery receipts --------------------------------------------------------------------
+
+
+async def receipt_jobs(worker: Worker, batch: list[Job]) -> None:
+    """Record the simulator's delivery receipts, all in one write."""
     runtime = worker.runtime
+    await worker.settle([(job, worker.done(job, _receipt(runtime, job["ref"]))) for job in batch])
 
-    def apply(conn: sa.Connection) -> None:
-        receipt = receipt_for(conn, job["ref"])
+
+def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
+    def write(conn: sa.Connection) -> None:
+        receipt = receipt_for(conn, submit_key)
         if receipt is not None:
             status, carrier_id, error = receipt
             record_status(
                 conn,
                 runtime.vault,
-                job["ref"],
+                submit_key,
                 status,
                 now=runtime.now(),
                 error_code=error,
                 carrier_message_id=carrier_id,
             )
 
-    await worker.finish(job, apply)
+    return write
 
 
 def background_tasks(runtime: Runtime) -> list[BackgroundTask]:

@@ -74,8 +74,13 @@ def signature_headers(
 _MAX_SAFE_INTEGER = 2**53 - 1
 
 
+_SCALARS = frozenset({str, bool, type(None)})
+
+
 def _check_portable(obj: Any) -> None:
     """Refuse what JavaScript would re-serialise differently: floats, big ints, index-like keys."""
+    if type(obj) in _SCALARS:  # most values: decided without the ABC checks below
+        return
     if isinstance(obj, float):
         raise TypeError("webhook bodies must not contain floats (they do not round-trip exactly)")
     if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) > _MAX_SAFE_INTEGER:

@@ -27,6 +27,10 @@ class SubmitResult:
 
 
 class Carrier(Protocol):
+    """A connector. The worker calls ``submit`` once per recipient, for a whole batch at once
+    (concurrently), so a connector's round trips overlap; an exception or a ``retryable``
+    result puts that recipient back in the queue with backoff."""
+
     name: str
 
     async def submit(self, request: SubmitRequest) -> SubmitResult: ...

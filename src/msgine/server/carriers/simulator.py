@@ -3,10 +3,13 @@ delivery receipts after a short delay, all durably, so tests exercise the real p
 
 Submissions are keyed by ``submit_key``: a repeated submit (after a crash between the carrier's
 acknowledgement and our own commit) returns the first carrier id and sends nothing new.
+Submits made concurrently (the worker submits a batch at once) are recorded in one write,
+as a real carrier's network round trips would overlap.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -14,11 +17,16 @@ import sqlalchemy as sa
 from msgine.server._ids import new_id
 from msgine.server.carriers._base import SubmitRequest, SubmitResult
 from msgine.server.runtime import Runtime
+from msgine.server.storage._direct import Direct
+from msgine.server.storage._outbox import each
 from msgine.server.storage._tables import jobs, simulator_submissions
 
 DLR_JOB = "sim_dlr"
 FAILING_SUFFIX = "999"
 UNDELIVERABLE = "undeliverable"
+
+# (submit key, outcome), and who waits for its carrier id.
+_Pending = tuple[tuple[str, str], "asyncio.Future[str]"]
 
 
 class SimulatorCarrier:
@@ -26,37 +34,69 @@ class SimulatorCarrier:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._pending: list[_Pending] = []
+        self._flushing: asyncio.Task[None] | None = None  # held: the loop keeps weak references
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
+        outcome = "failed" if request.to.endswith(FAILING_SUFFIX) else "delivered"
+        loop = asyncio.get_running_loop()
+        carrier_id: asyncio.Future[str] = loop.create_future()
+        self._pending.append(((request.submit_key, outcome), carrier_id))
+        if len(self._pending) == 1:
+            # Runs after every submit already scheduled in this turn of the loop has queued.
+            self._flushing = loop.create_task(self._flush())
+        return SubmitResult(accepted=True, carrier_message_id=await carrier_id)
+
+    async def _flush(self) -> None:
+        """Record every queued submission in one write and answer each submitter."""
+        batch, self._pending = self._pending, []
         now = self._runtime.now()
         delay = timedelta(seconds=self._runtime.settings.simulator_dlr_delay)
-        outcome = "failed" if request.to.endswith(FAILING_SUFFIX) else "delivered"
-        carrier_id = await self._runtime.db.awrite(
-            lambda conn: _record_submission(conn, request.submit_key, outcome, now, delay)
-        )
-        return SubmitResult(accepted=True, carrier_message_id=carrier_id)
+        try:
+            results = await each(
+                self._runtime.db.awrite,
+                lambda conn, some: [
+                    _record_submission(conn, key, outcome, now, delay) for key, outcome in some
+                ],
+                [submission for submission, _ in batch],
+            )
+        except BaseException:  # cancelled: so are the submits waiting on it
+            for _, waiter in batch:
+                waiter.cancel()
+            raise
+        for (_, waiter), result in zip(batch, results, strict=True):
+            if waiter.done():  # its submitter gave up waiting
+                continue
+            if isinstance(result, Exception):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
 
 
 _BY_KEY = simulator_submissions.c.submit_key == sa.bindparam("key")
-_SUBMISSION = sa.select(simulator_submissions).where(_BY_KEY)
-_CARRIER_ID = sa.select(simulator_submissions.c.carrier_message_id).where(_BY_KEY)
-_COUNT_CALL = (
+_RECEIPT = Direct(
+    sa.select(simulator_submissions.c.outcome, simulator_submissions.c.carrier_message_id).where(
+        _BY_KEY
+    )
+)
+_CARRIER_ID = Direct(sa.select(simulator_submissions.c.carrier_message_id).where(_BY_KEY))
+_COUNT_CALL = Direct(
     sa.update(simulator_submissions).where(_BY_KEY).values(calls=simulator_submissions.c.calls + 1)
 )
-_INSERT_SUBMISSION = simulator_submissions.insert()
-_INSERT_JOB = jobs.insert()
+_INSERT_SUBMISSION = Direct(simulator_submissions.insert())
+_INSERT_JOB = Direct(jobs.insert())
 
 
 def _record_submission(
     conn: sa.Connection, submit_key: str, outcome: str, now: datetime, delay: timedelta
 ) -> str:
-    existing = conn.execute(_CARRIER_ID, {"key": submit_key}).scalar()
+    existing = _CARRIER_ID.scalar(conn, {"key": submit_key})
     if existing is not None:
-        conn.execute(_COUNT_CALL, {"key": submit_key})
+        _COUNT_CALL.execute(conn, {"key": submit_key})
         return str(existing)
     carrier_id = new_id("sim")
-    conn.execute(
-        _INSERT_SUBMISSION,
+    _INSERT_SUBMISSION.execute(
+        conn,
         {
             "submit_key": submit_key,
             "carrier_message_id": carrier_id,
@@ -65,8 +105,8 @@ def _record_submission(
             "submitted_at": now,
         },
     )
-    conn.execute(
-        _INSERT_JOB,
+    _INSERT_JOB.execute(
+        conn,
         {
             "kind": DLR_JOB,
             "ref": submit_key,
@@ -80,7 +120,7 @@ def _record_submission(
 
 def receipt_for(conn: sa.Connection, submit_key: str) -> tuple[str, str, str | None] | None:
     """(status, carrier id, error code) of the simulated delivery receipt."""
-    row = conn.execute(_SUBMISSION, {"key": submit_key}).mappings().first()
+    row = _RECEIPT.first(conn, {"key": submit_key})
     if row is None:
         return None
     if row["outcome"] == "failed":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from msgine.server import events
-from msgine.server.accounts import policy_of
-from msgine.server.compliance._gate import Decision, evaluate
+from msgine.server.accounts import AccountPolicy, policy_of
+from msgine.server.compliance._gate import Decision, MessageType, evaluate
 from msgine.server.crypto import Vault
 from msgine.server.messages import _views
 from msgine.server.messages._service import SYSTEM_REPLY_KEY_ID
+from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import messages, recipients, status_events
 
 TERMINAL = frozenset({"delivered", "failed", "rejected"})
@@ -38,7 +40,7 @@ class Outgoing:
     sender: str | None
 
 
-_OUTGOING = (
+_OUTGOING = Direct(
     sa.select(
         recipients,
         messages.c.key_id,
@@ -53,7 +55,7 @@ _OUTGOING = (
 
 
 def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgoing | None:
-    row = conn.execute(_OUTGOING, {"rid": recipient_id}).mappings().first()
+    row = _OUTGOING.first(conn, {"rid": recipient_id})
     if row is None:
         return None
     return Outgoing(
@@ -71,41 +73,79 @@ def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgo
     )
 
 
-def recheck(conn: sa.Connection, out: Outgoing, now: datetime) -> Decision:
-    """The compliance gate again, just before submitting (opt-outs may have arrived since)."""
-    if out.to is None:
-        return Decision("rejected", "erased")
-    return evaluate(
-        conn,
-        account_id=out.account_id,
-        policy=policy_of(conn, out.account_id),
-        numbers=[out.to],
-        indexes=[out.phone_index],
-        message_type="marketing" if out.type == "marketing" else "transactional",
-        now=now,
-        send_at=now,
-        system_reply=out.key_id == SYSTEM_REPLY_KEY_ID,
-    )[0]
+def recheck(conn: sa.Connection, outs: Sequence[Outgoing], now: datetime) -> list[Decision]:
+    """The compliance gate again, just before submitting (opt-outs may have arrived since).
+
+    One decision per recipient, in order. Recipients that share an account and kind of message
+    are evaluated together, so a batch costs one policy read and one gate per account.
+    """
+    decisions: dict[int, Decision] = {}
+    groups: dict[tuple[str, MessageType, bool], list[tuple[int, str, str]]] = {}
+    for position, out in enumerate(outs):
+        if out.to is None:
+            decisions[position] = Decision("rejected", "erased")
+            continue
+        kind: MessageType = "marketing" if out.type == "marketing" else "transactional"
+        group = (out.account_id, kind, out.key_id == SYSTEM_REPLY_KEY_ID)
+        groups.setdefault(group, []).append((position, out.to, out.phone_index))
+    policies: dict[str, AccountPolicy] = {}
+    for (account_id, kind, system_reply), members in groups.items():
+        if account_id not in policies:
+            policies[account_id] = policy_of(conn, account_id)
+        found = evaluate(
+            conn,
+            account_id=account_id,
+            policy=policies[account_id],
+            numbers=[to for _, to, _ in members],
+            indexes=[index for _, _, index in members],
+            message_type=kind,
+            now=now,
+            send_at=now,
+            system_reply=system_reply,
+        )
+        decisions.update(zip((position for position, _, _ in members), found, strict=True))
+    return [decisions[position] for position in range(len(outs))]
 
 
-# Statements built once: the worker runs them for every status change.
-_RECIPIENT = sa.select(recipients).where(recipients.c.id == sa.bindparam("rid"))
-# Executed with the changed columns as parameters; SQLAlchemy sets exactly those. The status
-# condition makes check-and-set atomic: of two workers racing (a receipt and the submit's own
-# "sent"), the one that finds the row already final changes nothing.
-_UPDATE_RECIPIENT = sa.update(recipients).where(
-    recipients.c.id == sa.bindparam("rid"),
-    recipients.c.status.not_in(sorted(TERMINAL)),
-    recipients.c.status != sa.bindparam("new_status"),
+# Direct statements: the worker runs them for every status change. They read only the columns
+# the status event needs (converting a column costs as much as reading it).
+# The status condition makes check-and-set atomic: of two workers racing (a receipt and the
+# submit's own "sent"), the one that finds the row already final changes nothing. Executed with
+# the changed columns as parameters, it sets exactly those and returns the changed row.
+_SET_STATUS = Direct(
+    sa.update(recipients)
+    .where(
+        recipients.c.id == sa.bindparam("rid"),
+        *(recipients.c.status != final for final in sorted(TERMINAL)),
+        recipients.c.status != sa.bindparam("new_status"),
+    )
+    .returning(
+        recipients.c.id,
+        recipients.c.message_id,
+        recipients.c.phone,
+        recipients.c.phone_index,
+        recipients.c.error_code,
+        recipients.c.carrier_message_id,
+    )
 )
-# Serialises the recomputation of one message's status across concurrent workers.
-_LOCK_MESSAGE = (
-    sa.select(messages.c.id).where(messages.c.id == sa.bindparam("mid")).with_for_update()
+# Serialises the recomputation of one message's status across concurrent workers; the locked
+# row cannot change under us, so it is read in the same statement.
+_LOCK_MESSAGE = Direct(
+    sa.select(
+        messages.c.id,
+        messages.c.account_id,
+        messages.c.sender,
+        messages.c.segments,
+        messages.c.callback_url,
+    )
+    .where(messages.c.id == sa.bindparam("mid"))
+    .with_for_update()
 )
-_INSERT_STATUS_EVENT = status_events.insert()
-_STATUSES = sa.select(recipients.c.status).where(recipients.c.message_id == sa.bindparam("mid"))
-_UPDATE_MESSAGE = sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
-_MESSAGE = sa.select(messages).where(messages.c.id == sa.bindparam("mid"))
+_INSERT_STATUS_EVENT = Direct(status_events.insert())
+_STATUSES = Direct(
+    sa.select(recipients.c.status).where(recipients.c.message_id == sa.bindparam("mid"))
+)
+_UPDATE_MESSAGE = Direct(sa.update(messages).where(messages.c.id == sa.bindparam("mid")))
 
 
 def record_status(
@@ -119,40 +159,39 @@ def record_status(
     carrier_message_id: str | None = None,
 ) -> bool:
     """Move one recipient to ``status``; False (and nothing written) if it is already final."""
-    row = conn.execute(_RECIPIENT, {"rid": recipient_id}).mappings().first()
-    if row is None or row["status"] in TERMINAL or row["status"] == status:
-        return False
     values: dict[str, Any] = {"status": status, "error_code": error_code, "updated_at": now}
     if carrier_message_id is not None:
         values["carrier_message_id"] = carrier_message_id
     if status in _TIME_COLUMN:
         values[_TIME_COLUMN[status]] = now
-    changed = conn.execute(_UPDATE_RECIPIENT, {"rid": recipient_id, "new_status": status, **values})
-    if changed.rowcount != 1:
+    row = _SET_STATUS.first(conn, {"rid": recipient_id, "new_status": status, **values})
+    if row is None:
         return False
-    conn.execute(
-        _INSERT_STATUS_EVENT,
+    _INSERT_STATUS_EVENT.execute(
+        conn,
         {
             "message_id": row["message_id"],
             "recipient_id": recipient_id,
             "status": status,
             "error_code": error_code,
-            "carrier_message_id": carrier_message_id or row["carrier_message_id"],
+            "carrier_message_id": row["carrier_message_id"],
             "occurred_at": now,
         },
     )
     message = _refresh_message(conn, row["message_id"], now)
     if status in _EVENT:
-        _emit_status_event(conn, vault, message, {**row, **values}, status, now)
+        _emit_status_event(conn, vault, message, row, status, now)
     return True
 
 
 def _refresh_message(conn: sa.Connection, message_id: str, now: datetime) -> dict[str, Any]:
-    conn.execute(_LOCK_MESSAGE, {"mid": message_id})
-    statuses = conn.execute(_STATUSES, {"mid": message_id}).scalars().all()
-    status = _views.aggregate_status(list(statuses))
-    conn.execute(_UPDATE_MESSAGE, {"mid": message_id, "status": status, "updated_at": now})
-    message = dict(conn.execute(_MESSAGE, {"mid": message_id}).mappings().one())
+    """Recompute the message's status under its row lock; returns what its events need."""
+    message = _LOCK_MESSAGE.first(conn, {"mid": message_id})
+    if message is None:  # recipients reference their message, and messages are never deleted
+        raise LookupError(f"message {message_id} not found")
+    status = _views.aggregate_status(_STATUSES.scalars(conn, {"mid": message_id}))
+    _UPDATE_MESSAGE.execute(conn, {"mid": message_id, "status": status, "updated_at": now})
+    message.update(status=status, updated_at=now)
     return message
 
 

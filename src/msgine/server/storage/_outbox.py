@@ -1,17 +1,79 @@
 """Claiming due work from an outbox table with a lease.
 
 A claim sets ``lease_until``; a worker that dies simply lets its lease run out and another
-worker takes the row again. PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` so workers never wait
-on, or take, each other's rows; SQLite has one writer at a time, so the plain update is atomic.
+worker takes the row again. A claim is one statement, ``UPDATE ... WHERE id IN (SELECT ... LIMIT
+n) RETURNING``. On PostgreSQL the inner select locks its rows ``FOR UPDATE SKIP LOCKED``, so
+workers never wait on, or take, each other's rows (a row another worker claimed and committed
+meanwhile is re-checked under the lock and is no longer due); SQLite has one writer at a time,
+so the statement is atomic there as it is.
+
+Work on claimed rows is done in batches; ``each`` runs a batch's reads or writes together and,
+when that fails, one by one, so one bad row does not hold up the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+
+from msgine.server.storage._direct import Direct
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+class Claim:
+    """The claim statement of one outbox table and filter: built once, run for every batch.
+
+    It is a direct statement, so ``where`` takes no ``IN`` lists (``in_`` of a subquery is fine).
+    """
+
+    __slots__ = ("_due", "_statement")
+
+    def __init__(
+        self, table: sa.Table, *, due_column: str, where: Sequence[sa.ColumnElement[bool]] = ()
+    ) -> None:
+        due = table.c[due_column]
+        now = sa.bindparam("now", type_=due.type)
+        due_ids = (
+            sa.select(table.c.id)
+            .where(
+                due.is_not(None),
+                due <= now,
+                sa.or_(table.c.lease_until.is_(None), table.c.lease_until <= now),
+                *where,
+            )
+            .order_by(due)
+            .limit(sa.bindparam("limit", type_=sa.Integer))
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite compiles it to nothing
+        )
+        self._due = due.key
+        self._statement = Direct(
+            sa.update(table)
+            .where(table.c.id.in_(due_ids))
+            .values(lease_until=sa.bindparam("lease", type_=table.c.lease_until.type))
+            .returning(*table.c)
+        )
+
+    def __call__(
+        self, conn: sa.Connection, *, now: datetime, lease: timedelta, limit: int
+    ) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due rows and return them, with their new lease, oldest first."""
+        rows = self._statement.all(conn, {"now": now, "lease": now + lease, "limit": limit})
+        rows.sort(key=lambda row: (row[self._due], row["id"]))
+        return rows
+
+
+# Claims built for ``claim()`` callers, by the identity of their table and filter (held here, so
+# an id cannot be reused while it is a key). Callers pass module-level filters; the cap only
+# guards against one that builds a new filter for every call.
+_CLAIMS: dict[tuple[object, ...], tuple[object, Claim]] = {}
+_MAX_CLAIMS = 64
 
 
 def claim(
@@ -24,23 +86,47 @@ def claim(
     limit: int,
     where: Sequence[sa.ColumnElement[bool]] = (),
 ) -> list[dict[str, Any]]:
-    due = table.c[due_column]
-    query = (
-        sa.select(table.c.id)
-        .where(
-            due.is_not(None),
-            due <= now,
-            sa.or_(table.c.lease_until.is_(None), table.c.lease_until <= now),
-            *where,
-        )
-        .order_by(due)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(conn.execute(query).scalars())
-    if not ids:
+    """``Claim(table, due_column=..., where=...)`` run once, its statement reused across calls."""
+    key = (id(table), due_column, *map(id, where))
+    found = _CLAIMS.get(key)
+    if found is None:
+        if len(_CLAIMS) >= _MAX_CLAIMS:
+            _CLAIMS.clear()
+        built = Claim(table, due_column=due_column, where=where)
+        found = _CLAIMS[key] = ((table, tuple(where)), built)
+    return found[1](conn, now=now, lease=lease, limit=limit)
+
+
+async def each(
+    run: Callable[[Callable[[sa.Connection], list[T]]], Awaitable[list[T]]],
+    fn: Callable[[sa.Connection, Sequence[Item]], list[T]],
+    items: Sequence[Item],
+) -> list[T | Exception]:
+    """``fn`` over all ``items`` in one ``run`` (a read or a write), one result per item; if that
+    fails, over each item in a run of its own, so only a bad item gets an exception (and a
+    batch of outbox work is not held up by one bad row)."""
+    if not items:
         return []
-    conn.execute(sa.update(table).where(table.c.id.in_(ids)).values(lease_until=now + lease))
-    rows = conn.execute(sa.select(table).where(table.c.id.in_(ids)).order_by(due)).mappings()
-    return [dict(r) for r in rows]
+    try:
+        return list(await run(lambda conn: fn(conn, items)))
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+    alone = await asyncio.gather(
+        *(run(partial(_one, fn, item)) for item in items), return_exceptions=True
+    )
+    results: list[T | Exception] = []
+    for result in alone:
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            results.append(result)
+        else:
+            results.append(result[0])
+    return results
+
+
+def _one(
+    fn: Callable[[sa.Connection, Sequence[Item]], list[T]], item: Item, conn: sa.Connection
+) -> list[T]:
+    return fn(conn, [item])
