@@ -217,3 +217,34 @@ def test_sqlite_time_text_is_sqlalchemys_own() -> None:
         assert fast_out(text) == core_out(text).replace(tzinfo=UTC) == moment
     with pytest.raises(ValueError, match="naive"):
         fast_in(datetime(2026, 1, 1))
+
+
+def test_rows_deferred_by_a_failing_write_are_not_stored(runtime: Any) -> None:
+    """A write that defers rows and then fails leaves nothing behind, also when the batch
+    falls back to one savepoint per write (its rows must not ride on the next write)."""
+    now = runtime.now()
+    barrier = threading.Barrier(8)
+    outcomes: list[Any] = [None] * 8
+
+    def write(n: int) -> None:
+        barrier.wait()
+
+        def fn(conn: sa.Connection) -> int:
+            _INSERT_ACCOUNT.defer(conn, [_account(60 + n, now)])
+            if n % 2:
+                raise ValueError("refused after deferring")
+            return n
+
+        try:
+            outcomes[n] = runtime.db.write(fn)
+        except ValueError as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [o for o in outcomes if not isinstance(o, Exception)] == [0, 2, 4, 6]
+    ids = runtime.db.read(lambda conn: conn.execute(sa.select(accounts.c.id)).scalars().all())
+    assert sorted(ids) == sorted(f"acc_direct_{60 + n}" for n in (0, 2, 4, 6))

@@ -149,6 +149,13 @@ def stop_deferring(conn: sa.Connection) -> None:
     conn.info.pop(_DEFERRED, None)
 
 
+def discard_deferred(conn: sa.Connection) -> None:
+    """Drop the queued rows of a write that failed (its savepoint is rolled back)."""
+    pending = conn.info.get(_DEFERRED)
+    if pending:
+        pending.clear()
+
+
 def flush_deferred(conn: sa.Connection) -> None:
     """Write the queued rows, statement by statement in the order first queued."""
     pending = conn.info.get(_DEFERRED)

@@ -23,7 +23,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from msgine.server.storage._direct import flush_deferred, start_deferring, stop_deferring
+from msgine.server.storage._direct import (
+    discard_deferred,
+    flush_deferred,
+    start_deferring,
+    stop_deferring,
+)
 
 T = TypeVar("T")
 WriteFn = Callable[[sa.Connection], Any]
@@ -197,6 +202,7 @@ def _call(fn: WriteFn, conn: sa.Connection, waiter: Waiter) -> Outcome:
         flush_deferred(conn)  # inside the savepoint: a failing row fails this write alone
         return waiter, True, value
     except BaseException as exc:  # handed to the caller, not swallowed
+        discard_deferred(conn)  # rows the failed write queued go with its savepoint
         return waiter, False, exc
 
 
