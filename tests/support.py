@@ -198,3 +198,25 @@ async def serve_in_process(runtime: Any) -> AsyncIterator[tuple[Any, httpx.Async
         app.router.lifespan_context(app),
     ):
         yield app, client, first
+
+
+def write_concurrently(runtime: Any, write_for: Any, count: int) -> list[Any]:
+    """Submit ``write_for(n)`` for n in range(count) from as many threads at once, so the
+    group-commit writer batches them; each result, or the exception its write raised."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def submit(n: int) -> None:
+        fn = write_for(n)
+        barrier.wait()
+        try:
+            results[n] = runtime.db.write(fn)
+        except Exception as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

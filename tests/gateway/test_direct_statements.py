@@ -3,7 +3,6 @@ out, same transaction, and they refuse what they cannot compile."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 
 from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts, jobs
+from support import write_concurrently
 
 _INSERT_ACCOUNT = Direct(accounts.insert())
 _ACCOUNT = Direct(sa.select(accounts).where(accounts.c.id == sa.bindparam("id")))
@@ -124,27 +124,17 @@ def test_deferred_rows_are_written_with_the_batch_and_fail_alone(runtime: Any) -
     a deferred row that cannot be written fails its own write only."""
     now = runtime.now()
     runtime.db.write(lambda conn: _INSERT_ACCOUNT.execute(conn, _account(30, now)))
-    barrier = threading.Barrier(12)
-    results: list[Any] = [None] * 12
 
-    def write(n: int) -> None:
-        barrier.wait()
+    def write_for(n: int) -> Any:
         number = 30 if n == 5 else 31 + n  # n == 5 collides with the existing account
 
         def fn(conn: sa.Connection) -> int:
             _INSERT_ACCOUNT.defer(conn, [_account(number, now)])
             return number
 
-        try:
-            results[n] = runtime.db.write(fn)
-        except sa.exc.IntegrityError as exc:
-            results[n] = exc
+        return fn
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = write_concurrently(runtime, write_for, 12)
     assert isinstance(results[5], sa.exc.IntegrityError)
     assert [r for n, r in enumerate(results) if n != 5] == [31 + n for n in range(12) if n != 5]
     ids = runtime.db.read(lambda conn: conn.execute(sa.select(accounts.c.id)).scalars().all())
@@ -223,28 +213,17 @@ def test_rows_deferred_by_a_failing_write_are_not_stored(runtime: Any) -> None:
     """A write that defers rows and then fails leaves nothing behind, also when the batch
     falls back to one savepoint per write (its rows must not ride on the next write)."""
     now = runtime.now()
-    barrier = threading.Barrier(8)
-    outcomes: list[Any] = [None] * 8
 
-    def write(n: int) -> None:
-        barrier.wait()
-
+    def write_for(n: int) -> Any:
         def fn(conn: sa.Connection) -> int:
             _INSERT_ACCOUNT.defer(conn, [_account(60 + n, now)])
             if n % 2:
                 raise ValueError("refused after deferring")
             return n
 
-        try:
-            outcomes[n] = runtime.db.write(fn)
-        except ValueError as exc:
-            outcomes[n] = exc
+        return fn
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = write_concurrently(runtime, write_for, 8)
     assert [o for o in outcomes if not isinstance(o, Exception)] == [0, 2, 4, 6]
     ids = runtime.db.read(lambda conn: conn.execute(sa.select(accounts.c.id)).scalars().all())
     assert sorted(ids) == sorted(f"acc_direct_{60 + n}" for n in (0, 2, 4, 6))

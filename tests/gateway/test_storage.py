@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from alembic.migration import MigrationContext
 from msgine.server.runtime import Runtime
 from msgine.server.storage import Database, metadata
 from msgine.server.storage._tables import accounts
-from support import make_settings
+from support import make_settings, write_concurrently
 
 
 def test_migrations_create_exactly_the_declared_schema(runtime: Any) -> None:
@@ -36,33 +35,19 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
 def test_group_commit_isolates_a_failing_write(runtime: Any) -> None:
     """A failing write in a batch rolls back alone; the others commit."""
     now = runtime.now()
-    barrier = threading.Barrier(20)
-    results: list[Any] = [None] * 20
 
-    def write(n: int) -> None:
-        barrier.wait()
-
+    def write_for(n: int) -> Any:
         def fn(conn: sa.Connection) -> str:
-            if n == 7:
-                conn.execute(
-                    sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now)
-                )
-                raise ValueError("boom")
             conn.execute(
                 sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now)
             )
+            if n == 7:
+                raise ValueError("boom")
             return f"acc_{n}"
 
-        try:
-            results[n] = runtime.db.write(fn)
-        except ValueError as exc:
-            results[n] = exc
+        return fn
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = write_concurrently(runtime, write_for, 20)
     assert isinstance(results[7], ValueError)
     stored = set(runtime.db.read(lambda c: c.execute(sa.select(accounts.c.id)).scalars().all()))
     assert "acc_7" not in stored

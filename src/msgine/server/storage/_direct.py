@@ -54,7 +54,7 @@ class Direct:
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
-        self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
+        self._plans: dict[tuple[str, str, str, tuple[str, ...]], _Plan] = {}
 
     def __repr__(self) -> str:
         return f"Direct({str(self.statement).splitlines()[0][:60]!r})"
@@ -130,7 +130,8 @@ class Direct:
     def _plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
         # DML compiles differently per set of keys (the columns it sets); a SELECT does not.
         keys = tuple(params) if isinstance(self.statement, UpdateBase) else ()
-        key = (id(dialect), keys)
+        # By kind of dialect, not by object: engines come and go (and an id can be reused).
+        key = (dialect.name, dialect.driver, dialect.paramstyle, keys)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = _compile(self.statement, dialect, keys)

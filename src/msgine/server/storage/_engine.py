@@ -28,15 +28,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:
-    """(read engine, write engine). On PostgreSQL they are the same pool.
+    """(read engine, write engine), each with its own pool.
 
     ``hide_parameters``: a database error's message never carries bound values into a log.
     """
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(
+        # Reads autocommit, as on SQLite: each statement sees the latest committed data, and a
+        # read costs no BEGIN and ROLLBACK round trips (the send path reads on every request).
+        reader = sa.create_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            isolation_level="AUTOCOMMIT",
+        )
+        writer = sa.create_engine(
             url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
         )
-        return engine, engine
+        return reader, writer
     args = {"check_same_thread": False, "timeout": 30}
     reader = sa.create_engine(
         url, connect_args=args, pool_size=8, max_overflow=16, hide_parameters=True
