@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -104,8 +103,11 @@ def list_accounts(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+# The settings as stored JSON text: parsed and validated once per distinct text (below).
 _SETTINGS = Direct(
-    sa.select(accounts.c.settings).where(accounts.c.id == sa.bindparam("account_id"))
+    sa.select(sa.cast(accounts.c.settings, sa.Text).label("settings")).where(
+        accounts.c.id == sa.bindparam("account_id")
+    )
 )
 
 
@@ -114,7 +116,7 @@ def policy_of(conn: sa.Connection, account_id: str) -> AccountPolicy:
     row = _SETTINGS.first(conn, {"account_id": account_id})
     if row is None:
         raise NotFound("Account not found.")
-    return _parse_policy(json.dumps(row["settings"], sort_keys=True))
+    return _parse_policy(row["settings"])
 
 
 @functools.lru_cache(maxsize=1024)
