@@ -70,7 +70,13 @@ def begin_write(engine: Engine) -> Iterator[sa.Connection]:
     queue on busy_timeout instead of deadlocking on a read-to-write lock upgrade.
     """
     with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        start_write(conn)
         yield conn
         conn.commit()
+
+
+def start_write(conn: sa.Connection) -> None:
+    """Begin a write transaction on ``conn`` (BEGIN IMMEDIATE on SQLite, see ``begin_write``)."""
+    conn.begin()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -69,34 +69,6 @@ class Claim:
         return rows
 
 
-# Claims built for ``claim()`` callers, by the identity of their table and filter (held here, so
-# an id cannot be reused while it is a key). Callers pass module-level filters; the cap only
-# guards against one that builds a new filter for every call.
-_CLAIMS: dict[tuple[object, ...], tuple[object, Claim]] = {}
-_MAX_CLAIMS = 64
-
-
-def claim(
-    conn: sa.Connection,
-    table: sa.Table,
-    *,
-    due_column: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    where: Sequence[sa.ColumnElement[bool]] = (),
-) -> list[dict[str, Any]]:
-    """``Claim(table, due_column=..., where=...)`` run once, its statement reused across calls."""
-    key = (id(table), due_column, *map(id, where))
-    found = _CLAIMS.get(key)
-    if found is None:
-        if len(_CLAIMS) >= _MAX_CLAIMS:
-            _CLAIMS.clear()
-        built = Claim(table, due_column=due_column, where=where)
-        found = _CLAIMS[key] = ((table, tuple(where)), built)
-    return found[1](conn, now=now, lease=lease, limit=limit)
-
-
 async def each(
     run: Callable[[Callable[[sa.Connection], list[T]]], Awaitable[list[T]]],
     fn: Callable[[sa.Connection, Sequence[Item]], list[T]],

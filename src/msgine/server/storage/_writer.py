@@ -29,6 +29,7 @@ from msgine.server.storage._direct import (
     start_deferring,
     stop_deferring,
 )
+from msgine.server.storage._engine import start_write
 
 T = TypeVar("T")
 WriteFn = Callable[[sa.Connection], Any]
@@ -140,9 +141,8 @@ class GroupCommitWriter:
 
 
 class _Transaction:
-    """One write transaction on the writer's connection: BEGIN IMMEDIATE on SQLite (the write
-    lock up front, so writers in other processes queue on busy_timeout instead of
-    deadlocking on a lock upgrade), committed on success, rolled back on error."""
+    """One write transaction on the writer's connection (``start_write``), committed on
+    success, rolled back on error."""
 
     def __init__(self, writer: GroupCommitWriter, conn: sa.Connection) -> None:
         self._writer = writer
@@ -150,10 +150,8 @@ class _Transaction:
 
     def __enter__(self) -> sa.Connection:
         conn = self._conn
-        conn.begin()
+        start_write(conn)
         start_deferring(conn)
-        if conn.dialect.name == "sqlite":
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
         return conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

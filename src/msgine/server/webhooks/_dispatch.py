@@ -27,7 +27,7 @@ from prometheus_client import Counter
 
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
-from msgine.server.storage._outbox import claim
+from msgine.server.storage._outbox import Claim
 from msgine.server.storage._tables import (
     accounts,
     events,
@@ -135,15 +135,7 @@ class Dispatcher:
     async def claim(self, limit: int) -> list[Prepared]:
         now = self.runtime.now()
         rows = await self.runtime.db.awrite(
-            lambda conn: claim(
-                conn,
-                webhook_deliveries,
-                due_column="next_attempt_at",
-                now=now,
-                lease=self.lease,
-                limit=limit,
-                where=_CLAIMABLE,
-            )
+            lambda conn: _CLAIM(conn, now=now, lease=self.lease, limit=limit)
         )
         if not rows:
             return []
@@ -194,15 +186,19 @@ class Dispatcher:
         )
 
 
-_CLAIMABLE: Final = [
-    webhook_deliveries.c.status == "pending",
-    sa.or_(
-        webhook_deliveries.c.endpoint_id.is_(None),
-        webhook_deliveries.c.endpoint_id.in_(
-            sa.select(webhook_endpoints.c.id).where(webhook_endpoints.c.enabled.is_(True))
+_CLAIM: Final = Claim(
+    webhook_deliveries,
+    due_column="next_attempt_at",
+    where=[
+        webhook_deliveries.c.status == "pending",
+        sa.or_(
+            webhook_deliveries.c.endpoint_id.is_(None),
+            webhook_deliveries.c.endpoint_id.in_(
+                sa.select(webhook_endpoints.c.id).where(webhook_endpoints.c.enabled.is_(True))
+            ),
         ),
-    ),
-]
+    ],
+)
 
 
 def _accounts_without_secret(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
