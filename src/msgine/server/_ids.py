@@ -19,9 +19,16 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{stamp}{random_base62(RANDOM_CHARS)}"
 
 
+# Byte b -> BASE62[b % 62], with bytes >= 248 (4 x 62) deleted: unbiased by rejection, and in
+# one C call (bytes.translate) instead of a Python step per character, as ids are made for every
+# row the send path writes.
+_TO_BASE62 = bytes(ord(BASE62[b % 62]) for b in range(256))
+_REJECTED = bytes(range(248, 256))
+
+
 def random_base62(length: int) -> str:
-    """Unbiased base62 by rejection: bytes >= 248 (4 x 62) are skipped."""
-    out: list[str] = []
+    """``length`` uniformly random base62 characters."""
+    out = b""
     while len(out) < length:
-        out.extend(BASE62[b % 62] for b in random_bytes(length * 2) if b < 248)
-    return "".join(out[:length])
+        out += random_bytes(length + length // 8 + 2).translate(_TO_BASE62, _REJECTED)
+    return out[:length].decode("ascii")

@@ -12,10 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 
 from msgine.server.api import _limits
 from msgine.server.api._errors import error_response
-from msgine.server.api._middleware import PayloadTooLargeError, RequestContextMiddleware
+from msgine.server.api._middleware import (
+    DirectRoutes,
+    PayloadTooLargeError,
+    RequestContextMiddleware,
+)
 from msgine.server.api.routes import (
     API_PREFIX,
     account,
@@ -91,12 +96,21 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.state.drain_steps = []
     app.state.send_prechecks = []
     app.state.inbound_handlers = []
+    direct: dict[tuple[str, str], Route] = {}
+    app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     for module in (messages, keys, webhooks, compliance, audit, account, simulator):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)
     app.include_router(meta.router)
+    direct.update(
+        {
+            ("POST", route.path): route
+            for route in app.routes
+            if isinstance(route, Route) and route.endpoint is messages.send
+        }
+    )
     for module in (messages, keys, webhooks, compliance, audit, account, simulator, meta):
         install = getattr(module, "install", None)
         if install is not None:

@@ -37,7 +37,7 @@ class Database:
     @property
     def writer(self) -> GroupCommitWriter:
         if self._writer is None:
-            self._writer = GroupCommitWriter(self.write_engine)
+            self._writer = GroupCommitWriter(self.write_engine, loop_lane=self.is_sqlite)
         return self._writer
 
     def read(self, fn: Callable[[sa.Connection], T]) -> T:
