@@ -71,3 +71,21 @@ async def test_official_sdk_form_with_comma_separated_to(api: Any) -> None:
     assert history.status_code == 200
     assert history.json()["total"] == 1
     assert history.json()["messages"][0]["id"] == body["id"]
+
+
+async def test_send_paths_are_dispatched_directly_and_keep_their_metrics(api: Any) -> None:
+    """The send paths skip the framework's router (DirectRoutes) yet are still measured under
+    their route, answer errors in the contract's format, and other methods still get 405."""
+    assert (await api.send()).status_code == 201
+    bad = await api.client.post(
+        "/api/v1/developers/sms", content=b"{", headers={**api.headers(), "X-Request-Id": "r-1"}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_request"
+    assert bad.json()["meta"]["requestId"] == "r-1"
+    wrong_method = await api.client.delete("/api/v1/messages/sms", headers=api.headers())
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    metrics = (await api.client.get("/metrics")).text
+    assert 'route="/messages/sms",status="201"' in metrics
+    assert 'route="/developers/sms",status="400"' in metrics

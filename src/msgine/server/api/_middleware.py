@@ -141,8 +141,8 @@ class DirectRoutes:
     Why: the framework's layers below this point (exception middleware, exit stack, router,
     route matching over every route, two handler wrappers) cost about a tenth of a send's CPU
     and do nothing a plain endpoint needs. What a request gets from the layers above (request
-    id, body cap, metrics, rate-limit headers) stays the same. ``routes`` and ``handlers`` are
-    read at each request, so the app may fill them after adding the middleware.
+    id, body cap, metrics, rate-limit headers) stays the same. ``handlers`` is read at each
+    request, so the app may register its handlers after adding the middleware.
     """
 
     def __init__(
@@ -166,6 +166,8 @@ class DirectRoutes:
         request = Request(scope, receive, send)
         try:
             response: Response = await route.endpoint(request)
+        except PayloadTooLargeError:
+            raise  # answered 413 by RequestContextMiddleware
         except Exception as exc:
             answer = self._handler(exc)(request, exc)
             response = await answer if inspect.isawaitable(answer) else answer

@@ -96,7 +96,11 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.state.drain_steps = []
     app.state.send_prechecks = []
     app.state.inbound_handlers = []
-    direct: dict[tuple[str, str], Route] = {}
+    # The send paths run without the framework's routing layers (see DirectRoutes).
+    direct = {
+        ("POST", API_PREFIX + path): Route(path, messages.send, methods=["POST"])
+        for path in messages.SEND_PATHS
+    }
     app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
@@ -104,13 +108,6 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)
     app.include_router(meta.router)
-    direct.update(
-        {
-            ("POST", route.path): route
-            for route in app.routes
-            if isinstance(route, Route) and route.endpoint is messages.send
-        }
-    )
     for module in (messages, keys, webhooks, compliance, audit, account, simulator, meta):
         install = getattr(module, "install", None)
         if install is not None:
