@@ -105,15 +105,18 @@ def _record_submission(
             "submitted_at": now,
         },
     )
-    _INSERT_JOB.execute(
+    # The receipt's job is claimed in a later transaction: it joins the batch's multi-row insert.
+    _INSERT_JOB.defer(
         conn,
-        {
-            "kind": DLR_JOB,
-            "ref": submit_key,
-            "due_at": now + delay,
-            "attempts": 0,
-            "created_at": now,
-        },
+        [
+            {
+                "kind": DLR_JOB,
+                "ref": submit_key,
+                "due_at": now + delay,
+                "attempts": 0,
+                "created_at": now,
+            }
+        ],
     )
     return carrier_id
 

@@ -167,16 +167,20 @@ def record_status(
     row = _SET_STATUS.first(conn, {"rid": recipient_id, "new_status": status, **values})
     if row is None:
         return False
-    _INSERT_STATUS_EVENT.execute(
+    # The status history is append-only and not read back in this transaction: its rows join
+    # the batch's one multi-row insert (see Direct.defer).
+    _INSERT_STATUS_EVENT.defer(
         conn,
-        {
-            "message_id": row["message_id"],
-            "recipient_id": recipient_id,
-            "status": status,
-            "error_code": error_code,
-            "carrier_message_id": row["carrier_message_id"],
-            "occurred_at": now,
-        },
+        [
+            {
+                "message_id": row["message_id"],
+                "recipient_id": recipient_id,
+                "status": status,
+                "error_code": error_code,
+                "carrier_message_id": row["carrier_message_id"],
+                "occurred_at": now,
+            }
+        ],
     )
     message = _refresh_message(conn, row["message_id"], now)
     if status in _EVENT:

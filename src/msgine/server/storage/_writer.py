@@ -228,6 +228,7 @@ class _LoopLane:
         self._pending: list[Item] = []
         self._scheduled = False
         self._committing = False
+        self._busy_since: float | None = None  # loop time of the first refusal in a row
         self._conn: sa.Connection | None = None
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="msgine-commit")
 
@@ -260,11 +261,9 @@ class _LoopLane:
             if not _is_busy(exc):
                 raise
             conn.rollback()
-            # Another writer holds the lock: the writer thread waits for it, the loop must not.
-            for item in batch:
-                self._writer._queue.put(item)
-            self._after()
+            self._wait_for_lock(batch)
             return
+        self._busy_since = None
         self.running_in = threading.get_ident()
         try:
             outcomes = _run_all_or_each(conn, batch)
@@ -273,6 +272,26 @@ class _LoopLane:
         self._committing = True
         done = self.loop.run_in_executor(self._committer, conn.commit)
         done.add_done_callback(lambda future: self._committed(future, outcomes))
+
+    def _wait_for_lock(self, batch: list[Item]) -> None:
+        """Another writer (a second process, a CLI command, the writer thread) holds the lock.
+        Try again shortly, with the writes queued meanwhile; a lock held longer than
+        ``_BUSY_PATIENCE`` (a large purge) is waited for by the writer thread instead.
+
+        Why not SQLite's own busy wait: it would block the loop, and it sleeps in steps of up
+        to 100 ms, so a waiter often sleeps on long after the lock is free."""
+        now = self.loop.time()
+        if self._busy_since is None:
+            self._busy_since = now
+        waited = now - self._busy_since
+        if waited >= _BUSY_PATIENCE:
+            for item in batch:
+                self._writer._queue.put(item)
+            self._after()
+            return
+        self._pending[:0] = batch
+        self._scheduled = True
+        self.loop.call_later(min(_BUSY_RETRY * (1 + waited * 100), 0.01), self._flush)
 
     def _committed(self, future: asyncio.Future[None], outcomes: list[Outcome]) -> None:
         self._committing = False
@@ -309,6 +328,10 @@ class _LoopLane:
     def close(self) -> None:
         self._committer.shutdown(wait=True)
         self._drop_connection()
+
+
+_BUSY_RETRY = 0.0005  # seconds before trying a busy lock again; grows while it stays busy
+_BUSY_PATIENCE = 0.25
 
 
 def _is_busy(exc: sa.exc.OperationalError) -> bool:
