@@ -254,7 +254,11 @@ def main() -> None:
         f"sends (201)         : {send['rate']:.0f} req/s  p50 {send['p50']:.2f} ms  "
         f"p99 {send['p99']:.2f} ms   (rounds: {_rates(sends)})"
     )
-    print(f"send / no-op ratio  : {send['rate'] / noop['rate']:.1%}  (goal >= 40%)")
+    per_round = ", ".join(f"{s['rate'] / n['rate']:.0%}" for n, s in zip(noops, sends, strict=True))
+    print(
+        f"send / no-op ratio  : {send['rate'] / noop['rate']:.1%}  (goal >= 40%; "
+        f"each round against its own no-op round: {per_round})"
+    )
     print(
         f"201 responses       : {created}; messages stored: {stored}  "
         f"({'OK' if stored >= created else 'LOST'})"

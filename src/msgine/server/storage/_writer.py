@@ -312,7 +312,7 @@ class _LoopLane:
     def _connection(self) -> sa.Connection:
         if self._conn is None:
             conn = self._writer._engine.connect()
-            # Never wait for the lock on the event loop (see _flush). On the driver's
+            # Never wait for the lock on the event loop (see _wait_for_lock). On the driver's
             # connection: through SQLAlchemy the PRAGMA would begin a transaction.
             conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
             self._conn = conn
