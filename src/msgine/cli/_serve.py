@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from typing import Annotated
 
@@ -42,6 +43,7 @@ def serve(
             typer.echo(f"  {first.secret}")
         tasks = [] if no_worker else background_tasks(rt)
         api = create_app(rt, background=tasks)
+        _settle_heap()
         config = uvicorn.Config(
             api,
             host=host or settings.host,
@@ -62,6 +64,8 @@ def worker() -> None:
     with runtime() as rt:
         configure_logging(level=rt.settings.log_level)
 
+        _settle_heap()
+
         async def run() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -70,6 +74,17 @@ def worker() -> None:
             await asyncio.gather(*(task(rt, stop) for task in background_tasks(rt)))
 
         asyncio.run(run())
+
+
+def _settle_heap() -> None:
+    """Before serving: move what start-up built (modules, phone number metadata, schema) out of
+    the garbage collector's sight, and collect young objects less often. A long-running
+    gateway allocates many short-lived objects per request; without this, full collections
+    keep traversing hundreds of thousands of start-up objects that never die (about 2% of a
+    send's CPU, measured)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 @db.command("upgrade")

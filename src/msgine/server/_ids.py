@@ -14,8 +14,19 @@ from msgine.server._random import random_bytes
 RANDOM_CHARS = 14
 
 
+# The last millisecond's stamp: a send makes several ids within one millisecond.
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def new_id(prefix: str) -> str:
-    stamp = _base62(time.time_ns() // 1_000_000, 8)
+    global _last_stamp
+    millis = time.time_ns() // 1_000_000
+    last = _last_stamp
+    if last[0] == millis:
+        stamp = last[1]
+    else:
+        stamp = _base62(millis, 8)
+        _last_stamp = (millis, stamp)
     return f"{prefix}_{stamp}{random_base62(RANDOM_CHARS)}"
 
 

@@ -49,12 +49,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().result_processor(dialect, coltype)
 
 
+# The last value converted and its text. One request or worker batch stores the same ``now``
+# in many columns and rows, and isoformat costs microseconds each time. Matched by identity
+# (datetimes are immutable; the held reference keeps the id from being reused), as one tuple so
+# threads always read a matching pair.
+_last_text: tuple[datetime | None, str] = (None, "")
+
+
 def _to_sqlite_text(value: datetime | None) -> str | None:
+    global _last_text
     if value is None:
         return None
+    last = _last_text
+    if last[0] is value:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime stored; use aware UTC datetimes")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_text = (value, text)
+    return text
 
 
 def _from_sqlite_text(value: str | None) -> datetime | None:
