@@ -147,3 +147,30 @@ async def test_loop_writes_are_durable_once_acknowledged(tmp_path: Path) -> None
             assert count == 20 * (round_ + 1)
     finally:
         db.close()
+
+
+async def test_a_failed_commit_fails_its_batch_and_the_next_write_works(tmp_path: Path) -> None:
+    """An fsync error (disk full, I/O error) reaches every caller of that batch, nothing of it
+    is stored, and the lane carries on with a fresh connection."""
+    db = Database(f"sqlite:///{tmp_path / 'commit.db'}")
+    try:
+        db.write(lambda conn: conn.exec_driver_sql(TABLE))
+        await db.awrite(_insert("before"))
+        lane = db.writer._lane
+        assert lane is not None and lane._conn is not None
+        broken = lane._conn
+
+        def fail() -> None:
+            broken.rollback()
+            raise sa.exc.OperationalError("COMMIT", None, sqlite3.OperationalError("disk I/O"))
+
+        broken.commit = fail  # type: ignore[method-assign]
+        results = await asyncio.gather(
+            *(db.awrite(_insert(f"lost{n}")) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, sa.exc.OperationalError) for r in results)
+        assert await db.awrite(_insert("after")) == "after"
+        assert lane._conn is not broken
+        assert _names(db) == {"before", "after"}
+    finally:
+        db.close()
