@@ -8,27 +8,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from msgine.server._memo import remember_last
 from msgine.server.crypto import Vault
 from msgine.server.storage._tables import messages, recipients
 
 CHANNEL = "sms"
 
 
-# The last time rendered: a message's response shows the same ``now`` several times, and
-# isoformat costs microseconds (matched by identity, as in storage's time columns).
-_last_iso: tuple[datetime | None, str] = (None, "")
-
-
+# A message's response shows the same ``now`` several times (see remember_last).
+@remember_last
 def iso(value: datetime | None) -> str | None:
-    global _last_iso
-    if value is None:
-        return None
-    last = _last_iso
-    if last[0] is value:
-        return last[1]
-    text = value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    _last_iso = (value, text)
-    return text
+    return (
+        None if value is None else value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def aggregate_status(statuses: Sequence[str]) -> str:

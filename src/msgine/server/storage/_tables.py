@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from msgine.server._memo import remember_last
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
@@ -49,25 +51,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().result_processor(dialect, coltype)
 
 
-# The last value converted and its text. One request or worker batch stores the same ``now``
-# in many columns and rows, and isoformat costs microseconds each time. Matched by identity
-# (datetimes are immutable; the held reference keeps the id from being reused), as one tuple so
-# threads always read a matching pair.
-_last_text: tuple[datetime | None, str] = (None, "")
-
-
+# One request or worker batch stores the same ``now`` in many columns and rows, and isoformat
+# costs microseconds each time.
+@remember_last
 def _to_sqlite_text(value: datetime | None) -> str | None:
-    global _last_text
     if value is None:
         return None
-    last = _last_text
-    if last[0] is value:
-        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime stored; use aware UTC datetimes")
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    _last_text = (value, text)
-    return text
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _from_sqlite_text(value: str | None) -> datetime | None:

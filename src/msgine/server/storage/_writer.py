@@ -111,6 +111,11 @@ class GroupCommitWriter:
             raise RuntimeError("write() called from inside a write function")
         self._queue.put((fn, waiter))
 
+    def _queue_for_thread(self, batch: list[Item]) -> None:
+        """Hand a loop lane's batch to the writer thread, which waits for a held lock."""
+        for item in batch:
+            self._queue.put(item)
+
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
@@ -166,7 +171,7 @@ class GroupCommitWriter:
     def _commit_isolated(self, batch: list[Item]) -> list[Outcome]:
         try:
             with self._transaction() as conn:
-                return [_call_in_savepoint(fn, conn, waiter) for fn, waiter in batch]
+                return _each_in_savepoint(conn, batch)
         except BaseException as exc:
             return [(waiter, False, exc) for _fn, waiter in batch]
 
@@ -248,7 +253,7 @@ class _LoopLane:
         batch, self._pending = self._pending[:size], self._pending[size:]
         try:
             self._run(batch)
-        except BaseException as exc:  # never leave a caller waiting: nothing was written
+        except Exception as exc:  # never leave a caller waiting: nothing was committed
             self._drop_connection()
             _resolve_all([(waiter, False, exc) for _fn, waiter in batch])
             self._after()
@@ -269,8 +274,8 @@ class _LoopLane:
             outcomes = _run_all_or_each(conn, batch)
         finally:
             self.running_in = None
-        self._committing = True
         done = self.loop.run_in_executor(self._committer, conn.commit)
+        self._committing = True
         done.add_done_callback(lambda future: self._committed(future, outcomes))
 
     def _wait_for_lock(self, batch: list[Item]) -> None:
@@ -285,8 +290,7 @@ class _LoopLane:
             self._busy_since = now
         waited = now - self._busy_since
         if waited >= _BUSY_PATIENCE:
-            for item in batch:
-                self._writer._queue.put(item)
+            self._writer._queue_for_thread(batch)
             self._after()
             return
         self._pending[:0] = batch
@@ -297,9 +301,7 @@ class _LoopLane:
         self._committing = False
         error = RuntimeError("commit cancelled") if future.cancelled() else future.exception()
         if error is not None:
-            with contextlib.suppress(Exception):
-                self._connection().rollback()
-            self._drop_connection()
+            self._drop_connection()  # its uncommitted transaction goes with it
             outcomes = [(waiter, False, error) for waiter, _ok, _value in outcomes]
         _resolve_all(outcomes)
         self._after()
@@ -359,7 +361,7 @@ def _run_all_or_each(conn: sa.Connection, batch: list[Item]) -> list[Outcome]:
         except Exception:
             savepoint.rollback()
             discard_deferred(conn)
-            return [_call_in_savepoint(fn, conn, waiter) for fn, waiter in batch]
+            return _each_in_savepoint(conn, batch)
         savepoint.commit()
         return outcomes
     finally:
@@ -375,6 +377,11 @@ def is_transient(exc: object) -> bool:
     """A failure that running the same transaction again can cure."""
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def _each_in_savepoint(conn: sa.Connection, batch: list[Item]) -> list[Outcome]:
+    """Each function in a savepoint of its own: a failure reaches its caller alone."""
+    return [_call_in_savepoint(fn, conn, waiter) for fn, waiter in batch]
 
 
 def _call_in_savepoint(fn: WriteFn, conn: sa.Connection, waiter: Waiter) -> Outcome:
