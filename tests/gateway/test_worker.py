@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from msgine.server.storage._engine import begin_write
 from msgine.server.storage._outbox import Claim
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
 from msgine.server.worker import MAX_JOB_ATTEMPTS, Job, Worker
+from support import make_settings
 
 LEASE = timedelta(seconds=60)
 
@@ -69,6 +71,54 @@ def test_claim_leases_due_rows_oldest_first_and_skips_leased_ones(runtime: Any) 
     expired = now + LEASE
     again = runtime.db.write(lambda conn: claim(conn, now=expired, lease=LEASE, limit=10))
     assert [job["ref"] for job in again] == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_a_claim_with_alternative_filters_keeps_the_due_and_lease_conditions(
+    runtime: Any,
+) -> None:
+    """The worker's claim filters by several kinds (an OR); each filter must stay grouped, or a
+    not-yet-due or leased job of the second kind is handed out."""
+    now = runtime.now()
+    rows = [
+        {"kind": "a", "ref": "due", "due_at": now - timedelta(seconds=2), "created_at": now},
+        {"kind": "b", "ref": "due-b", "due_at": now - timedelta(seconds=1), "created_at": now},
+        {"kind": "b", "ref": "later", "due_at": now + timedelta(hours=1), "created_at": now},
+        {"kind": "c", "ref": "other", "due_at": now - timedelta(hours=1), "created_at": now},
+    ]
+    runtime.db.write(lambda conn: conn.execute(sa.insert(jobs), rows))
+    claim = Claim(jobs, due_column="due_at", where=[sa.or_(jobs.c.kind == "a", jobs.c.kind == "b")])
+    first = runtime.db.write(lambda conn: claim(conn, now=now, lease=LEASE, limit=10))
+    assert [job["ref"] for job in first] == ["due", "due-b"]
+    assert runtime.db.write(lambda conn: claim(conn, now=now, lease=LEASE, limit=10)) == []
+
+
+def _sqlite_plan(runtime: Runtime, claim: Claim) -> list[str]:
+    compiled = claim.statement.compile(dialect=runtime.db.write_engine.dialect)
+    params = [None] * len(compiled.positiontup or ())
+    sql = f"EXPLAIN QUERY PLAN {compiled.string}"
+    rows = runtime.db.read(lambda conn: conn.exec_driver_sql(sql, tuple(params)).all())
+    return [row[3] for row in rows]
+
+
+def test_claims_walk_the_due_index_whatever_else_they_filter_by(tmp_path: Path) -> None:
+    """A claim reads its rows in due order from the due column's index and stops at its limit.
+    Driven by the jobs' (kind, ref) key or the deliveries' endpoint index instead, SQLite read
+    every row of that kind or endpoint and sorted them: each claim then cost time in proportion
+    to the whole backlog."""
+    from msgine.server.webhooks._dispatch import _CLAIM as delivery_claim
+
+    runtime = Runtime.open(make_settings(tmp_path))
+    try:
+        worker_claim = Worker(runtime)._claim_statement()
+        for claim, index in (
+            (worker_claim, "ix_jobs_due_at"),
+            (delivery_claim, "ix_webhook_deliveries_next_attempt_at"),
+        ):
+            plan = _sqlite_plan(runtime, claim)
+            assert any(f"USING INDEX {index}" in step for step in plan), plan
+            assert not any("TEMP B-TREE" in step for step in plan), plan
+    finally:
+        runtime.close()
 
 
 def test_concurrent_claims_never_hand_out_the_same_job(runtime: Any) -> None:

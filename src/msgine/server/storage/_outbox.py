@@ -7,6 +7,13 @@ workers never wait on, or take, each other's rows (a row another worker claimed 
 meanwhile is re-checked under the lock and is no longer due); SQLite has one writer at a time,
 so the statement is atomic there as it is.
 
+A claim walks the due column's index in order and stops after ``limit`` rows, so it costs the
+same with ten jobs waiting or a million. Its other filters only filter: left to itself SQLite
+drives the claim by whatever index an equality filter matches (the jobs' ``(kind, ref)`` key,
+the deliveries' endpoint index), reads every row of that kind or endpoint and sorts them, which
+made each claim proportional to the whole backlog (measured: 5.7 ms at 10,000 waiting jobs,
+17 ms at 50,000; 0.2-0.4 ms walking the due index).
+
 Work on claimed rows is done in batches; ``each`` runs a batch's reads or writes together and,
 when that fails, one by one, so one bad row does not hold up the others.
 """
@@ -20,6 +27,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from msgine.server.storage._direct import Direct
 
@@ -31,6 +40,7 @@ class Claim:
     """The claim statement of one outbox table and filter: built once, run for every batch.
 
     It is a direct statement, so ``where`` takes no ``IN`` lists (``in_`` of a subquery is fine).
+    The ``where`` filters never choose the access path (see the module's docstring).
     """
 
     __slots__ = ("_due", "_statement")
@@ -46,7 +56,7 @@ class Claim:
                 due.is_not(None),
                 due <= now,
                 sa.or_(table.c.lease_until.is_(None), table.c.lease_until <= now),
-                *where,
+                *(_FilterOnly(condition) for condition in where),
             )
             .order_by(due)
             .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -60,6 +70,11 @@ class Claim:
             .returning(*table.c)
         )
 
+    @property
+    def statement(self) -> sa.Update:
+        """The claim's SQL statement (for query plans)."""
+        return self._statement.statement  # type: ignore[return-value]
+
     def __call__(
         self, conn: sa.Connection, *, now: datetime, lease: timedelta, limit: int
     ) -> list[dict[str, Any]]:
@@ -67,6 +82,29 @@ class Claim:
         rows = self._statement.all(conn, {"now": now, "lease": now + lease, "limit": limit})
         rows.sort(key=lambda row: (row[self._due], row["id"]))
         return rows
+
+
+class _FilterOnly(sa.ColumnElement[bool]):
+    """A condition the query planner must not use to pick an index, only to filter rows.
+
+    SQLite's documented way is a unary ``+`` in front of the term; other databases (PostgreSQL)
+    plan by cost with statistics and get the condition unchanged.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, condition: sa.ColumnElement[bool]) -> None:
+        self.condition = condition
+
+
+@compiles(_FilterOnly)
+def _filter_only(element: _FilterOnly, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.condition, **kw)})"
+
+
+@compiles(_FilterOnly, "sqlite")
+def _filter_only_sqlite(element: _FilterOnly, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+({compiler.process(element.condition, **kw)})"
 
 
 async def each(
