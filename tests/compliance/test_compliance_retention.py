@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from compliance_helpers import OTHER, PHONE
 
-from msgine.server.compliance._retention import background_tasks, retention_loop, run_purge
+from msgine.server.compliance._privacy import erase_subject
+from msgine.server.compliance._retention import (
+    background_tasks,
+    purge_account,
+    retention_loop,
+    run_purge,
+)
 from msgine.server.storage._tables import audit_log, events, inbound_messages, messages
 
 
@@ -135,3 +144,75 @@ async def test_the_worker_runs_the_retention_loop(api: Any, comp: Any, clock: An
     stop.set()  # one pass, then return
     await retention_loop(api.runtime, stop)
     assert comp.rows(messages, messages.c.id == sent)[0]["purged_at"] is not None
+
+
+# Tables that keep a row for every message, event and delivery ever made.
+HISTORY = {
+    "messages",
+    "recipients",
+    "status_events",
+    "events",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "inbound_messages",
+    "idempotency_keys",
+}
+
+
+def _traced(statements: list[str], fn: Callable[[sa.Connection], Any]) -> Any:
+    def run(conn: sa.Connection) -> Any:
+        driver = conn.connection.driver_connection
+        driver.set_trace_callback(statements.append)
+        try:
+            return fn(conn)
+        finally:
+            driver.set_trace_callback(None)
+
+    return run
+
+
+def _plans(runtime: Any, statements: list[str]) -> dict[str, list[str]]:
+    dml = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
+    return {
+        sql: runtime.db.read(
+            lambda c, sql=sql: [row[3] for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+        )
+        for sql in dml
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_purges_and_erasures_read_only_what_they_change(
+    api: Any, comp: Any, clock: Any
+) -> None:
+    """Retention runs every hour, in one write transaction per account: on SQLite it holds the
+    write lock, so no message is accepted meanwhile. It must read the rows it purges, not every
+    row the account ever had (purged rows stay, without personal data); an erasure likewise.
+    Checked on SQLite's query plans: no history table is scanned, and the purge reaches its
+    rows through the indexes of rows not yet purged."""
+    await _old_and_young(api, comp, clock)
+    runtime = api.runtime
+    statements: list[str] = []
+    runtime.db.write(
+        _traced(statements, lambda conn: purge_account(conn, api.account_id, now=runtime.now()))
+    )
+    purge_plans = _plans(runtime, statements)
+    statements.clear()
+    runtime.db.write(
+        _traced(
+            statements,
+            lambda conn: erase_subject(conn, runtime.vault, api.account_id, OTHER, runtime.now()),
+        )
+    )
+    plans = {**purge_plans, **_plans(runtime, statements)}
+    assert plans
+    scans = {
+        sql: steps
+        for sql, steps in plans.items()
+        for step in steps
+        if step.startswith("SCAN ") and step.split()[1] in HISTORY
+    }
+    assert scans == {}
+    used = " ".join(step for steps in purge_plans.values() for step in steps)
+    for index in ("ix_messages_unpurged", "ix_events_unpurged", "ix_inbound_unpurged"):
+        assert index in used

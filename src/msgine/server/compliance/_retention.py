@@ -72,6 +72,7 @@ def _purge_messages(
     old = sa.select(messages.c.id).where(
         messages.c.account_id == account_id,
         messages.c.created_at < cutoff,
+        messages.c.purged_at.is_(None),  # purged with all its recipients (here or by erasure)
         messages.c.status.not_in(WAITING),
     )
     recipient_count = conn.execute(

@@ -87,6 +87,18 @@ def _account() -> sa.Column[Any]:
     return sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), nullable=False)
 
 
+def _partial(name: str, columns: list[str], where: sa.TextClause) -> sa.Index:
+    """An index of only the rows ``where`` selects (SQLite and PostgreSQL both have them)."""
+    return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
+def _unpurged(name: str, time_column: str) -> sa.Index:
+    """Rows retention has yet to purge, by account and age: each hourly purge then reads only
+    the rows it will purge, not every row the account ever had (a purged row stays, without
+    its personal data, for statistics)."""
+    return _partial(name, ["account_id", time_column], sa.text("purged_at IS NULL"))
+
+
 data_keys = sa.Table(
     "data_keys",
     metadata,
@@ -154,6 +166,7 @@ messages = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("purged_at", Time),
     sa.Index("ix_messages_account_created", "account_id", "created_at"),
+    _unpurged("ix_messages_unpurged", "created_at"),
 )
 
 recipients = sa.Table(
@@ -210,7 +223,8 @@ idempotency_keys = sa.Table(
     sa.Column("account_id", Id, primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_hash", sa.String(64), nullable=False),
-    sa.Column("message_id", Id, nullable=False),
+    # Erasure and retention remove a message's stored response by its id.
+    sa.Column("message_id", Id, nullable=False, index=True),
     sa.Column("response", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("expires_at", Time, nullable=False, index=True),
@@ -230,6 +244,7 @@ inbound_messages = sa.Table(
     sa.Column("received_at", Time, nullable=False),
     sa.Column("purged_at", Time),
     sa.Index("ix_inbound_account_phone", "account_id", "phone_index"),
+    _unpurged("ix_inbound_unpurged", "received_at"),
 )
 
 webhook_endpoints = sa.Table(
@@ -264,6 +279,7 @@ events = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("purged_at", Time),
     sa.Index("ix_events_account_phone", "account_id", "phone_index"),
+    _unpurged("ix_events_unpurged", "created_at"),
 )
 
 webhook_deliveries = sa.Table(
@@ -283,6 +299,8 @@ webhook_deliveries = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("completed_at", Time),
     sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    # Retention keeps an event's payload while a delivery of it is open: a handful of rows.
+    _partial("ix_webhook_deliveries_open", ["account_id"], sa.text("completed_at IS NULL")),
 )
 
 webhook_attempts = sa.Table(
