@@ -14,6 +14,7 @@ import httpx
 import sqlalchemy as sa
 from security_helpers import json_lines
 
+from msgine.server import incident
 from msgine.server.api._usage import UsageRecorder
 from msgine.server.events import event_body
 from msgine.server.storage._tables import api_keys, events, key_usage, webhook_deliveries
@@ -166,6 +167,40 @@ async def test_compromise_route_raises_key_revoked_to_webhooks(api: Any) -> None
     }
     assert "msgine_" not in json.dumps(document)
     assert deliveries == [(endpoint_id, "pending")]
+
+
+async def test_the_usage_report_is_read_after_the_containment_commits(
+    api: Any, monkeypatch: Any
+) -> None:
+    """Counting a key's messages reads the whole messages table: inside the containment's write
+    transaction it held SQLite's write lock (and, on the API's event loop, the gateway) for as
+    long as that took. The report runs on a read connection once the revocation is committed,
+    and sees the messages the key sent."""
+    created = await api.client.post("/api/v1/keys", json={"name": "app"}, headers=api.headers())
+    old = created.json()
+    sent = await api.client.post(
+        "/api/v1/messages/sms",
+        json={"to": "+256701521269", "message": "hi"},
+        headers=api.headers(old["key"]),
+    )
+    assert sent.status_code == 201, sent.text
+    seen: list[tuple[Any, Any]] = []
+    report = incident.usage_report
+
+    def observed(conn: sa.Connection, key: dict[str, Any]) -> dict[str, Any]:
+        revoked = conn.execute(
+            sa.select(api_keys.c.revoked_at).where(api_keys.c.id == key["id"])
+        ).scalar()
+        seen.append((conn.engine, revoked))
+        return report(conn, key)
+
+    monkeypatch.setattr(incident, "usage_report", observed)
+    response = await api.client.post(f"/api/v1/keys/{old['id']}/compromise", headers=api.headers())
+    assert response.status_code == 201, response.text
+    [(engine, revoked_at)] = seen
+    assert engine is api.runtime.db.read_engine
+    assert revoked_at is not None  # committed before the report was read
+    assert response.json()["report"]["messagesSent"] == 1
 
 
 async def test_plain_revocation_also_raises_key_revoked(api: Any) -> None:

@@ -8,6 +8,10 @@ owner's service, and a replacement without the revocation would leave the attack
 The usage report is read from ``key_usage`` (requests per hour and source address, written by
 the API processes every few seconds) and from the messages the key sent. Requests made in the
 last flush interval before the compromise may be missing from it; the security log has them.
+It is read after the containment commits, in a read of its own: counting a key's messages
+reads the whole messages table (no index serves it, and one would cost every send), which
+inside the write transaction held SQLite's write lock, and on the API's event loop the whole
+gateway, for as long as the scan took (about 0.15 s per million messages).
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class Compromise:
     report: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Containment:
+    """The committed part: the revoked key's row and its replacement."""
+
+    revoked: dict[str, Any]
+    replacement: NewKey
+
+
 def compromise_key(
     conn: sa.Connection,
     vault: Vault,
@@ -53,8 +65,8 @@ def compromise_key(
     now: datetime,
     actor: Actor = SYSTEM,
     account_id: str | None = None,
-) -> Compromise:
-    """Revoke ``key_id`` now, issue its replacement, raise ``key.revoked``, audit, report.
+) -> Containment:
+    """Revoke ``key_id`` now, issue its replacement, raise ``key.revoked``, audit.
 
     Call inside one write transaction. Only an active key (also one in a rotation's grace
     period) can be compromised: a revoked or expired key no longer works.
@@ -83,16 +95,16 @@ def compromise_key(
         account_id=old["account_id"],
         details={"replacementKeyId": new_id},
     )
-    return Compromise(revoked=revoked, replacement=new, report=usage_report(conn, revoked))
+    return Containment(revoked=revoked, replacement=new)
 
 
 def compromise(
     db: Database, vault: Vault, key_id: str, *, now: datetime, actor: Actor = SYSTEM
 ) -> Compromise:
-    """:func:`compromise_key` in its own transaction, then the security alert."""
-    result = db.write(lambda conn: compromise_key(conn, vault, key_id, now=now, actor=actor))
-    alert(result, actor)
-    return result
+    """:func:`compromise_key` in its own transaction, the security alert, then the report."""
+    contained = db.write(lambda conn: compromise_key(conn, vault, key_id, now=now, actor=actor))
+    alert(contained, actor)
+    return _reported(contained, db.read(lambda conn: usage_report(conn, contained.revoked)))
 
 
 async def acompromise(
@@ -105,16 +117,21 @@ async def acompromise(
     account_id: str | None = None,
 ) -> Compromise:
     """The same for the API: ``account_id`` confines it to the caller's own keys."""
-    result = await db.awrite(
+    contained = await db.awrite(
         lambda conn: compromise_key(
             conn, vault, key_id, now=now, actor=actor, account_id=account_id
         )
     )
-    alert(result, actor)
-    return result
+    alert(contained, actor)
+    report = await db.aread(lambda conn: usage_report(conn, contained.revoked))
+    return _reported(contained, report)
 
 
-def alert(result: Compromise, actor: Actor) -> None:
+def _reported(contained: Containment, report: dict[str, Any]) -> Compromise:
+    return Compromise(revoked=contained.revoked, replacement=contained.replacement, report=report)
+
+
+def alert(result: Containment, actor: Actor) -> None:
     """The security log's record, written only once the containment is committed."""
     security_event(
         "key_compromised",
