@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.default import CacheStats
 
 from msgine.server.carriers import SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
 from msgine.server.storage._engine import begin_write
-from msgine.server.storage._outbox import Claim
+from msgine.server.storage._outbox import Claim, _FilterOnly
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
 from msgine.server.worker import MAX_JOB_ATTEMPTS, Job, Worker
 from support import make_settings
@@ -90,6 +91,28 @@ def test_a_claim_with_alternative_filters_keeps_the_due_and_lease_conditions(
     first = runtime.db.write(lambda conn: claim(conn, now=now, lease=LEASE, limit=10))
     assert [job["ref"] for job in first] == ["due", "due-b"]
     assert runtime.db.write(lambda conn: claim(conn, now=now, lease=LEASE, limit=10)) == []
+
+
+def test_filter_only_conditions_are_cached_with_their_own_values(runtime: Any) -> None:
+    """A statement with a filter-only condition goes through SQLAlchemy's compiled-statement
+    cache like any other (the condition is part of its cache key), and each execution binds
+    its own value."""
+    _add_jobs(runtime, 2)
+    _add_jobs(runtime, 1, kind="other")
+
+    def refs(kind: str) -> tuple[list[str], Any]:
+        query = sa.select(jobs.c.ref).where(_FilterOnly(jobs.c.kind == kind)).order_by(jobs.c.id)
+
+        def read(conn: sa.Connection) -> tuple[list[str], Any]:
+            result = conn.execute(query)
+            return list(result.scalars().all()), result.context.cache_hit
+
+        return runtime.db.read(read)
+
+    refs("test")
+    assert refs("test") == (["r0", "r1"], CacheStats.CACHE_HIT)
+    assert refs("other") == (["r0"], CacheStats.CACHE_HIT)
+    assert refs("none") == ([], CacheStats.CACHE_HIT)
 
 
 def _sqlite_plan(runtime: Runtime, claim: Claim) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from msgine.server.storage._direct import Direct
 
@@ -92,6 +93,8 @@ class _FilterOnly(sa.ColumnElement[bool]):
     """
 
     inherit_cache = True
+    # The condition is part of the statement's cache key, like any other clause.
+    _traverse_internals = [("condition", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, condition: sa.ColumnElement[bool]) -> None:
         self.condition = condition
