@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 
 from msgine.server.runtime import Runtime
 from msgine.server.storage import Database, metadata
+from msgine.server.storage._database import migrations_config
 from msgine.server.storage._tables import accounts
 from support import make_settings, write_concurrently
 
@@ -70,14 +71,9 @@ def test_migrating_twice_is_a_no_op(settings: Any) -> None:
 
 
 def _head_revision() -> str:
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from msgine.server.storage._database import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(migrations_config()).get_current_head()
     assert head is not None
     return head
 
@@ -85,25 +81,17 @@ def _head_revision() -> str:
 def test_a_database_made_by_the_first_release_upgrades_in_place(settings: Any) -> None:
     """A deployment running the first schema, with data, gets the later indexes on its next
     start, and keeps its rows."""
-    from alembic import command
-    from alembic.config import Config
-
-    from msgine.server.storage._database import MIGRATIONS
-    from msgine.server.storage._engine import begin_write
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.sqlalchemy_url)
     try:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with begin_write(db.write_engine) as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-            conn.execute(
+        db.migrate("0001")
+        db.write(
+            lambda conn: conn.execute(
                 sa.insert(accounts).values(
                     id="acc_old", name="old", settings={}, created_at=datetime.now(UTC)
                 )
             )
+        )
         db.migrate()
         names = db.read(
             lambda c: {index["name"] for index in sa.inspect(c).get_indexes("messages")}

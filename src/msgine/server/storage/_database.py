@@ -22,6 +22,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6D7367696E65
 
 
+def migrations_config() -> Config:
+    """Alembic's configuration for the gateway's own migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -79,15 +86,15 @@ class Database:
     async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
         return await self.writer.submit_async(fn)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe when several processes start at once."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (the newest by default); safe when several processes
+        start at once."""
+        cfg = migrations_config()
         with begin_write(self.write_engine) as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def close(self) -> None:
         for conn in self._pinned_all:
