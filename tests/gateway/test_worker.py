@@ -4,6 +4,7 @@ bad job in a batch that does not hold up the others. Both backends."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -15,10 +16,12 @@ from sqlalchemy.engine.default import CacheStats
 
 from msgine.server.carriers import SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier
+from msgine.server.events import event_body
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
 from msgine.server.storage._engine import begin_write
 from msgine.server.storage._outbox import Claim, _FilterOnly
+from msgine.server.storage._tables import events as events_table
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
 from msgine.server.worker import MAX_JOB_ATTEMPTS, Job, Worker
 from support import make_settings
@@ -338,6 +341,63 @@ async def test_two_workers_share_the_queue_and_submit_each_recipient_once(
         lambda conn: conn.execute(sa.select(messages.c.status)).scalars().all()
     )
     assert statuses == ["delivered"] * 3
+
+
+async def test_a_message_status_is_its_recipients_at_every_step(api: Any, clock: Any) -> None:
+    """One recipient: the message takes its status directly; several: their aggregate. Each
+    message's own recipients only (the count that picks the path is per message)."""
+    sent = {}
+    for name, to in {
+        "alone": "+256701521260",
+        "alone_failing": "+256701521999",
+        "pair": ["+256701521261", "+256701521999"],
+    }.items():
+        r = await api.send(to=to)
+        assert r.status_code == 201, r.text
+        sent[name] = r.json()["id"]
+
+    def message_statuses() -> dict[str, str]:
+        rows = api.runtime.db.read(
+            lambda conn: conn.execute(sa.select(messages.c.id, messages.c.status)).all()
+        )
+        by_id = dict(rows)
+        return {name: by_id[message_id] for name, message_id in sent.items()}
+
+    await api.worker.run_once()  # the submits
+    assert message_statuses() == {"alone": "sent", "alone_failing": "sent", "pair": "sent"}
+    clock.advance(seconds=5)
+    await api.drain()  # the receipts
+    assert message_statuses() == {
+        "alone": "delivered",
+        "alone_failing": "failed",
+        "pair": "delivered",
+    }
+    # Each status event carries the message's status just after its change.
+    reported: dict[str, list[tuple[str, str]]] = {}
+    for body in sorted(_event_bodies(api.runtime), key=lambda body: body["timestamp"]):
+        event = (body["event"], body["data"]["messageStatus"])
+        reported.setdefault(body["messageId"], []).append(event)
+    assert reported[sent["alone"]] == [("message.sent", "sent"), ("message.delivered", "delivered")]
+    assert reported[sent["alone_failing"]] == [
+        ("message.sent", "sent"),
+        ("message.failed", "failed"),
+    ]
+    # The pair's changes come two by two (a batch of submits, then of receipts): whichever of
+    # each two is recorded first finds the other recipient still waiting.
+    pair = reported[sent["pair"]]
+    assert sorted(pair[:2]) == [("message.sent", "queued"), ("message.sent", "sent")]
+    assert sorted(pair[2:]) in (
+        [("message.delivered", "delivered"), ("message.failed", "sent")],
+        [("message.delivered", "sent"), ("message.failed", "delivered")],
+    )
+
+
+def _event_bodies(runtime: Any) -> list[dict[str, Any]]:
+    def read(conn: sa.Connection) -> list[dict[str, Any]]:
+        ids = conn.execute(sa.select(events_table.c.id)).scalars().all()
+        return [json.loads(event_body(conn, runtime.vault, event_id) or b"") for event_id in ids]
+
+    return runtime.db.read(read)
 
 
 # --- the simulator ----------------------------------------------------------------------

@@ -107,6 +107,14 @@ def recheck(conn: sa.Connection, outs: Sequence[Outgoing], now: datetime) -> lis
     return [decisions[position] for position in range(len(outs))]
 
 
+# The number of recipients of a recipient's message, which picks how the message's status is
+# recomputed. Recipients are fixed when a message is accepted, so the count is the same in any
+# snapshot. Qualified by hand: SQLAlchemy renders RETURNING columns unqualified on SQLite, where
+# the bare name would mean the alias's own column and count every recipient.
+_OTHER = recipients.alias("other")
+_SIBLINGS = sa.select(sa.func.count()).where(
+    _OTHER.c.message_id == sa.literal_column("recipients.message_id")
+)
 # Direct statements: the worker runs them for every status change. They read only the columns
 # the status event needs (converting a column costs as much as reading it).
 # The status condition makes check-and-set atomic: of two workers racing (a receipt and the
@@ -126,6 +134,7 @@ _SET_STATUS = Direct(
         recipients.c.phone_index,
         recipients.c.error_code,
         recipients.c.carrier_message_id,
+        _SIBLINGS.scalar_subquery().label("recipient_count"),
     )
 )
 # Serialises the recomputation of one message's status across concurrent workers; the locked
@@ -146,6 +155,22 @@ _STATUSES = Direct(
     sa.select(recipients.c.status).where(recipients.c.message_id == sa.bindparam("mid"))
 )
 _UPDATE_MESSAGE = Direct(sa.update(messages).where(messages.c.id == sa.bindparam("mid")))
+# A one-recipient message's status is its recipient's, and the recipient's row, changed just
+# before in this transaction, is locked until it commits: no other status change of this
+# message can interleave, so no message lock or status read is needed.
+_SET_SOLE_STATUS = Direct(
+    sa.update(messages)
+    .where(messages.c.id == sa.bindparam("mid"))
+    .returning(
+        messages.c.id,
+        messages.c.account_id,
+        messages.c.sender,
+        messages.c.segments,
+        messages.c.callback_url,
+        messages.c.status,
+        messages.c.updated_at,
+    )
+)
 
 
 def record_status(
@@ -182,20 +207,31 @@ def record_status(
             }
         ],
     )
-    message = _refresh_message(conn, row["message_id"], now)
+    message = _refresh_message(
+        conn, row["message_id"], now, sole=(status if row["recipient_count"] == 1 else None)
+    )
     if status in _EVENT:
         _emit_status_event(conn, vault, message, row, status, now)
     return True
 
 
-def _refresh_message(conn: sa.Connection, message_id: str, now: datetime) -> dict[str, Any]:
-    """Recompute the message's status under its row lock; returns what its events need."""
-    message = _LOCK_MESSAGE.first(conn, {"mid": message_id})
+def _refresh_message(
+    conn: sa.Connection, message_id: str, now: datetime, *, sole: str | None
+) -> dict[str, Any]:
+    """Recompute the message's status (``sole``: its one recipient's new status); returns what
+    its events need."""
+    if sole is not None:
+        message = _SET_SOLE_STATUS.first(
+            conn, {"mid": message_id, "status": sole, "updated_at": now}
+        )
+    else:
+        message = _LOCK_MESSAGE.first(conn, {"mid": message_id})
+        if message is not None:
+            status = _views.aggregate_status(_STATUSES.scalars(conn, {"mid": message_id}))
+            _UPDATE_MESSAGE.execute(conn, {"mid": message_id, "status": status, "updated_at": now})
+            message.update(status=status, updated_at=now)
     if message is None:  # recipients reference their message, and messages are never deleted
         raise LookupError(f"message {message_id} not found")
-    status = _views.aggregate_status(_STATUSES.scalars(conn, {"mid": message_id}))
-    _UPDATE_MESSAGE.execute(conn, {"mid": message_id, "status": status, "updated_at": now})
-    message.update(status=status, updated_at=now)
     return message
 
 
