@@ -19,6 +19,7 @@ from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.keys import Principal
 from msgine.server.messages._numbers import normalize_number
+from msgine.server.runtime import Runtime
 
 router = APIRouter(tags=["compliance"])
 can_manage = require("compliance:manage")
@@ -39,6 +40,13 @@ class EraseBody(BaseModel):
     phone: StrictStr
 
 
+def _number_of(phone: str, request: Request, principal: Principal) -> tuple[Runtime, str, str]:
+    """The runtime, the path's number in E.164 and its blind index in the caller's account."""
+    runtime = runtime_of(request)
+    number = normalize_number(phone, field="phone")
+    return runtime, number, runtime.vault.blind_index(principal.account_id, number)
+
+
 # --- consents -----------------------------------------------------------------------------
 
 
@@ -46,9 +54,7 @@ class EraseBody(BaseModel):
 async def put_consent(
     phone: str, body: ConsentBody, request: Request, principal: Caller
 ) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    number = normalize_number(phone, field="phone")
-    index = runtime.vault.blind_index(principal.account_id, number)
+    runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
@@ -71,9 +77,7 @@ async def put_consent(
 
 @router.get("/consents/{phone}", summary="A number's consents and their history")
 async def get_consent(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    number = normalize_number(phone, field="phone")
-    index = runtime.vault.blind_index(principal.account_id, number)
+    runtime, number, index = _number_of(phone, request, principal)
     return await runtime.db.aread(
         lambda conn: _consents.summary(conn, runtime.vault, principal.account_id, number, index)
     )
@@ -86,9 +90,7 @@ async def delete_consent(
     principal: Caller,
     purpose: Annotated[Literal["marketing", "transactional"] | None, Query()] = None,
 ) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    number = normalize_number(phone, field="phone")
-    index = runtime.vault.blind_index(principal.account_id, number)
+    runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
@@ -126,9 +128,7 @@ async def get_suppressions(
 
 @router.delete("/suppressions/{phone}", summary="Take a number off the suppression list")
 async def delete_suppression(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    number = normalize_number(phone, field="phone")
-    index = runtime.vault.blind_index(principal.account_id, number)
+    runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
