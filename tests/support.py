@@ -220,3 +220,20 @@ def write_concurrently(runtime: Any, write_for: Any, count: int) -> list[Any]:
     for thread in threads:
         thread.join()
     return results
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` as a fixed author, ignoring the machine's own git configuration."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(repo),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, env=env, check=True, text=True
+    )
+    return done.stdout.strip()

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from msgine._keyformat import checksum, generate_key, redact
 from msgine.server.scan import Finding, ScanError, format_finding, scan_paths
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(repo),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Dev",
-        "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "Dev",
-        "GIT_COMMITTER_EMAIL": "dev@example.com",
-    }
-    result = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, env=env, check=True, text=True
-    )
-    return result.stdout.strip()
+from support import git
 
 
 def commit_file(repo: Path, name: str, content: str, message: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,7 @@ from msgine._keyformat import checksum, generate_key
 from msgine.server.accounts import create_account
 from msgine.server.keys import create_key, get_key
 from msgine.server.storage._tables import audit_log
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(repo),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Dev",
-        "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "Dev",
-        "GIT_COMMITTER_EMAIL": "dev@example.com",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, env=env, check=True, text=True
-    )
-    return done.stdout.strip()
+from support import git
 
 
 def look_alike(key: str) -> str:
