@@ -32,7 +32,9 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Direct statements: every status change of every recipient emits an event.
+# Direct statements: every status change of every recipient emits an event. Written at once,
+# never deferred to the end of the group commit (Direct.defer): an erasure that runs later in
+# the same transaction must find the event to erase the number in it.
 _INSERT_EVENT = Direct(events.insert())
 _INSERT_DELIVERY = Direct(webhook_deliveries.insert())
 _SUBSCRIBERS = Direct(
