@@ -17,9 +17,10 @@ from sqlalchemy.engine.default import CacheStats
 from msgine.server.carriers import SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier
 from msgine.server.events import event_body
+from msgine.server.messages._lifecycle import _SET_STATUS
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
-from msgine.server.storage._engine import begin_write
+from msgine.server.storage._engine import begin_write, start_write
 from msgine.server.storage._outbox import Claim, _FilterOnly
 from msgine.server.storage._tables import events as events_table
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
@@ -390,6 +391,27 @@ async def test_a_message_status_is_its_recipients_at_every_step(api: Any, clock:
         [("message.delivered", "delivered"), ("message.failed", "sent")],
         [("message.delivered", "sent"), ("message.failed", "delivered")],
     )
+
+
+async def test_a_status_change_counts_only_its_own_message_recipients(api: Any) -> None:
+    """The count that sends a one-recipient message down the one-statement path. Counting
+    wrongly would still give the right statuses (by the longer path), so it is checked here."""
+    sizes = {}
+    for to in ("+256701521260", ["+256701521261", "+256701521262"], "+256701521263"):
+        r = await api.send(to=to)
+        assert r.status_code == 201, r.text
+        sizes[r.json()["id"]] = 1 if isinstance(to, str) else len(to)
+    with api.runtime.db.write_engine.connect() as conn:
+        start_write(conn)
+        pairs = conn.execute(sa.select(recipients.c.id, recipients.c.message_id)).all()
+        counted = {
+            message_id: _SET_STATUS.first(
+                conn, {"rid": rid, "new_status": "sent", "status": "sent"}
+            )["recipient_count"]
+            for rid, message_id in pairs
+        }
+        conn.rollback()
+    assert counted == sizes
 
 
 def _event_bodies(runtime: Any) -> list[dict[str, Any]]:
