@@ -100,8 +100,8 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None) -> dict[s
         raise SystemExit(f"wrk failed: {run.stderr.strip()[:500]}")
     out = run.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    done = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    result = {"rate": rate, "requests": done}
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    result = {"rate": rate, "requests": requests}
     for name in ("CREATED", "P50", "P99"):
         match = re.search(rf"^{name} ([\d.]+)", out, re.M)
         if match:

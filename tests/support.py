@@ -237,3 +237,11 @@ def git(repo: Path, *args: str) -> str:
         ["git", "-C", str(repo), *args], capture_output=True, env=env, check=True, text=True
     )
     return done.stdout.strip()
+
+
+def sqlite_plan(runtime: Any, sql: str, params: tuple[Any, ...] = ()) -> list[str]:
+    """The steps of SQLite's plan for ``sql`` (the detail column of EXPLAIN QUERY PLAN)."""
+    rows = runtime.db.read(
+        lambda conn: conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+    )
+    return [row[3] for row in rows]

@@ -20,6 +20,7 @@ from msgine.server.compliance._retention import (
     run_purge,
 )
 from msgine.server.storage._tables import audit_log, events, inbound_messages, messages
+from support import sqlite_plan
 
 
 async def _old_and_young(api: Any, comp: Any, clock: Any) -> tuple[str, str]:
@@ -173,12 +174,7 @@ def _traced(statements: list[str], fn: Callable[[sa.Connection], Any]) -> Any:
 
 def _plans(runtime: Any, statements: list[str]) -> dict[str, list[str]]:
     dml = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
-    return {
-        sql: runtime.db.read(
-            lambda c, sql=sql: [row[3] for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-        )
-        for sql in dml
-    }
+    return {sql: sqlite_plan(runtime, sql) for sql in dml}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

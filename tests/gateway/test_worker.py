@@ -25,7 +25,7 @@ from msgine.server.storage._outbox import Claim, _FilterOnly
 from msgine.server.storage._tables import events as events_table
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
 from msgine.server.worker import MAX_JOB_ATTEMPTS, Job, Worker
-from support import make_settings
+from support import make_settings, sqlite_plan
 
 LEASE = timedelta(seconds=60)
 
@@ -119,12 +119,9 @@ def test_filter_only_conditions_are_cached_with_their_own_values(runtime: Any) -
     assert refs("none") == ([], CacheStats.CACHE_HIT)
 
 
-def _sqlite_plan(runtime: Runtime, claim: Claim) -> list[str]:
+def _claim_plan(runtime: Runtime, claim: Claim) -> list[str]:
     compiled = claim.statement.compile(dialect=runtime.db.write_engine.dialect)
-    params = [None] * len(compiled.positiontup or ())
-    sql = f"EXPLAIN QUERY PLAN {compiled.string}"
-    rows = runtime.db.read(lambda conn: conn.exec_driver_sql(sql, tuple(params)).all())
-    return [row[3] for row in rows]
+    return sqlite_plan(runtime, compiled.string, (None,) * len(compiled.positiontup or ()))
 
 
 def test_claims_walk_the_due_index_whatever_else_they_filter_by(tmp_path: Path) -> None:
@@ -141,7 +138,7 @@ def test_claims_walk_the_due_index_whatever_else_they_filter_by(tmp_path: Path) 
             (worker_claim, "ix_jobs_due_at"),
             (delivery_claim, "ix_webhook_deliveries_next_attempt_at"),
         ):
-            plan = _sqlite_plan(runtime, claim)
+            plan = _claim_plan(runtime, claim)
             assert any(f"USING INDEX {index}" in step for step in plan), plan
             assert not any("TEMP B-TREE" in step for step in plan), plan
     finally:
