@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
 import os
 import secrets
 import socket
@@ -45,6 +46,17 @@ def require_service(name: str, host: str, port: int) -> None:
         message = f"{name} does not answer at {host}:{port}"
         if IN_CI:
             pytest.fail(f"{message} (CI=true: .ci/run must start it)")
+        pytest.skip(message)
+
+
+def require_extra(module: str, extra: str) -> Any:
+    """Import an optional integration's module, or skip (fail under CI, which installs it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} is not installed: pip install -e '.[{extra}]' to run this test"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: .ci/run installs every extra)")
         pytest.skip(message)
 
 

@@ -8,9 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from msgine.webhooks import (
     CachedSecret,
@@ -24,6 +22,7 @@ from msgine.webhooks import (
     from_gcp_secret_manager,
     generate_secret,
 )
+from support import require_extra
 
 
 class Clock:
@@ -101,6 +100,9 @@ def test_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_aws_secrets_manager_with_botocore_stubber() -> None:
+    boto3 = require_extra("boto3", "aws")
+    from botocore.stub import Stubber
+
     value = generate_secret()
     client = boto3.client(
         "secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
