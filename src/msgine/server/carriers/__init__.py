@@ -1,5 +1,25 @@
-"""Carrier connectors: the interface and the built-in simulator."""
+"""Carrier connectors: the interface, and the adapters that implement it (one module each)."""
 
-from msgine.server.carriers._base import Carrier, SubmitRequest, SubmitResult
+from msgine.server.carriers._base import (
+    Carrier,
+    CarrierEvents,
+    CarrierHealth,
+    ConnectedCarrier,
+    InboundMessage,
+    Receipt,
+    ReceiptStatus,
+    SubmitRequest,
+    SubmitResult,
+)
 
-__all__ = ["Carrier", "SubmitRequest", "SubmitResult"]
+__all__ = [
+    "Carrier",
+    "CarrierEvents",
+    "CarrierHealth",
+    "ConnectedCarrier",
+    "InboundMessage",
+    "Receipt",
+    "ReceiptStatus",
+    "SubmitRequest",
+    "SubmitResult",
+]

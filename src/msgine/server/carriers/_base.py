@@ -1,29 +1,103 @@
-"""What the delivery worker needs from a carrier connector."""
+"""What the delivery worker needs from a carrier connector, and what a connector may call back.
+
+A connector is an adapter at the edge: the simulator, an SMPP session, an HTTP upstream. The
+worker hands it one :class:`SubmitRequest` per recipient; a connector that holds connections
+(SMPP binds, HTTP clients) is started with a :class:`CarrierEvents` sink through which it reports
+delivery receipts and mobile-originated messages. The sink's coroutines return only once the
+item is durably stored, so a connector acknowledges to its carrier (``deliver_sm_resp``, an HTTP
+200) after they return: a crash in between loses nothing, the carrier redelivers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+#: How a recipient's outcome reads after a receipt. ``sent`` is a non-final carrier state
+#: (accepted, en route); ``unknown`` means the carrier itself does not know.
+ReceiptStatus = Literal["sent", "delivered", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
 class SubmitRequest:
     """One recipient's submission. ``submit_key`` is stable across retries: a connector must
-    use it to make a repeated submit return the first result instead of sending again."""
+    use it to make a repeated submit return the first result instead of sending again (where
+    the carrier offers no such key, the framework's crash policy decides; see docs/carriers.md).
+
+    ``encoding`` and ``segments`` come from the gateway's own segmenter (``GSM-7`` or
+    ``UCS-2``), so every connector splits a long message the way the price was computed."""
 
     submit_key: str
     to: str = field(repr=False)
     sender: str | None
     content: str = field(repr=False)
     mode: str
+    encoding: str = "GSM-7"
+    segments: int = 1
+    want_receipt: bool = True
 
 
 @dataclass(frozen=True)
 class SubmitResult:
+    """A submit's outcome. ``accepted`` with a ``carrier_message_id`` means the carrier took it.
+
+    Otherwise: ``retryable`` puts the recipient back in the queue with backoff (honouring
+    ``retry_after`` seconds when the carrier said how long); ``failover`` means this carrier
+    cannot take this message now or ever (unbound, throttled past its budget, refuses the
+    destination), so the route's next carrier should; neither means it failed for good.
+    ``error_code`` is ours (``invalid_destination``, ``throttled``, ...); ``detail`` is the
+    carrier's own word for operators (an SMPP command status name, an HTTP status), never
+    personal data or a credential."""
+
     accepted: bool
     carrier_message_id: str | None = None
     error_code: str | None = None
     retryable: bool = False
+    failover: bool = False
+    retry_after: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery receipt, matched to a recipient by the carrier's message id."""
+
+    carrier_message_id: str
+    status: ReceiptStatus
+    #: The carrier's own state word (``DELIVRD``, ``UNDELIV``, ``delivered``...), for history.
+    carrier_state: str
+    error_code: str | None = None
+    done_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A mobile-originated message, already reassembled from its parts."""
+
+    sender: str = field(repr=False)
+    to: str | None = field(repr=False)
+    text: str = field(repr=False)
+    carrier_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CarrierHealth:
+    """What ``/readyz``, the metrics and ``msgine carriers status`` show of one carrier."""
+
+    state: Literal["up", "degraded", "down"]
+    binds_up: int = 0
+    binds_wanted: int = 0
+    window_in_use: int = 0
+    detail: str | None = None
+
+
+class CarrierEvents(Protocol):
+    """Implemented by the gateway; each coroutine returns once the item is durably stored."""
+
+    async def receipt(self, carrier: str, receipt: Receipt) -> None: ...
+
+    async def inbound(self, carrier: str, message: InboundMessage) -> None: ...
 
 
 class Carrier(Protocol):
@@ -34,3 +108,14 @@ class Carrier(Protocol):
     name: str
 
     async def submit(self, request: SubmitRequest) -> SubmitResult: ...
+
+
+@runtime_checkable
+class ConnectedCarrier(Carrier, Protocol):
+    """A connector that holds connections: started once per worker process, stopped at exit."""
+
+    async def start(self, events: CarrierEvents) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> CarrierHealth: ...
