@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
-from msgine.server.api import _limits
+from msgine.server.api import _docs, _limits
 from msgine.server.api._errors import error_response
 from msgine.server.api._middleware import (
     DirectRoutes,
@@ -78,6 +78,8 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         version="1.0",
         description="Self-hosted SMS gateway compatible with MsGine's messaging API.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by _docs: FastAPI's pages load a CDN
+        redoc_url=None,
         # The gateway reports through its own Prometheus metrics and logs; FastAPI's built-in
         # OpenTelemetry support would look up tracer and meter providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -113,6 +115,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         if install is not None:
             install(app)
     _limits.install(app)
+    _docs.install(app)
     return app
 
 

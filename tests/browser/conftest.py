@@ -1,0 +1,54 @@
+"""A real browser: Debian's Chromium, driven by Playwright (whose own browser download cannot be
+fetched here, so it is pointed at the system browser). Without Chromium these tests skip with
+the reason; under CI=true (where .ci/run installs it) they fail instead."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import IN_CI, require_extra
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"{message}: .ci/run installs it")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    sync_api = require_extra("playwright.sync_api", "dev")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """Where a test saves what it saw: test-output/screenshots/ (kept by CI as the run's output)."""
+    root = Path(request.config.rootpath) / "test-output" / "screenshots"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
