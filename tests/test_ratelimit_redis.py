@@ -270,3 +270,41 @@ async def test_background_probe_notices_recovery(private_redis: _PrivateRedis, p
         assert events[-1][0] == "ratelimit_storage_recovered"
     finally:
         await limiter.aclose()
+
+
+async def test_recovery_under_concurrent_load_switches_back_once(
+    private_redis: _PrivateRedis, prefix: str
+) -> None:
+    """Six clients hit the limiter while Redis restarts. Connections pooled before the restart
+    are dead; the gateway must not go back to Redis and fall off again on each of them."""
+    events: Events = []
+    limiter = RateLimiter(
+        private_redis.url, key_prefix=prefix, security_log=_recorder(events), probe_interval=0.2
+    )
+    stop = asyncio.Event()
+
+    async def client(n: int) -> None:
+        while not stop.is_set():
+            await limiter.hit("key", f"key_{n}", "1000000/minute")
+            await asyncio.sleep(0.005)
+
+    clients = [asyncio.create_task(client(n)) for n in range(6)]
+    try:
+        await asyncio.sleep(0.3)  # every client holds a pooled connection to the first server
+        private_redis.stop()
+        await asyncio.sleep(0.5)
+        assert limiter.degraded
+        private_redis.start()
+        for _ in range(300):  # readiness wait for the probe, not an assertion on timing
+            if not limiter.degraded:
+                break
+            await asyncio.sleep(0.02)
+        assert not limiter.degraded
+        await asyncio.sleep(1.0)  # the clients keep going on Redis: no fall-back again
+        assert not limiter.degraded
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+        await limiter.aclose()
+    changes = [e[0] for e in events if e[0].startswith("ratelimit_storage")]
+    assert changes == ["ratelimit_storage_degraded", "ratelimit_storage_recovered"]
