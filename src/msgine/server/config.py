@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # How long an account's limits, countries and daily cap are cached per process.
     rate_limit_policy_ttl: float = Field(default=5.0, ge=0, le=3600)
     rate_limit_redis_timeout: float = Field(default=0.3, gt=0, le=10)
+    # Exact in-process windows kept (about 1 KiB each); past it, a fixed 2 MiB sketch per
+    # (kind of limit, window) counts the rest. Bounds memory whatever clients send.
+    rate_limit_memory_windows: int = Field(default=20_000, ge=100, le=10_000_000)
     redis_key_prefix: str = Field(default="msgine", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     trusted_proxies: str = ""
 

@@ -54,6 +54,7 @@ def install(app: FastAPI) -> None:
         auth_failure_limit=settings.auth_failure_limit,
         lockout_seconds=settings.lockout_seconds,
         redis_timeout=settings.rate_limit_redis_timeout,
+        max_memory_windows=settings.rate_limit_memory_windows,
     )
     limits = ApiLimits(runtime, limiter)
     app.state.rate_limiter = limiter

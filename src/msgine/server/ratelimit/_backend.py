@@ -69,8 +69,12 @@ class MemoryStores:
     standin: bool  # True: memory standing in for an unreachable Redis
 
     @classmethod
-    def create(cls, strategy: str, *, standin: bool) -> MemoryStores:
-        return cls(MemoryWindows(strategy), MemoryWindows("moving-window"), standin)
+    def create(cls, strategy: str, *, standin: bool, max_windows: int) -> MemoryStores:
+        return cls(
+            MemoryWindows(strategy, max_windows),
+            MemoryWindows("moving-window", max_windows),
+            standin,
+        )
 
     def clear(self) -> None:
         self.main.clear()
@@ -95,13 +99,14 @@ class Backend:
         *,
         timeout: float,
         probe_interval: float,
+        max_windows: int,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(_STRATEGIES)}")
         self._log = security_log
         self._probe_interval = probe_interval
-        self.local = MemoryStores.create(strategy, standin=False)
-        self._standin = MemoryStores.create(strategy, standin=True)
+        self.local = MemoryStores.create(strategy, standin=False, max_windows=max_windows)
+        self._standin = MemoryStores.create(strategy, standin=True, max_windows=max_windows)
         self._pool: redis.asyncio.ConnectionPool[Any] | None = None
         self._shared: Strategies | None = None
         self._redis: RedisStorage | None = None

@@ -16,6 +16,7 @@ from ._evaluate import Outcome, Row, Win, specs
 from ._geo import GeoPolicy
 from ._identity import check_identity, check_namespace
 from ._lockout import Lockouts
+from ._memory import DEFAULT_MAX_WINDOWS
 
 IP_NAMESPACE = "ip"
 # Identities in these namespaces are not personal data and help an operator act on an event.
@@ -57,6 +58,7 @@ class RateLimiter:
         strict_namespaces: Sequence[str] = (IP_NAMESPACE,),
         redis_timeout: float = 0.3,
         probe_interval: float = 5.0,
+        max_memory_windows: int = DEFAULT_MAX_WINDOWS,
     ) -> None:
         if lockout_seconds < 1 or degraded_divisor < 1:
             raise ValueError("lockout_seconds and degraded_divisor must be at least 1")
@@ -69,6 +71,7 @@ class RateLimiter:
             self._log,
             timeout=redis_timeout,
             probe_interval=probe_interval,
+            max_windows=max_memory_windows,
         )
         self._lockouts = Lockouts(auth_failure_limit, lockout_seconds, degraded_divisor)
         self._divisor = degraded_divisor
