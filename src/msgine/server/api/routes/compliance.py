@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from msgine.server.accounts import Ceilings
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
@@ -193,7 +194,13 @@ async def patch_policy(
     actor, now = actor_of(request, principal), runtime.now()
     return await runtime.db.awrite(
         lambda conn: _policy.change(
-            conn, runtime.vault, principal.account_id, changes, actor=actor, now=now
+            conn,
+            runtime.vault,
+            principal.account_id,
+            changes,
+            actor=actor,
+            now=now,
+            ceilings=Ceilings.of(runtime.settings),
         )
     )
 
