@@ -578,6 +578,7 @@ def _emit_revoked(
         conn,
         vault,
         account_id=key["account_id"],
+        mode=key["mode"],
         event_type="key.revoked",
         now=now,
         fields={"status": "revoked"},

@@ -207,7 +207,12 @@ class ApiLimits:
         checks = await self._key_and_account(principal)
         decision = await self.limiter.hit_many(checks, cost=recipients - 1)
         if not decision.allowed:
-            raise decision.error()
+            error = decision.error()
+            if recipients > decision.limit:  # no wait will do: say so, and how many would
+                error.details.update(
+                    reason="too_many_recipients", recipients=recipients, limit=decision.limit
+                )
+            raise error
         setattr(request.state, _STATE_HEADERS, decision.headers())
 
     async def before_send(
