@@ -80,6 +80,7 @@ async def test_contact_events(api: Any, receiver: Receiver, opted_out: bool, kin
             conn,
             runtime.vault,
             account_id=api.account_id,
+            mode="test",  # the endpoint was registered with a test key
             opted_out=opted_out,
             phone=phone,
             phone_index=runtime.vault.blind_index(api.account_id, phone),
@@ -102,6 +103,7 @@ def test_unknown_event_types_are_refused(runtime: Any) -> None:
                 conn,
                 runtime.vault,
                 account_id="acc_x",
+                mode="live",
                 event_type="message.exploded",
                 now=runtime.now(),
             )

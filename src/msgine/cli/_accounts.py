@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, emit_json, runtime
+from msgine.cli._app import app, cli_actor, emit_json, runtime
 
 accounts = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(accounts, name="accounts")
@@ -44,3 +44,44 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     else:
         for item in items:
             typer.echo(f"{item['id']}\t{item['name']}")
+
+
+@accounts.command("set-daily-cap")
+def set_daily_cap(
+    account: Annotated[str, typer.Argument(help="Account id or name")],
+    cap: Annotated[
+        str, typer.Argument(help="Messages per day; 0 for no cap; 'default' for MSGINE_DAILY_CAP")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The operator's daily cap for one account (the account may only lower it)."""
+    from msgine.server.accounts import find_account, update_policy
+    from msgine.server.audit import record
+
+    value: int | None = None
+    if cap != "default":
+        if not cap.isdigit():
+            raise typer.BadParameter("CAP must be a whole number of messages, 0 or 'default'")
+        value = int(cap)
+    with runtime() as rt:
+        now = rt.now()
+
+        def apply(conn: Any) -> str:
+            account_id = str(find_account(conn, account)["id"])
+            update_policy(conn, account_id, {"operatorDailyCap": value})
+            record(
+                conn,
+                rt.vault,
+                cli_actor(),
+                "account.daily_cap_set",
+                now=now,
+                account_id=account_id,
+                details={"operatorDailyCap": value},
+            )
+            return account_id
+
+        account_id = rt.db.write(apply)
+    if as_json:
+        emit_json({"account": account_id, "operatorDailyCap": value})
+    else:
+        typer.echo(f"{account_id}\t{'default' if value is None else value}")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from msgine.server._ids import new_id
 from msgine.server.errors import NotFound
-from msgine.server.ratelimit import parse_limits
+from msgine.server.ratelimit import exceeded_windows, parse_limits
 from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts
+
+if TYPE_CHECKING:
+    from msgine.server.config import Settings
 
 DEFAULT_ACCOUNT_NAME = "default"
 
@@ -36,6 +41,9 @@ class AccountPolicy(BaseModel):
     retention_days: int = Field(default=30, ge=1, le=3650, alias="retentionDays")
     allowed_countries: list[str] | None = Field(default=None, alias="allowedCountries")
     daily_cap: int | None = Field(default=None, ge=1, alias="dailyCap")
+    # Set by the operator only (``msgine accounts set-daily-cap``): this account's ceiling in
+    # place of MSGINE_DAILY_CAP; 0 lifts the cap. ``dailyCap`` may only lower it.
+    operator_daily_cap: int | None = Field(default=None, ge=0, alias="operatorDailyCap")
     rate_limit: str | None = Field(default=None, alias="rateLimit")
     recipient_rate_limit: str | None = Field(default=None, alias="recipientRateLimit")
     keywords: dict[str, list[str]] | None = None
@@ -78,6 +86,61 @@ class AccountPolicy(BaseModel):
         except ValueError:
             raise ValueError("quiet hours are local times such as '08:00'") from None
         return value
+
+
+#: Policy fields only the operator sets (the CLI); an API PATCH may not name them.
+OPERATOR_FIELDS = frozenset({"operatorDailyCap"})
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The operator's limits, which an account's own settings may only tighten.
+
+    ``per_account`` and ``per_recipient`` are MSGINE_RATE_LIMIT_PER_ACCOUNT and
+    MSGINE_RATE_LIMIT_PER_RECIPIENT; ``default_daily_cap`` is MSGINE_DAILY_CAP (None: no cap), which
+    an account's ``operatorDailyCap`` replaces.
+    """
+
+    per_account: str
+    per_recipient: str
+    default_daily_cap: int | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Ceilings:
+        return cls(
+            per_account=settings.rate_limit_per_account,
+            per_recipient=settings.rate_limit_per_recipient,
+            default_daily_cap=settings.daily_cap or None,
+        )
+
+    def operator_cap(self, policy: AccountPolicy) -> int | None:
+        """The operator's daily cap for this account (None: none)."""
+        if policy.operator_daily_cap is not None:
+            return policy.operator_daily_cap or None
+        return self.default_daily_cap
+
+    def daily_cap(self, policy: AccountPolicy) -> int | None:
+        """Messages per day for this account: its own cap within the operator's."""
+        operator, own = self.operator_cap(policy), policy.daily_cap
+        if operator is None or own is None:
+            return own if operator is None else operator
+        return min(own, operator)
+
+    def exceeded(self, policy: AccountPolicy, fields: Iterable[str]) -> dict[str, Any]:
+        """Of ``fields`` (camelCase), those set above the operator's: {field: what exceeds}."""
+        found: dict[str, Any] = {}
+        chosen = set(fields)
+        for name, value, ceiling in (
+            ("rateLimit", policy.rate_limit, self.per_account),
+            ("recipientRateLimit", policy.recipient_rate_limit, self.per_recipient),
+        ):
+            windows = exceeded_windows(value, ceiling) if name in chosen and value else []
+            if windows:
+                found[name] = windows
+        cap = self.operator_cap(policy)
+        if "dailyCap" in chosen and cap is not None and (policy.daily_cap or 0) > cap:
+            found["dailyCap"] = cap
+        return found
 
 
 def create_account(conn: sa.Connection, name: str, now: datetime) -> str:

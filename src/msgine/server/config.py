@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     rate_limit_strategy: Literal["moving-window", "sliding-window", "fixed-window"] = (
         "moving-window"
     )
+    # Messages (recipients) per account per rolling day; 0 turns the cap off. Accounts may
+    # lower it; the operator raises it for one account with `msgine accounts set-daily-cap`.
+    daily_cap: int = Field(default=10_000, ge=0)
     auth_failure_limit: str = "10/5minutes"
     lockout_seconds: int = Field(default=900, ge=1, le=7 * 86400)
     # How long an account's limits, countries and daily cap are cached per process.

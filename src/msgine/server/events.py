@@ -1,6 +1,10 @@
 """Events: written in the same transaction as the change that caused them, with one pending
 webhook delivery per subscribed endpoint (the webhook outbox).
 
+Every event has the mode of what caused it: its body says ``"livemode": true|false`` and it
+goes only to endpoints registered in that mode (a test key's sends, simulated inbound and
+test-mode opt-outs never reach a live endpoint, nor live events a test one).
+
 The body is serialised once, here, encrypted at rest, and every delivery attempt sends exactly
 these bytes, so a signature can be checked against what was stored.
 """
@@ -40,6 +44,7 @@ _INSERT_DELIVERY = Direct(webhook_deliveries.insert())
 _SUBSCRIBERS = Direct(
     sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
         webhook_endpoints.c.account_id == sa.bindparam("account_id"),
+        webhook_endpoints.c.mode == sa.bindparam("mode"),
         webhook_endpoints.c.enabled.is_(True),
     )
 )
@@ -50,6 +55,7 @@ def emit(
     vault: Vault,
     *,
     account_id: str,
+    mode: str,
     event_type: str,
     now: datetime,
     fields: dict[str, Any] | None = None,
@@ -59,11 +65,14 @@ def emit(
     phone_index: str | None = None,
     callback_url: str | None = None,
 ) -> str:
-    """Store one event and queue its deliveries; returns the event id."""
+    """Store one event and queue its deliveries to the endpoints of its ``mode``; returns the
+    event id."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
+    if mode not in ("live", "test"):
+        raise ValueError("an event's mode is 'live' or 'test'")
     event_id = new_id("evt")
-    document: dict[str, Any] = {"id": event_id, "event": event_type}
+    document: dict[str, Any] = {"id": event_id, "event": event_type, "livemode": mode == "live"}
     document.update(fields or {})
     document["timestamp"] = iso(now)
     document["data"] = data or {}
@@ -73,6 +82,7 @@ def emit(
         {
             "id": event_id,
             "account_id": account_id,
+            "mode": mode,
             "type": event_type,
             "message_id": message_id,
             "recipient_id": recipient_id,
@@ -83,7 +93,7 @@ def emit(
     )
     targets: list[dict[str, Any]] = [
         {"endpoint_id": endpoint["id"], "url": None}
-        for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id})
+        for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id, "mode": mode})
         if not endpoint["events"] or event_type in endpoint["events"]
     ]
     if callback_url and event_type in MESSAGE_EVENTS:
@@ -120,6 +130,7 @@ def message_received(
         conn,
         vault,
         account_id=inbound["account_id"],
+        mode=inbound["mode"],
         event_type="message.received",
         now=now,
         fields={
@@ -140,6 +151,7 @@ def contact_changed(
     vault: Vault,
     *,
     account_id: str,
+    mode: str,
     opted_out: bool,
     phone: str,
     phone_index: str,
@@ -157,6 +169,7 @@ def contact_changed(
         conn,
         vault,
         account_id=account_id,
+        mode=mode,
         event_type="contact.opted_out" if opted_out else "contact.opted_in",
         now=now,
         fields={"status": "opted_out" if opted_out else "opted_in", "to": None, "from": phone},

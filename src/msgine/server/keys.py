@@ -26,7 +26,7 @@ from msgine.server._ids import new_id
 from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from msgine.server.ratelimit import parse_limits
+from msgine.server.ratelimit import exceeded_windows, parse_limits
 from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import api_keys
 
@@ -151,6 +151,130 @@ def create_key(
     return new
 
 
+@dataclass(frozen=True)
+class KeyRequest:
+    """What a key asks for when it creates a key through the API; None means "as mine"."""
+
+    mode: str | None = None
+    scopes: Sequence[str] | None = None
+    allowed_ips: Sequence[str] | None = None
+    expires_at: datetime | None = None
+    rate_limit: str | None = None
+
+
+def create_key_by(
+    conn: sa.Connection,
+    vault: Vault,
+    creator_id: str,
+    wanted: KeyRequest,
+    *,
+    now: datetime,
+    name: str,
+    key_ceiling: str,
+    actor: Actor,
+) -> NewKey:
+    """A key created by another key (the API): never stronger than its creator.
+
+    Whatever the request leaves out is the creator's own (mode, scopes, address list, expiry,
+    limit), so a restricted key makes restricted keys by default; whatever it asks for beyond
+    the creator's is refused (403 naming each axis). An explicit ``rate_limit`` must also keep
+    within the operator's per-key limit (MSGINE_RATE_LIMIT_PER_KEY). The CLI, the operator,
+    uses :func:`create_key` and may grant anything.
+    """
+    creator = get_key(conn, creator_id)
+    _check_rate_limit(wanted.rate_limit)
+    candidate: dict[str, Any] = {
+        "mode": wanted.mode or creator["mode"],
+        "scopes": parse_scopes(creator["scopes"] if wanted.scopes is None else wanted.scopes),
+        "allowed_ips": parse_networks(
+            creator["allowed_ips"] if wanted.allowed_ips is None else wanted.allowed_ips
+        ),
+        "expires_at": wanted.expires_at or creator["expires_at"],
+        "rate_limit": wanted.rate_limit or creator["rate_limit"],
+    }
+    exceeded = beyond(creator, candidate, key_ceiling)
+    if wanted.rate_limit is not None and exceeded_windows(wanted.rate_limit, key_ceiling):
+        exceeded.setdefault("rateLimit", exceeded_windows(wanted.rate_limit, key_ceiling))
+    refuse_if(exceeded, "The new key would be stronger than the key creating it")
+    return create_key(
+        conn,
+        vault,
+        account_id=creator["account_id"],
+        now=now,
+        name=name,
+        created_by=creator["id"],
+        actor=actor,
+        **candidate,
+    )
+
+
+def beyond(creator: dict[str, Any], key: dict[str, Any], key_ceiling: str) -> dict[str, Any]:
+    """Where ``key`` (a row or a candidate) grants more than ``creator``: {axis: what exceeds}.
+
+    Axes: mode (another than the creator's), scopes (not held), allowedIps (networks outside
+    every network of the creator's list; any list is inside "no list"), expiresAt (later than
+    the creator's, or none when it has one) and rateLimit (windows of the creator's effective
+    limit, its own or the operator's per-key default, not kept within).
+    """
+    exceeded: dict[str, Any] = {}
+    if key["mode"] != creator["mode"]:
+        exceeded["mode"] = key["mode"]
+    extra = sorted(set(key["scopes"]) - set(creator["scopes"]), key=SCOPES.index)
+    if extra:
+        exceeded["scopes"] = extra
+    wider = _outside(key["allowed_ips"], creator["allowed_ips"])
+    if wider is not None:
+        exceeded["allowedIps"] = wider
+    if creator["expires_at"] is not None and (
+        key["expires_at"] is None or key["expires_at"] > creator["expires_at"]
+    ):
+        exceeded["expiresAt"] = _iso(creator["expires_at"])
+    windows = exceeded_windows(
+        key["rate_limit"] or key_ceiling, creator["rate_limit"] or key_ceiling
+    )
+    if windows:
+        exceeded["rateLimit"] = windows
+    return exceeded
+
+
+def _outside(networks: Sequence[str], allowed: Sequence[str]) -> list[str] | None:
+    """The networks not inside any allowed one (None when all are, or nothing is restricted).
+    An empty ``networks`` means every address, wider than any list."""
+    if not allowed:
+        return None
+    if not networks:
+        return ["any address"]
+    parents = [ipaddress.ip_network(net) for net in allowed]
+    outside = [
+        net
+        for net in networks
+        if not any(_subnet(ipaddress.ip_network(net), parent) for parent in parents)
+    ]
+    return outside or None
+
+
+def _subnet(net: ipaddress.IPv4Network | ipaddress.IPv6Network, parent: Any) -> bool:
+    return net.version == parent.version and net.subnet_of(parent)
+
+
+def refuse_if(exceeded: dict[str, Any], message: str) -> None:
+    """403 ``forbidden`` naming each axis exceeded (never a secret: ids, scopes, limits)."""
+    if exceeded:
+        raise Forbidden(f"{message}: {', '.join(exceeded)}.", details={"exceeds": exceeded})
+
+
+def check_reissue(
+    conn: sa.Connection, caller_id: str, target: dict[str, Any], key_ceiling: str
+) -> None:
+    """Rotating or replacing ``target`` hands its new secret to the caller: refused unless the
+    target is no stronger than the calling key."""
+    caller = get_key(conn, caller_id)
+    refuse_if(
+        beyond(caller, target, key_ceiling),
+        "This key cannot issue a replacement for a key stronger than itself",
+    )
+
+
 def _check_rate_limit(rate_limit: str | None) -> None:
     """Refuse a limit string the limiter could not use, instead of storing it."""
     if rate_limit is None:
@@ -202,20 +326,30 @@ def _insert_key(
     return NewKey(record=get_key(conn, str(record["id"])), secret=secret)
 
 
-def get_key(conn: sa.Connection, key_id: str, account_id: str | None = None) -> dict[str, Any]:
+def get_key(
+    conn: sa.Connection, key_id: str, account_id: str | None = None, mode: str | None = None
+) -> dict[str, Any]:
+    """One key; with ``account_id`` and ``mode``, only one of that account and mode (a key of
+    the other mode is not found, as another account's is)."""
     query = sa.select(api_keys).where(api_keys.c.id == key_id)
     if account_id is not None:
         query = query.where(api_keys.c.account_id == account_id)
+    if mode is not None:
+        query = query.where(api_keys.c.mode == mode)
     row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound("API key not found.")
     return dict(row)
 
 
-def list_keys(conn: sa.Connection, account_id: str | None = None) -> list[dict[str, Any]]:
+def list_keys(
+    conn: sa.Connection, account_id: str | None = None, mode: str | None = None
+) -> list[dict[str, Any]]:
     query = sa.select(api_keys).order_by(api_keys.c.created_at)
     if account_id is not None:
         query = query.where(api_keys.c.account_id == account_id)
+    if mode is not None:
+        query = query.where(api_keys.c.mode == mode)
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
@@ -316,6 +450,7 @@ def rotate_key(
     now: datetime,
     grace: timedelta,
     account_id: str | None = None,
+    mode: str | None = None,
     created_by: str = "cli",
     actor: Actor = SYSTEM,
 ) -> NewKey:
@@ -324,7 +459,7 @@ def rotate_key(
         raise InvalidRequest(
             f"graceHours must be between 0 and {MAX_GRACE_HOURS}.", details={"field": "graceHours"}
         )
-    old = get_key(conn, key_id, account_id)
+    old = get_key(conn, key_id, account_id, mode)
     if key_state(old, now) != "active":
         raise InvalidRequest("Only an active key can be rotated.")
     new = issue_replacement(conn, vault, old, now=now, created_by=created_by)
@@ -370,12 +505,13 @@ def revoke_key(
     vault: Vault,
     reason: str = "revoked",
     account_id: str | None = None,
+    mode: str | None = None,
     actor: Actor = SYSTEM,
     replaced_by: str | None = None,
 ) -> dict[str, Any]:
     """Revoke at once (every process re-reads the key per request), audit it and raise
     ``key.revoked``. Revoking a revoked key changes and records nothing."""
-    record = get_key(conn, key_id, account_id)
+    record = get_key(conn, key_id, account_id, mode)
     if record["revoked_at"] is not None:
         return record
     values: dict[str, Any] = {"revoked_at": now, "revoked_reason": reason}
@@ -442,6 +578,7 @@ def _emit_revoked(
         conn,
         vault,
         account_id=key["account_id"],
+        mode=key["mode"],
         event_type="key.revoked",
         now=now,
         fields={"status": "revoked"},

@@ -19,10 +19,10 @@ from functools import lru_cache
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from msgine.server.accounts import AccountPolicy, policy_of
+from msgine.server.accounts import AccountPolicy, Ceilings, policy_of
 from msgine.server.api._deps import client_ip
 from msgine.server.config import Settings
-from msgine.server.errors import Unauthorized
+from msgine.server.errors import RateLimitRefusal, Unauthorized
 from msgine.server.keys import Principal
 from msgine.server.logging import security_event
 from msgine.server.messages._numbers import region_of
@@ -31,8 +31,10 @@ from msgine.server.ratelimit import (
     DESTINATION_NOT_ALLOWED,
     RECIPIENT_RATE_LIMITED,
     GeoPolicy,
+    RateDecision,
     RateLimiter,
     client_address,
+    exceeded_windows,
     parse_limits,
 )
 from msgine.server.ratelimit._address import UNKNOWN_ADDRESS
@@ -113,16 +115,34 @@ def _usable(text: str | None, default: str) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)
+def _within(text: str | None, ceiling: str) -> str:
+    """An account's own limit, or the operator's ``ceiling`` where it is unusable or looser
+    (a value stored before ceilings were enforced must not lift them either)."""
+    usable = _usable(text, ceiling)
+    if usable != ceiling and exceeded_windows(usable, ceiling):
+        security_event("ratelimit_above_ceiling", fallback="operator")
+        return ceiling
+    return usable
+
+
 def account_limits(policy: AccountPolicy, settings: Settings) -> AccountLimits:
     # AccountPolicy already holds upper-case ISO 3166 codes (validated when stored).
     countries = policy.allowed_countries
     geo = GeoPolicy(frozenset(countries)) if countries is not None else None
+    daily = Ceilings.of(settings).daily_cap(policy)
     return AccountLimits(
-        per_account=_usable(policy.rate_limit, settings.rate_limit_per_account),
-        per_recipient=_usable(policy.recipient_rate_limit, settings.rate_limit_per_recipient),
-        daily=f"{policy.daily_cap}/day" if policy.daily_cap else None,
+        per_account=_within(policy.rate_limit, settings.rate_limit_per_account),
+        per_recipient=_within(policy.recipient_rate_limit, settings.rate_limit_per_recipient),
+        daily=f"{daily}/day" if daily else None,
         geo=geo,
     )
+
+
+def _scoped(identity: str, mode: str) -> str:
+    """Test traffic counts apart from live (its own account, recipient and daily counts), so
+    a test key cannot use up what live traffic needs."""
+    return identity if mode == "live" else f"{identity}:test"
 
 
 class ApiLimits:
@@ -164,16 +184,36 @@ class ApiLimits:
             if isinstance(exc, Unauthorized):
                 await self.limiter.record_auth_failure(client_ip(request) or UNKNOWN_ADDRESS)
             return
-        account = await self.account(principal.account_id)
-        per_key = _usable(principal.rate_limit, self.settings.rate_limit_per_key)
-        decision = await self.limiter.hit_many(
-            [
-                ("key", principal.key_id, per_key),
-                ("account", principal.account_id, account.per_account),
-            ]
-        )
+        decision = await self.limiter.hit_many(await self._key_and_account(principal))
         if not decision.allowed:
             raise decision.error()
+        setattr(request.state, _STATE_HEADERS, decision.headers())
+
+    async def _key_and_account(self, principal: Principal) -> list[tuple[str, str, str]]:
+        account = await self.account(principal.account_id)
+        per_key = _usable(principal.rate_limit, self.settings.rate_limit_per_key)
+        return [
+            ("key", principal.key_id, per_key),
+            ("account", _scoped(principal.account_id, principal.mode), account.per_account),
+        ]
+
+    async def _count_recipients(
+        self, request: Request, principal: Principal, recipients: int
+    ) -> None:
+        """A send costs one unit of the key's and account's limits per recipient: the request
+        itself paid one when it was authenticated, the rest are paid here (429 if they do not
+        fit, and then nothing else is spent)."""
+        if recipients <= 1:
+            return
+        checks = await self._key_and_account(principal)
+        decision = await self.limiter.hit_many(checks, cost=recipients - 1)
+        if not decision.allowed:
+            error = decision.error()
+            if recipients > decision.limit:  # no wait will do: say so, and how many would
+                error.details.update(
+                    reason="too_many_recipients", recipients=recipients, limit=decision.limit
+                )
+            raise error
         setattr(request.state, _STATE_HEADERS, decision.headers())
 
     async def before_send(
@@ -185,17 +225,18 @@ class ApiLimits:
         are read first, the cap consumed, and only then the recipients' limits: a request the
         cap refuses spends nothing. Without a cap, one hit per recipient does it all.
         """
-        account_id = principal.account_id
+        account_id, mode = principal.account_id, principal.mode
         account = await self.account(account_id)
         numbers = list(dict.fromkeys(cmd.to))
+        await self._count_recipients(request, principal, len(numbers))
         rejected = self._outside_countries(account, account_id, numbers)
         candidates = [n for n in numbers if n not in rejected]
-        identities = {n: self._identity(account_id, n) for n in candidates}
+        identities = {n: _scoped(self._identity(account_id, n), mode) for n in candidates}
         if account.daily and candidates:
             over = await self._over_recipient_limit(account, identities, candidates, consume=False)
             rejected.update(over)
             candidates = [n for n in candidates if n not in over]
-            await self._within_daily_cap(account_id, account.daily, len(candidates))
+            await self._within_daily_cap(_scoped(account_id, mode), account.daily, len(candidates))
         rejected.update(await self._over_recipient_limit(account, identities, candidates))
         return rejected
 
@@ -220,11 +261,11 @@ class ApiLimits:
                 over[number] = RECIPIENT_RATE_LIMITED
         return over
 
-    async def _within_daily_cap(self, account_id: str, daily: str, count: int) -> None:
+    async def _within_daily_cap(self, identity: str, daily: str, count: int) -> None:
         if count:
-            decision = await self.limiter.hit("daily", account_id, daily, cost=count, report=False)
+            decision = await self.limiter.hit("daily", identity, daily, cost=count, report=False)
             if not decision.allowed:
-                raise decision.error()
+                raise daily_cap_error(decision)
 
     def _identity(self, account_id: str, number: str) -> str:
         # The blind index is a keyed, per-account HMAC: no number reaches the storage.
@@ -240,6 +281,18 @@ class ApiLimits:
             for n in numbers
             if not self.limiter.check_geo(account.geo, account_id, region_of(n))
         }
+
+
+def daily_cap_error(decision: RateDecision) -> RateLimitRefusal:
+    """429 ``rate_limit_exceeded`` saying it is the account's daily cap (``details.reason``)."""
+    error = decision.error()
+    return RateLimitRefusal(
+        f"This account's daily cap of {decision.limit} messages is reached; "
+        f"retry in {decision.retry_after} s.",
+        retry_after=decision.retry_after,
+        headers=error.headers,
+        details={**error.details, "reason": "daily_cap", "dailyCap": decision.limit},
+    )
 
 
 class RateLimitHeadersMiddleware:

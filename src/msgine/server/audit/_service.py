@@ -22,7 +22,7 @@ from msgine.server.audit._chain import (
     verify_chain,
 )
 from msgine.server.crypto import Vault
-from msgine.server.storage._tables import audit_log
+from msgine.server.storage._tables import api_keys, audit_log
 
 _PG_AUDIT_LOCK = 0x61756469
 
@@ -133,9 +133,21 @@ def view(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def list_entries(
-    conn: sa.Connection, account_id: str, *, limit: int, before_seq: int | None = None
+    conn: sa.Connection,
+    account_id: str,
+    *,
+    limit: int,
+    before_seq: int | None = None,
+    mode: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Newest first. With ``mode``, what a key of that mode may see: not the entries made by
+    the account's keys of the other mode (the operator's and the gateway's own are shown)."""
     query = sa.select(audit_log).where(audit_log.c.account_id == account_id)
+    if mode is not None:
+        other_keys = sa.select(api_keys.c.id).where(
+            api_keys.c.account_id == account_id, api_keys.c.mode != mode
+        )
+        query = query.where(audit_log.c.actor.not_in(other_keys))
     if before_seq is not None:
         query = query.where(audit_log.c.seq < before_seq)
     rows = conn.execute(query.order_by(audit_log.c.seq.desc()).limit(limit)).mappings()

@@ -1,5 +1,6 @@
 """The consent registry: who agreed to which messages, how, when, and when they withdrew.
 
+Each mode has its own registry: consents recorded with a test key count only for test sends.
 Rows are never overwritten: a new grant for a purpose closes the previous one ("superseded") and
 a withdrawal stamps the open one, so the whole history stays as evidence. Numbers and evidence
 are stored encrypted; rows are found by the number's blind index.
@@ -8,6 +9,7 @@ are stored encrypted; rows are found by the number's blind index.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,6 +23,8 @@ from msgine.server.events import iso
 from msgine.server.storage._tables import consents
 
 Purpose = Literal["marketing", "transactional"]
+#: Both worlds, for the operator's requests (privacy export and erasure from the CLI).
+MODES: tuple[str, ...] = ("live", "test")
 PURPOSES: tuple[Purpose, ...] = ("marketing", "transactional")
 MAX_EVIDENCE_BYTES = 4000
 
@@ -44,6 +48,7 @@ def _evidence_blob(vault: Vault, evidence: Any, consent_id: str) -> bytes | None
 def _close_open(
     conn: sa.Connection,
     account_id: str,
+    mode: str,
     phone_index: str,
     purposes: tuple[str, ...],
     now: datetime,
@@ -51,6 +56,7 @@ def _close_open(
 ) -> list[str]:
     where = (
         consents.c.account_id == account_id,
+        consents.c.mode == mode,
         consents.c.phone_index == phone_index,
         consents.c.purpose.in_(purposes),
         consents.c.withdrawn_at.is_(None),
@@ -70,6 +76,7 @@ def grant(
     vault: Vault,
     *,
     account_id: str,
+    mode: str,
     phone: str,
     phone_index: str,
     purpose: Purpose,
@@ -79,12 +86,13 @@ def grant(
     actor: Actor,
 ) -> str:
     """Record a consent; an open consent for the same purpose is closed as superseded."""
-    _close_open(conn, account_id, phone_index, (purpose,), now, "superseded")
+    _close_open(conn, account_id, mode, phone_index, (purpose,), now, "superseded")
     consent_id = new_id("cns")
     conn.execute(
         sa.insert(consents).values(
             id=consent_id,
             account_id=account_id,
+            mode=mode,
             phone=_encrypt(vault, phone, "phone", consent_id),
             phone_index=phone_index,
             purpose=purpose,
@@ -111,6 +119,7 @@ def withdraw(
     vault: Vault,
     *,
     account_id: str,
+    mode: str,
     phone_index: str,
     purpose: Purpose | None,
     now: datetime,
@@ -118,7 +127,7 @@ def withdraw(
 ) -> list[str]:
     """Withdraw the open consent for ``purpose`` (every purpose when None)."""
     purposes = PURPOSES if purpose is None else (purpose,)
-    closed = _close_open(conn, account_id, phone_index, purposes, now, "withdrawn")
+    closed = _close_open(conn, account_id, mode, phone_index, purposes, now, "withdrawn")
     if not closed:
         raise NotFound("No active consent for this number.")
     for consent_id in closed:
@@ -155,13 +164,19 @@ def _view(vault: Vault, row: Any) -> dict[str, Any]:
 
 
 def history(
-    conn: sa.Connection, vault: Vault, account_id: str, phone_indexes: list[str]
+    conn: sa.Connection,
+    vault: Vault,
+    account_id: str,
+    phone_indexes: list[str],
+    modes: Sequence[str] = MODES,
 ) -> list[dict[str, Any]]:
-    """Every consent record for the number, newest first (an open one before one it replaced
-    at the same instant)."""
+    """Every consent record for the number in ``modes``, newest first (an open one before one
+    it replaced at the same instant)."""
     rows = conn.execute(
         sa.select(consents).where(
-            consents.c.account_id == account_id, consents.c.phone_index.in_(phone_indexes)
+            consents.c.account_id == account_id,
+            consents.c.mode.in_(list(modes)),
+            consents.c.phone_index.in_(phone_indexes),
         )
     ).mappings()
     ordered = sorted(
@@ -171,10 +186,11 @@ def history(
 
 
 def summary(
-    conn: sa.Connection, vault: Vault, account_id: str, phone: str, phone_index: str
+    conn: sa.Connection, vault: Vault, account_id: str, mode: str, phone: str, phone_index: str
 ) -> dict[str, Any]:
-    """What the API shows for a number: whether each purpose is consented, and the history."""
-    items = history(conn, vault, account_id, [phone_index])
+    """What the API shows for a number in one mode: whether each purpose is consented, and the
+    history."""
+    items = history(conn, vault, account_id, [phone_index], (mode,))
     return {
         "phone": phone,
         "active": {p: any(i["active"] and i["purpose"] == p for i in items) for p in PURPOSES},

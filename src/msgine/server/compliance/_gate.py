@@ -41,9 +41,13 @@ def window_of(policy: AccountPolicy) -> QuietWindow:
 # few recipients, looked up one by one as direct statements (cheapest); a long list of
 # recipients is one IN query instead (``indexes`` expands per call).
 _POINT_LOOKUPS = 16
-_SUPPRESSED_WHERE = (suppressions.c.account_id == sa.bindparam("account_id"),)
+_SUPPRESSED_WHERE = (
+    suppressions.c.account_id == sa.bindparam("account_id"),
+    suppressions.c.mode == sa.bindparam("mode"),
+)
 _CONSENTED_WHERE = (
     consents.c.account_id == sa.bindparam("account_id"),
+    consents.c.mode == sa.bindparam("mode"),
     consents.c.purpose == sa.bindparam("purpose"),
     consents.c.withdrawn_at.is_(None),
 )
@@ -65,15 +69,19 @@ _CONSENTED_ANY = sa.select(consents.c.phone_index).where(
 )
 
 
-def suppressed_indexes(conn: sa.Connection, account_id: str, indexes: Sequence[str]) -> set[str]:
-    params = {"account_id": account_id}
+def suppressed_indexes(
+    conn: sa.Connection, account_id: str, mode: str, indexes: Sequence[str]
+) -> set[str]:
+    """The ``indexes`` on the account's suppression list of ``mode`` (test and live each
+    have their own: a simulated STOP never blocks a live send, nor lifts a real opt-out)."""
+    params = {"account_id": account_id, "mode": mode}
     return _present(conn, _SUPPRESSED_ONE, _SUPPRESSED_ANY, params, indexes)
 
 
 def consented_indexes(
-    conn: sa.Connection, account_id: str, indexes: Sequence[str], purpose: str
+    conn: sa.Connection, account_id: str, mode: str, indexes: Sequence[str], purpose: str
 ) -> set[str]:
-    params = {"account_id": account_id, "purpose": purpose}
+    params = {"account_id": account_id, "mode": mode, "purpose": purpose}
     return _present(conn, _CONSENTED_ONE, _CONSENTED_ANY, params, indexes)
 
 
@@ -94,6 +102,7 @@ def evaluate(
     conn: sa.Connection,
     *,
     account_id: str,
+    mode: str,
     policy: AccountPolicy,
     numbers: Sequence[str],
     indexes: Sequence[str],
@@ -107,10 +116,10 @@ def evaluate(
     A system reply (the confirmation of an opt-out, a help answer) answers the person who just
     wrote to us: it is exempt from the suppression list, so an opt-out can be confirmed.
     """
-    blocked = set() if system_reply else suppressed_indexes(conn, account_id, indexes)
+    blocked = set() if system_reply else suppressed_indexes(conn, account_id, mode, indexes)
     needs_consent = message_type == "marketing" and policy.marketing_requires_consent
     consented = (
-        consented_indexes(conn, account_id, indexes, "marketing") if needs_consent else set()
+        consented_indexes(conn, account_id, mode, indexes, "marketing") if needs_consent else set()
     )
     decisions = []
     for number, index in zip(numbers, indexes, strict=True):

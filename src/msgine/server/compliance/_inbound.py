@@ -2,6 +2,9 @@
 
 Runs inside the transaction that stores the inbound message, so the suppression change, its
 event, its audit entry and the reply are committed together with the message or not at all.
+An inbound message has a mode: simulated ones (test keys) change only the test world's list.
+Whoever injects a message through the API (the simulator) needs ``compliance:manage`` to lift an
+opt-out with it; a real phone's START needs nothing (it is the person who opted out).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from msgine.server.compliance._identification import (
 )
 from msgine.server.compliance._keywords import Category, KeywordLists, classify
 from msgine.server.crypto import Vault
+from msgine.server.errors import Forbidden
 from msgine.server.messages._service import accept_reply
 from msgine.server.storage._tables import inbound_messages
 
@@ -93,13 +97,17 @@ class _Context:
     def account_id(self) -> str:
         return str(self.inbound["account_id"])
 
+    @property
+    def mode(self) -> str:
+        return str(self.inbound["mode"])
+
     def reply(self, text: str) -> str:
         phone = self.inbound["from"]
         return accept_reply(
             self.conn,
             self.vault,
             account_id=self.account_id,
-            mode=self.inbound.get("mode") or "test",
+            mode="live" if self.mode == "live" else "test",
             to=phone,
             content=text,
             sender=self.inbound.get("to_number"),
@@ -114,6 +122,7 @@ class _Context:
             self.conn,
             self.vault,
             account_id=self.account_id,
+            mode=self.mode,
             opted_out=opted_out,
             phone=self.inbound["from"],
             phone_index=self.inbound["phone_index"],
@@ -138,6 +147,7 @@ def _opt_out(ctx: _Context) -> dict[str, Any]:
         ctx.conn,
         ctx.vault,
         account_id=ctx.account_id,
+        mode=ctx.mode,
         phone=ctx.inbound["from"],
         phone_index=ctx.inbound["phone_index"],
         reason=_suppressions.OPT_OUT,
@@ -152,7 +162,12 @@ def _opt_out(ctx: _Context) -> dict[str, Any]:
 
 
 def _opt_in(ctx: _Context) -> dict[str, Any]:
-    if not _suppressions.lift(ctx.conn, ctx.account_id, ctx.inbound["phone_index"]):
+    if not ctx.inbound.get("may_lift_opt_out", True):
+        raise Forbidden(
+            "Lifting an opt-out needs the 'compliance:manage' scope.",
+            details={"requiredScope": "compliance:manage"},
+        )
+    if not _suppressions.lift(ctx.conn, ctx.account_id, ctx.mode, ctx.inbound["phone_index"]):
         return {"changed": False}
     reply_id = ctx.reply(opt_in_confirmation(ctx.policy))
     ctx.announce(opted_out=False, keyword="opt_in")

@@ -14,17 +14,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from msgine.server.accounts import AccountPolicy, policy_of, update_policy
+from msgine.server.accounts import (
+    OPERATOR_FIELDS,
+    AccountPolicy,
+    Ceilings,
+    policy_of,
+    update_policy,
+)
 from msgine.server.audit import Actor, record
 from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, render_footer
 from msgine.server.compliance._inbound import KEYWORD_FIELDS, keyword_lists
 from msgine.server.compliance._quiet_hours import QuietWindow
 from msgine.server.crypto import Vault
-from msgine.server.errors import InvalidRequest
+from msgine.server.errors import Forbidden, InvalidRequest
 from msgine.server.ratelimit._parse import parse_limits
 
 #: The JSON names a PATCH may use (camelCase, as the API shows them).
-FIELDS = frozenset((info.alias or name) for name, info in AccountPolicy.model_fields.items())
+FIELDS = (
+    frozenset((info.alias or name) for name, info in AccountPolicy.model_fields.items())
+    - OPERATOR_FIELDS
+)
 
 
 def _invalid(field: str, message: str) -> InvalidRequest:
@@ -93,8 +102,18 @@ def change(
     *,
     actor: Actor,
     now: datetime,
+    ceilings: Ceilings,
 ) -> dict[str, Any]:
-    """Apply a partial update (camelCase names), validate the result, store it and audit it."""
+    """Apply a partial update (camelCase names), validate the result, store it and audit it.
+
+    Limits may only tighten the operator's ``ceilings``, window by window (403 naming each
+    field that would exceed them); the operator's own fields cannot be changed here at all.
+    """
+    reserved = sorted(set(changes) & OPERATOR_FIELDS)
+    if reserved:
+        raise Forbidden(
+            f"Only the operator sets {', '.join(reserved)}.", details={"exceeds": reserved}
+        )
     unknown = sorted(set(changes) - FIELDS)
     if unknown:
         raise InvalidRequest("Unknown policy fields.", details={"unknown": unknown})
@@ -108,6 +127,12 @@ def change(
         ]
         raise InvalidRequest("Invalid policy.", details={"errors": problems}) from None
     check_policy(candidate)
+    exceeded = ceilings.exceeded(candidate, changes)
+    if exceeded:
+        raise Forbidden(
+            f"Account limits may only tighten the operator's: {', '.join(exceeded)}.",
+            details={"exceeds": exceeded},
+        )
     stored = update_policy(conn, account_id, changes)
     record(
         conn,

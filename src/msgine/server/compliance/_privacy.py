@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from msgine.server.audit import Actor, record
 from msgine.server.compliance import _consents, _suppressions
+from msgine.server.compliance._consents import MODES
 from msgine.server.compliance._scrub import flush_log, zero_freed_space
 from msgine.server.compliance._subjects import UNLINKED, subject_indexes
 from msgine.server.crypto import Vault
@@ -36,6 +37,9 @@ from msgine.server.storage._tables import (
     webhook_deliveries,
 )
 
+#: The modes a request covers: the caller's own through the API, both for the operator.
+Modes = Sequence[str]
+
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else iso(value)
@@ -51,7 +55,7 @@ def _decrypt(vault: Vault, blob: bytes | None, table: str, column: str, row_id: 
 
 
 def _messages(
-    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str]
+    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str], modes: Modes
 ) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(
@@ -63,7 +67,11 @@ def _messages(
             messages.c.created_at,
         )
         .join(messages, messages.c.id == recipients.c.message_id)
-        .where(recipients.c.account_id == account_id, recipients.c.phone_index.in_(indexes))
+        .where(
+            recipients.c.account_id == account_id,
+            recipients.c.phone_index.in_(indexes),
+            messages.c.mode.in_(list(modes)),
+        )
         .order_by(messages.c.created_at, recipients.c.id)
     ).mappings()
     return [
@@ -87,13 +95,14 @@ def _messages(
 
 
 def _inbound(
-    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str]
+    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str], modes: Modes
 ) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(inbound_messages)
         .where(
             inbound_messages.c.account_id == account_id,
             inbound_messages.c.phone_index.in_(indexes),
+            inbound_messages.c.mode.in_(list(modes)),
         )
         .order_by(inbound_messages.c.received_at, inbound_messages.c.id)
     ).mappings()
@@ -111,11 +120,15 @@ def _inbound(
 
 
 def _events(
-    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str]
+    conn: sa.Connection, vault: Vault, account_id: str, indexes: Sequence[str], modes: Modes
 ) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(events)
-        .where(events.c.account_id == account_id, events.c.phone_index.in_(indexes))
+        .where(
+            events.c.account_id == account_id,
+            events.c.phone_index.in_(indexes),
+            events.c.mode.in_(list(modes)),
+        )
         .order_by(events.c.created_at, events.c.id)
     ).mappings()
     found = []
@@ -157,17 +170,18 @@ def _deliveries(conn: sa.Connection, event_ids: Sequence[str]) -> list[dict[str,
 
 
 def export_subject(
-    conn: sa.Connection, vault: Vault, account_id: str, phone: str
+    conn: sa.Connection, vault: Vault, account_id: str, phone: str, modes: Modes = MODES
 ) -> dict[str, Any]:
-    """Everything this account holds about ``phone``, decrypted."""
+    """Everything this account holds about ``phone`` in ``modes``, decrypted."""
     indexes = subject_indexes(vault, account_id, phone)
-    found_events = _events(conn, vault, account_id, indexes)
+    found_events = _events(conn, vault, account_id, indexes, modes)
+    suppression = (_suppressions.find(conn, vault, account_id, m, indexes[0]) for m in modes)
     return {
         "accountId": account_id,
-        "messages": _messages(conn, vault, account_id, indexes),
-        "inboundMessages": _inbound(conn, vault, account_id, indexes),
-        "consents": _consents.history(conn, vault, account_id, indexes),
-        "suppression": _suppressions.find(conn, vault, account_id, indexes[0]),
+        "messages": _messages(conn, vault, account_id, indexes, modes),
+        "inboundMessages": _inbound(conn, vault, account_id, indexes, modes),
+        "consents": _consents.history(conn, vault, account_id, indexes, modes),
+        "suppression": next((s for s in suppression if s is not None), None),
         "events": found_events,
         "webhookDeliveries": _deliveries(conn, [e["id"] for e in found_events]),
     }
@@ -194,14 +208,26 @@ def _ids(conn: sa.Connection, query: sa.Select[Any]) -> list[Any]:
 
 
 def _erase_recipients(
-    conn: sa.Connection, account_id: str, indexes: Sequence[str], now: datetime
+    conn: sa.Connection, account_id: str, indexes: Sequence[str], now: datetime, modes: Modes
 ) -> tuple[int, list[str]]:
     """Remove the number from its recipients; returns (count, ids of the messages touched)."""
-    where = (recipients.c.account_id == account_id, recipients.c.phone_index.in_(indexes))
-    message_ids = sorted(set(_ids(conn, sa.select(recipients.c.message_id).where(*where))))
-    count = conn.execute(
-        sa.update(recipients).where(*where).values(phone=None, phone_index=UNLINKED)
-    ).rowcount
+    found = conn.execute(
+        sa.select(recipients.c.id, recipients.c.message_id)
+        .join(messages, messages.c.id == recipients.c.message_id)
+        .where(
+            recipients.c.account_id == account_id,
+            recipients.c.phone_index.in_(indexes),
+            messages.c.mode.in_(list(modes)),
+        )
+    ).all()
+    message_ids = sorted({row.message_id for row in found})
+    count = 0
+    if found:
+        count = conn.execute(
+            sa.update(recipients)
+            .where(recipients.c.id.in_([row.id for row in found]))
+            .values(phone=None, phone_index=UNLINKED)
+        ).rowcount
     if not message_ids:
         return 0, []
     still_addressed = sa.select(recipients.c.message_id).where(
@@ -218,13 +244,15 @@ def _erase_recipients(
 
 
 def _erase_events(
-    conn: sa.Connection, account_id: str, indexes: Sequence[str], now: datetime
+    conn: sa.Connection, account_id: str, indexes: Sequence[str], now: datetime, modes: Modes
 ) -> tuple[int, int]:
     """Drop event bodies and their webhook deliveries; returns (events, deliveries)."""
     event_ids = _ids(
         conn,
         sa.select(events.c.id).where(
-            events.c.account_id == account_id, events.c.phone_index.in_(indexes)
+            events.c.account_id == account_id,
+            events.c.phone_index.in_(indexes),
+            events.c.mode.in_(list(modes)),
         ),
     )
     if not event_ids:
@@ -246,25 +274,33 @@ def _erase_events(
 
 
 def erase_subject(
-    conn: sa.Connection, vault: Vault, account_id: str, phone: str, now: datetime
+    conn: sa.Connection,
+    vault: Vault,
+    account_id: str,
+    phone: str,
+    now: datetime,
+    modes: Modes = MODES,
 ) -> dict[str, Any]:
-    """Erase ``phone`` from this account; returns counts (never the number)."""
+    """Erase ``phone`` from this account's ``modes``; returns counts (never the number)."""
     zero_freed_space(conn)
     indexes = subject_indexes(vault, account_id, phone)
-    recipient_count, message_ids = _erase_recipients(conn, account_id, indexes, now)
-    event_count, delivery_count = _erase_events(conn, account_id, indexes, now)
+    recipient_count, message_ids = _erase_recipients(conn, account_id, indexes, now, modes)
+    event_count, delivery_count = _erase_events(conn, account_id, indexes, now, modes)
     inbound_count = conn.execute(
         sa.delete(inbound_messages).where(
             inbound_messages.c.account_id == account_id,
             inbound_messages.c.phone_index.in_(indexes),
+            inbound_messages.c.mode.in_(list(modes)),
         )
     ).rowcount
     consent_count = conn.execute(
         sa.delete(consents).where(
-            consents.c.account_id == account_id, consents.c.phone_index.in_(indexes)
+            consents.c.account_id == account_id,
+            consents.c.phone_index.in_(indexes),
+            consents.c.mode.in_(list(modes)),
         )
     ).rowcount
-    kept = _suppressions.forget_number(conn, account_id, indexes[0])
+    kept = _suppressions.forget_number(conn, account_id, indexes[0], modes)
     return {
         "accountId": account_id,
         "messages": len(message_ids),
@@ -288,11 +324,12 @@ def export_number(
     *,
     actor: Actor,
     now: datetime,
+    modes: Modes = MODES,
 ) -> list[dict[str, Any]]:
     """Export from each account and audit it (sizes only); run in a write transaction."""
     found = []
     for account_id in account_ids:
-        export = export_subject(conn, vault, account_id, phone)
+        export = export_subject(conn, vault, account_id, phone, modes)
         record(
             conn,
             vault,
@@ -307,7 +344,12 @@ def export_number(
 
 
 def erase_number(
-    runtime: Runtime, account_ids: Sequence[str], phone: str, *, actor: Actor
+    runtime: Runtime,
+    account_ids: Sequence[str],
+    phone: str,
+    *,
+    actor: Actor,
+    modes: Modes = MODES,
 ) -> list[dict[str, Any]]:
     """Erase from each account in one transaction with its audit entries, then clear the
     embedded database's log of the old values. Blocking: call from a thread in async code."""
@@ -316,7 +358,7 @@ def erase_number(
     def apply(conn: sa.Connection) -> list[dict[str, Any]]:
         results = []
         for account_id in account_ids:
-            counts = erase_subject(conn, runtime.vault, account_id, phone, now)
+            counts = erase_subject(conn, runtime.vault, account_id, phone, now, modes)
             details = {k: v for k, v in counts.items() if k != "accountId"}
             record(
                 conn,

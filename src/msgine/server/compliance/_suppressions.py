@@ -1,12 +1,15 @@
 """The suppression list: numbers an account must not message (opt-outs).
 
-A row is keyed by the number's blind index, which is all the send path needs. The number itself
-is kept encrypted only so the list can be shown to the account; erasure removes it and keeps the
-index, so an erased person who opted out is still never messaged again.
+A row is keyed by the account, the mode and the number's blind index, which is all the send
+path needs: test traffic (the simulator) has a list of its own and never changes the live one.
+The number itself is kept encrypted only so the list can be shown to the account; erasure
+removes it and keeps the index, so an erased person who opted out is still never messaged
+again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +23,11 @@ from msgine.server.storage._tables import suppressions
 OPT_OUT = "opt_out"
 
 
-def _row_id(account_id: str, phone_index: str) -> str:
-    return f"{account_id}/{phone_index}"
+def _row_id(account_id: str, phone_index: str, mode: str = "live") -> str:
+    """The row's name in its values' encryption (live rows keep the name they always had)."""
+    if mode == "live":
+        return f"{account_id}/{phone_index}"
+    return f"{account_id}/{mode}/{phone_index}"
 
 
 def suppress(
@@ -29,6 +35,7 @@ def suppress(
     vault: Vault,
     *,
     account_id: str,
+    mode: str,
     phone: str,
     phone_index: str,
     reason: str,
@@ -36,12 +43,12 @@ def suppress(
     now: datetime,
 ) -> bool:
     """Add a number; False when it was already on the list (the first entry is kept)."""
+    row_id = _row_id(account_id, phone_index, mode)
     values = {
         "account_id": account_id,
+        "mode": mode,
         "phone_index": phone_index,
-        "phone": vault.encrypt_str(
-            phone, table="suppressions", column="phone", row_id=_row_id(account_id, phone_index)
-        ),
+        "phone": vault.encrypt_str(phone, table="suppressions", column="phone", row_id=row_id),
         "reason": reason,
         "source": source,
         "created_at": now,
@@ -53,21 +60,29 @@ def suppress(
     return added is not None
 
 
-def lift(conn: sa.Connection, account_id: str, phone_index: str) -> bool:
-    """Remove a number from the list; False when it was not on it."""
+def lift(conn: sa.Connection, account_id: str, mode: str, phone_index: str) -> bool:
+    """Remove a number from the list of ``mode``; False when it was not on it."""
     result = conn.execute(
         sa.delete(suppressions).where(
-            suppressions.c.account_id == account_id, suppressions.c.phone_index == phone_index
+            suppressions.c.account_id == account_id,
+            suppressions.c.mode == mode,
+            suppressions.c.phone_index == phone_index,
         )
     )
     return bool(result.rowcount)
 
 
-def forget_number(conn: sa.Connection, account_id: str, phone_index: str) -> bool:
+def forget_number(
+    conn: sa.Connection, account_id: str, phone_index: str, modes: Sequence[str]
+) -> bool:
     """Erasure: drop the stored number, keep the keyed index (and so the block)."""
     result = conn.execute(
         sa.update(suppressions)
-        .where(suppressions.c.account_id == account_id, suppressions.c.phone_index == phone_index)
+        .where(
+            suppressions.c.account_id == account_id,
+            suppressions.c.mode.in_(list(modes)),
+            suppressions.c.phone_index == phone_index,
+        )
         .values(phone=None)
     )
     return bool(result.rowcount)
@@ -80,7 +95,7 @@ def _view(vault: Vault, row: Any) -> dict[str, Any]:
             row["phone"],
             table="suppressions",
             column="phone",
-            row_id=_row_id(row["account_id"], row["phone_index"]),
+            row_id=_row_id(row["account_id"], row["phone_index"], row["mode"]),
         )
     return {
         "phone": phone,
@@ -92,12 +107,13 @@ def _view(vault: Vault, row: Any) -> dict[str, Any]:
 
 
 def find(
-    conn: sa.Connection, vault: Vault, account_id: str, phone_index: str
+    conn: sa.Connection, vault: Vault, account_id: str, mode: str, phone_index: str
 ) -> dict[str, Any] | None:
     row = (
         conn.execute(
             sa.select(suppressions).where(
                 suppressions.c.account_id == account_id,
+                suppressions.c.mode == mode,
                 suppressions.c.phone_index == phone_index,
             )
         )
@@ -108,16 +124,16 @@ def find(
 
 
 def list_page(
-    conn: sa.Connection, vault: Vault, account_id: str, *, page: int, limit: int
+    conn: sa.Connection, vault: Vault, account_id: str, mode: str, *, page: int, limit: int
 ) -> dict[str, Any]:
-    """The account's list, newest first. Erased entries show no number."""
-    where = suppressions.c.account_id == account_id
+    """The account's list of ``mode``, newest first. Erased entries show no number."""
+    where = (suppressions.c.account_id == account_id, suppressions.c.mode == mode)
     total = conn.execute(
-        sa.select(sa.func.count()).select_from(suppressions).where(where)
+        sa.select(sa.func.count()).select_from(suppressions).where(*where)
     ).scalar_one()
     rows = conn.execute(
         sa.select(suppressions)
-        .where(where)
+        .where(*where)
         .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
         .limit(limit)
         .offset((page - 1) * limit)

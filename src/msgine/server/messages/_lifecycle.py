@@ -80,21 +80,22 @@ def recheck(conn: sa.Connection, outs: Sequence[Outgoing], now: datetime) -> lis
     are evaluated together, so a batch costs one policy read and one gate per account.
     """
     decisions: dict[int, Decision] = {}
-    groups: dict[tuple[str, MessageType, bool], list[tuple[int, str, str]]] = {}
+    groups: dict[tuple[str, str, MessageType, bool], list[tuple[int, str, str]]] = {}
     for position, out in enumerate(outs):
         if out.to is None:
             decisions[position] = Decision("rejected", "erased")
             continue
         kind: MessageType = "marketing" if out.type == "marketing" else "transactional"
-        group = (out.account_id, kind, out.key_id == SYSTEM_REPLY_KEY_ID)
+        group = (out.account_id, out.mode, kind, out.key_id == SYSTEM_REPLY_KEY_ID)
         groups.setdefault(group, []).append((position, out.to, out.phone_index))
     policies: dict[str, AccountPolicy] = {}
-    for (account_id, kind, system_reply), members in groups.items():
+    for (account_id, mode, kind, system_reply), members in groups.items():
         if account_id not in policies:
             policies[account_id] = policy_of(conn, account_id)
         found = evaluate(
             conn,
             account_id=account_id,
+            mode=mode,
             policy=policies[account_id],
             numbers=[to for _, to, _ in members],
             indexes=[index for _, _, index in members],
@@ -143,6 +144,7 @@ _LOCK_MESSAGE = Direct(
     sa.select(
         messages.c.id,
         messages.c.account_id,
+        messages.c.mode,
         messages.c.sender,
         messages.c.segments,
         messages.c.callback_url,
@@ -164,6 +166,7 @@ _SET_SOLE_STATUS = Direct(
     .returning(
         messages.c.id,
         messages.c.account_id,
+        messages.c.mode,
         messages.c.sender,
         messages.c.segments,
         messages.c.callback_url,
@@ -255,6 +258,7 @@ def _emit_status_event(
         conn,
         vault,
         account_id=message["account_id"],
+        mode=message["mode"],
         event_type=_EVENT[status],
         now=now,
         fields={

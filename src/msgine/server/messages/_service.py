@@ -128,8 +128,10 @@ _INSERT_RECIPIENTS = Direct(recipients.insert())
 _INSERT_STATUS_EVENTS = Direct(status_events.insert())
 _INSERT_JOBS = Direct(jobs.insert())
 _INSERT_IDEMPOTENCY_KEY = Direct(idempotency_keys.insert())
+# Scoped by account and mode: a test key never replays (nor collides with) a live request.
 _IDEMPOTENCY_WHERE = (
     idempotency_keys.c.account_id == sa.bindparam("account_id"),
+    idempotency_keys.c.mode == sa.bindparam("mode"),
     idempotency_keys.c.key == sa.bindparam("key"),
 )
 _IDEMPOTENCY_KEY = Direct(sa.select(idempotency_keys).where(*_IDEMPOTENCY_WHERE))
@@ -137,11 +139,11 @@ _DELETE_IDEMPOTENCY_KEY = Direct(sa.delete(idempotency_keys).where(*_IDEMPOTENCY
 
 
 def _replay(
-    conn: sa.Connection, vault: Vault, account_id: str, cmd: SendCommand, now: datetime
+    conn: sa.Connection, vault: Vault, principal: Principal, cmd: SendCommand, now: datetime
 ) -> SendResult | None:
     if cmd.idempotency_key is None:
         return None
-    where = {"account_id": account_id, "key": cmd.idempotency_key}
+    where = {"account_id": principal.account_id, "mode": principal.mode, "key": cmd.idempotency_key}
     row = _IDEMPOTENCY_KEY.first(conn, where)
     if row is None:
         return None
@@ -157,7 +159,11 @@ def _replay(
 
 
 def _idem_row_id(row: Mapping[Any, Any]) -> str:
-    return f"{row['account_id']}/{row['key']}"
+    """The stored response's name in its encryption (live rows keep the name they always
+    had; a test row's names its mode, so neither decrypts as the other)."""
+    if row["mode"] == "live":
+        return f"{row['account_id']}/{row['key']}"
+    return f"{row['account_id']}/{row['mode']}/{row['key']}"
 
 
 def accept(
@@ -178,7 +184,7 @@ def accept(
     (rate limits, geo permissions); those recipients are rejected, the others go ahead.
     ``system_reply`` marks an opt-out confirmation or help answer (see ``accept_reply``).
     """
-    replay = _replay(conn, vault, principal.account_id, cmd, now)
+    replay = _replay(conn, vault, principal, cmd, now)
     if replay is not None:
         return replay
     account_id = principal.account_id
@@ -190,6 +196,7 @@ def accept(
     decisions = evaluate(
         conn,
         account_id=account_id,
+        mode=principal.mode,
         policy=policy,
         numbers=cmd.to,
         indexes=indexes,
@@ -272,12 +279,12 @@ def accept(
     _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if cmd.idempotency_key is not None:
-        row_id = f"{account_id}/{cmd.idempotency_key}"
+        key = {"account_id": account_id, "mode": principal.mode, "key": cmd.idempotency_key}
+        row_id = _idem_row_id(key)
         _INSERT_IDEMPOTENCY_KEY.execute(
             conn,
             {
-                "account_id": account_id,
-                "key": cmd.idempotency_key,
+                **key,
                 "request_hash": cmd.request_hash,
                 "message_id": message_id,
                 "response": vault.encrypt(
@@ -343,11 +350,14 @@ def accept_reply(
 
 
 def get_message(
-    conn: sa.Connection, vault: Vault, account_id: str, message_id: str
+    conn: sa.Connection, vault: Vault, account_id: str, message_id: str, mode: str | None = None
 ) -> dict[str, Any]:
-    """One message of this account; another account's id is simply not found."""
+    """One message of this account (and ``mode``); another account's or mode's id is simply
+    not found."""
     found = _views.load(conn, [message_id])
     if not found or found[0][0]["account_id"] != account_id:
+        raise NotFound("Message not found.")
+    if mode is not None and found[0][0]["mode"] != mode:
         raise NotFound("Message not found.")
     message, rcpts = found[0]
     return _views.render(message, rcpts, vault)
@@ -361,8 +371,11 @@ def list_messages(
     page: int,
     limit: int,
     status: str | None = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     where: list[sa.ColumnElement[bool]] = [messages.c.account_id == account_id]
+    if mode is not None:
+        where.append(messages.c.mode == mode)
     if status:
         where.append(messages.c.status == status)
     total = conn.execute(

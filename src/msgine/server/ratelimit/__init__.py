@@ -9,7 +9,7 @@ from ._decision import RateDecision, combine
 from ._geo import GeoPolicy
 from ._identity import opaque_identity
 from ._limiter import IP_NAMESPACE, RateLimiter
-from ._parse import parse_limits
+from ._parse import exceeded_windows, parse_limits
 from ._policy import (
     DEFAULT_PER_ACCOUNT,
     DEFAULT_PER_ADDRESS,
@@ -35,6 +35,7 @@ __all__ = [
     "address_bucket",
     "client_address",
     "combine",
+    "exceeded_windows",
     "opaque_identity",
     "parse_limits",
 ]

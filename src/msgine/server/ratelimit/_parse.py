@@ -85,3 +85,33 @@ def as_items(limits: str | Sequence[RateLimitItem]) -> tuple[RateLimitItem, ...]
     if not limits.strip():
         raise ValueError("a rate limit must be a non-empty string such as '100/minute'")
     return _parse_cached(limits.strip())
+
+
+def _window_seconds(item: RateLimitItem) -> int:
+    return int(item.get_expiry())
+
+
+def exceeded_windows(limits: str, ceiling: str) -> list[str]:
+    """The windows of ``ceiling`` that ``limits`` does not keep within, as limit strings.
+
+    A ceiling of A per window W is kept when some limit of B per window V guarantees at most A
+    in any W: B * ceil(W / V) <= A (with V >= W that is just B <= A). So ``1/day`` keeps within
+    ``10/hour``, ``1/second`` within ``60/minute``, and ``5/minute`` does not keep within
+    ``10/hour``. Used where an operator setting or a creating key is a ceiling that accounts
+    and keys may only tighten.
+    """
+    mine = [(item.amount, _window_seconds(item)) for item in as_items(limits)]
+    exceeded = []
+    for cap in as_items(ceiling):
+        window = _window_seconds(cap)
+        if not any(amount * -(-window // length) <= cap.amount for amount, length in mine):
+            exceeded.append(_notation(cap))
+    return exceeded
+
+
+def _notation(item: RateLimitItem) -> str:
+    """``10/hour`` or ``10/5minutes``: the item in the notation it was written in."""
+    name = item.GRANULARITY.name
+    return (
+        f"{item.amount}/{name}" if item.multiples == 1 else f"{item.amount}/{item.multiples}{name}s"
+    )

@@ -87,6 +87,11 @@ def _account() -> sa.Column[Any]:
     return sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), nullable=False)
 
 
+def _mode() -> sa.Column[Any]:
+    """Test or live: each mode is a world of its own within an account (docs/test-and-live.md)."""
+    return sa.Column("mode", sa.String(4), nullable=False)
+
+
 def _partial(name: str, columns: list[str], where: sa.TextClause) -> sa.Index:
     """An index of only the rows ``where`` selects (SQLite and PostgreSQL both have them)."""
     return sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
@@ -221,6 +226,7 @@ idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
     sa.Column("account_id", Id, primary_key=True),
+    sa.Column("mode", sa.String(4), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_hash", sa.String(64), nullable=False),
     # Erasure and retention remove a message's stored response by its id.
@@ -235,6 +241,7 @@ inbound_messages = sa.Table(
     metadata,
     _id(),
     _account(),
+    _mode(),
     sa.Column("phone", sa.LargeBinary),
     sa.Column("phone_index", sa.String(32), nullable=False),
     sa.Column("to_number", sa.String(32)),
@@ -252,6 +259,7 @@ webhook_endpoints = sa.Table(
     metadata,
     _id(),
     _account(),
+    _mode(),
     sa.Column("url", sa.String(2048), nullable=False),
     sa.Column("events", sa.JSON, nullable=False),
     sa.Column("description", sa.String(500)),
@@ -271,6 +279,7 @@ events = sa.Table(
     metadata,
     _id(),
     _account(),
+    _mode(),
     sa.Column("type", sa.String(40), nullable=False),
     sa.Column("message_id", Id, index=True),
     sa.Column("recipient_id", Id),
@@ -320,6 +329,7 @@ consents = sa.Table(
     metadata,
     _id(),
     _account(),
+    _mode(),
     sa.Column("phone", sa.LargeBinary),
     sa.Column("phone_index", sa.String(32), nullable=False),
     sa.Column("purpose", sa.String(32), nullable=False),
@@ -335,6 +345,7 @@ suppressions = sa.Table(
     "suppressions",
     metadata,
     sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("mode", sa.String(4), primary_key=True),
     sa.Column("phone_index", sa.String(32), primary_key=True),
     sa.Column("phone", sa.LargeBinary),
     sa.Column("reason", sa.String(32), nullable=False),

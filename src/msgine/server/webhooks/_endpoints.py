@@ -1,9 +1,10 @@
 """Webhook endpoints of an account: registration, secrets and rotation, deliveries log, replay.
 
 Domain functions taking a connection, so the API and the CLI share them and each change lands in
-one transaction together with its audit entry. Secrets are stored encrypted, bound to their row
-and column; they leave this module only as the return value of create and rotate (shown once) and
-as the signing keys the dispatcher asks for.
+one transaction together with its audit entry. An endpoint has the mode of the key that
+registered it: it receives only that mode's events, and only keys of that mode see or change it.
+Secrets are stored encrypted, bound to their row and column; they leave this module only as the
+return value of create and rotate (shown once) and as the signing keys the dispatcher asks for.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def create_endpoint(
     actor: Actor,
     *,
     account_id: str,
+    mode: str,
     url: str,
     subscribed: list[str],
     description: str | None,
@@ -115,6 +117,7 @@ def create_endpoint(
         sa.insert(webhook_endpoints).values(
             id=endpoint_id,
             account_id=account_id,
+            mode=mode,
             url=url,
             events=subscribed,
             description=description,
@@ -132,32 +135,34 @@ def create_endpoint(
         now=now,
         target=endpoint_id,
         account_id=account_id,
-        details={"events": subscribed or [ALL_EVENTS]},
+        details={"events": subscribed or [ALL_EVENTS], "mode": mode},
     )
-    return get_endpoint(conn, account_id, endpoint_id), secret
+    return get_endpoint(conn, account_id, endpoint_id, mode), secret
 
 
-def get_endpoint(conn: sa.Connection, account_id: str, endpoint_id: str) -> dict[str, Any]:
-    row = (
-        conn.execute(
-            sa.select(webhook_endpoints).where(
-                webhook_endpoints.c.id == endpoint_id,
-                webhook_endpoints.c.account_id == account_id,
-            )
-        )
-        .mappings()
-        .first()
+def get_endpoint(
+    conn: sa.Connection, account_id: str, endpoint_id: str, mode: str | None = None
+) -> dict[str, Any]:
+    """One endpoint of the account (and of ``mode``: the other mode's are not found)."""
+    query = sa.select(webhook_endpoints).where(
+        webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.account_id == account_id
     )
+    if mode is not None:
+        query = query.where(webhook_endpoints.c.mode == mode)
+    row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound("Webhook endpoint not found.")
     return dict(row)
 
 
-def list_endpoints(conn: sa.Connection, account_id: str) -> list[dict[str, Any]]:
+def list_endpoints(
+    conn: sa.Connection, account_id: str, mode: str | None = None
+) -> list[dict[str, Any]]:
+    query = sa.select(webhook_endpoints).where(webhook_endpoints.c.account_id == account_id)
+    if mode is not None:
+        query = query.where(webhook_endpoints.c.mode == mode)
     rows = conn.execute(
-        sa.select(webhook_endpoints)
-        .where(webhook_endpoints.c.account_id == account_id)
-        .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+        query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
     ).mappings()
     return [dict(r) for r in rows]
 
@@ -171,12 +176,13 @@ def update_endpoint(
     endpoint_id: str,
     changes: dict[str, Any],
     now: datetime,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Apply ``changes`` (url, events, description, enabled; the URL already checked).
 
     Re-enabling forgets the failure streak, so the five-day clock starts again.
     """
-    current = get_endpoint(conn, account_id, endpoint_id)
+    current = get_endpoint(conn, account_id, endpoint_id, mode)
     values: dict[str, Any] = {k: v for k, v in changes.items() if k in _UPDATABLE}
     if values.get("enabled") is True and not current["enabled"]:
         values.update(disabled_reason=None, first_failure_at=None)
@@ -198,7 +204,7 @@ def update_endpoint(
         account_id=account_id,
         details={"fields": sorted(values)},
     )
-    return get_endpoint(conn, account_id, endpoint_id)
+    return get_endpoint(conn, account_id, endpoint_id, mode)
 
 
 _UPDATABLE: Final = frozenset({"url", "events", "description", "enabled"})
@@ -212,9 +218,10 @@ def delete_endpoint(
     account_id: str,
     endpoint_id: str,
     now: datetime,
+    mode: str | None = None,
 ) -> None:
     """Remove the endpoint; its pending deliveries are cancelled (their history stays)."""
-    get_endpoint(conn, account_id, endpoint_id)
+    get_endpoint(conn, account_id, endpoint_id, mode)
     cancel_pending(conn, endpoint_id, now, reason="endpoint_deleted")
     conn.execute(sa.delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
     record(
@@ -302,9 +309,10 @@ def rotate_endpoint_secret(
     endpoint_id: str,
     grace: timedelta,
     now: datetime,
+    mode: str | None = None,
 ) -> NewSecret:
     """A new secret; the current one keeps signing (as a second signature) for ``grace``."""
-    row = get_endpoint(conn, account_id, endpoint_id)
+    row = get_endpoint(conn, account_id, endpoint_id, mode)
     old = vault.decrypt_str(row["secret"], row_id=endpoint_id, **_ENDPOINT_SECRET)
     secret = generate_secret()
     expires = now + grace if grace > timedelta(0) else None
@@ -443,9 +451,10 @@ def list_deliveries(
     *,
     limit: int,
     status: str | None = None,
+    mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Newest deliveries of one endpoint, each with its attempts (oldest first)."""
-    get_endpoint(conn, account_id, endpoint_id)
+    get_endpoint(conn, account_id, endpoint_id, mode)
     query = (
         sa.select(webhook_deliveries, events.c.type)
         .join(events, events.c.id == webhook_deliveries.c.event_id)
@@ -490,9 +499,10 @@ def replay_delivery(
     endpoint_id: str,
     delivery_id: str,
     now: datetime,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Queue the same event (same id, same bytes) to the endpoint again, as a new delivery."""
-    endpoint = get_endpoint(conn, account_id, endpoint_id)
+    endpoint = get_endpoint(conn, account_id, endpoint_id, mode)
     original = (
         conn.execute(
             sa.select(webhook_deliveries).where(
@@ -539,7 +549,7 @@ def replay_delivery(
         account_id=account_id,
         details={"endpointId": endpoint_id, "replayOf": delivery_id},
     )
-    rows = list_deliveries(conn, account_id, endpoint_id, limit=MAX_DELIVERY_PAGE)
+    rows = list_deliveries(conn, account_id, endpoint_id, limit=MAX_DELIVERY_PAGE, mode=mode)
     return next(r for r in rows if r["id"] == replay_id)
 
 
@@ -551,6 +561,7 @@ def endpoint_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "url": row["url"],
+        "livemode": row["mode"] == "live",
         "events": row["events"] or [ALL_EVENTS],
         "description": row["description"],
         "enabled": row["enabled"],

@@ -42,7 +42,9 @@ async def list_audit(
     """The caller's account's audit entries, newest first; page with ``before=nextBefore``."""
     runtime = runtime_of(request)
     entries = await runtime.db.aread(
-        lambda conn: list_entries(conn, principal.account_id, limit=limit, before_seq=before)
+        lambda conn: list_entries(
+            conn, principal.account_id, limit=limit, before_seq=before, mode=principal.mode
+        )
     )
     next_before = entries[-1]["seq"] if len(entries) == limit else None
     return {"entries": entries, "nextBefore": next_before}

@@ -1,6 +1,8 @@
 """Routes: consents, suppressions, privacy requests and the account's compliance policy.
 
-Every route needs the ``compliance:manage`` scope and acts on the caller's own account only.
+Every route needs the ``compliance:manage`` scope and acts on the caller's own account only,
+and on the caller's mode only: a test key's consents, opt-outs, exports and erasures are the
+test world's (the CLI, the operator, acts on both).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from msgine.server.accounts import Ceilings
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
@@ -62,6 +65,7 @@ async def put_consent(
             conn,
             runtime.vault,
             account_id=principal.account_id,
+            mode=principal.mode,
             phone=number,
             phone_index=index,
             purpose=body.purpose,
@@ -70,17 +74,23 @@ async def put_consent(
             now=now,
             actor=actor,
         )
-        return _consents.summary(conn, runtime.vault, principal.account_id, number, index)
+        return _summary(conn, runtime, principal, number, index)
 
     return await runtime.db.awrite(apply)
+
+
+def _summary(
+    conn: Any, runtime: Runtime, principal: Principal, number: str, index: str
+) -> dict[str, Any]:
+    return _consents.summary(
+        conn, runtime.vault, principal.account_id, principal.mode, number, index
+    )
 
 
 @router.get("/consents/{phone}", summary="A number's consents and their history")
 async def get_consent(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
     runtime, number, index = _number_of(phone, request, principal)
-    return await runtime.db.aread(
-        lambda conn: _consents.summary(conn, runtime.vault, principal.account_id, number, index)
-    )
+    return await runtime.db.aread(lambda conn: _summary(conn, runtime, principal, number, index))
 
 
 @router.delete("/consents/{phone}", summary="Withdraw a number's consent (one purpose or all)")
@@ -98,12 +108,13 @@ async def delete_consent(
             conn,
             runtime.vault,
             account_id=principal.account_id,
+            mode=principal.mode,
             phone_index=index,
             purpose=purpose,
             now=now,
             actor=actor,
         )
-        return _consents.summary(conn, runtime.vault, principal.account_id, number, index)
+        return _summary(conn, runtime, principal, number, index)
 
     return await runtime.db.awrite(apply)
 
@@ -121,7 +132,7 @@ async def get_suppressions(
     runtime = runtime_of(request)
     return await runtime.db.aread(
         lambda conn: _suppressions.list_page(
-            conn, runtime.vault, principal.account_id, page=page, limit=limit
+            conn, runtime.vault, principal.account_id, principal.mode, page=page, limit=limit
         )
     )
 
@@ -132,7 +143,7 @@ async def delete_suppression(phone: str, request: Request, principal: Caller) ->
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
-        if not _suppressions.lift(conn, principal.account_id, index):
+        if not _suppressions.lift(conn, principal.account_id, principal.mode, index):
             raise NotFound("This number is not on the suppression list.")
         record(
             conn,
@@ -141,6 +152,7 @@ async def delete_suppression(phone: str, request: Request, principal: Caller) ->
             "suppression.removed",
             now=now,
             account_id=principal.account_id,
+            details={"mode": principal.mode},
         )
         return {"phone": number, "suppressed": False, "removedAt": iso(now)}
 
@@ -159,7 +171,13 @@ async def privacy_export(
     actor, now = actor_of(request, principal), runtime.now()
     found = await runtime.db.awrite(
         lambda conn: _privacy.export_number(
-            conn, runtime.vault, [principal.account_id], number, actor=actor, now=now
+            conn,
+            runtime.vault,
+            [principal.account_id],
+            number,
+            actor=actor,
+            now=now,
+            modes=(principal.mode,),
         )
     )
     return {"phone": number, "exportedAt": iso(now), **found[0]}
@@ -171,7 +189,12 @@ async def privacy_erase(body: EraseBody, request: Request, principal: Caller) ->
     number = normalize_number(body.phone, field="phone")
     actor = actor_of(request, principal)
     results = await asyncio.to_thread(
-        _privacy.erase_number, runtime, [principal.account_id], number, actor=actor
+        _privacy.erase_number,
+        runtime,
+        [principal.account_id],
+        number,
+        actor=actor,
+        modes=(principal.mode,),
     )
     return {"erased": True, **results[0]}
 
@@ -193,7 +216,13 @@ async def patch_policy(
     actor, now = actor_of(request, principal), runtime.now()
     return await runtime.db.awrite(
         lambda conn: _policy.change(
-            conn, runtime.vault, principal.account_id, changes, actor=actor, now=now
+            conn,
+            runtime.vault,
+            principal.account_id,
+            changes,
+            actor=actor,
+            now=now,
+            ceilings=Ceilings.of(runtime.settings),
         )
     )
 

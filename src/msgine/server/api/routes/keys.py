@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from msgine.server import incident
 from msgine.server import keys as key_service
 from msgine.server.api._deps import actor_of, require, runtime_of
-from msgine.server.errors import Forbidden
 from msgine.server.keys import Principal
 
 router = APIRouter(tags=["keys"])
@@ -20,9 +19,12 @@ manage = require("keys:manage")
 
 
 class CreateKey(BaseModel):
+    """A new key; what is left out is the calling key's own (mode, scopes, addresses, expiry,
+    limit), and nothing may exceed it."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", max_length=200)
-    mode: Literal["test", "live"] = "test"
+    mode: Literal["test", "live"] | None = None
     scopes: list[str] | None = None
     allowedIps: list[str] | None = None
     expiresInDays: int | None = Field(default=None, ge=1, le=3650)
@@ -38,16 +40,18 @@ def created_view(new: key_service.NewKey, now: datetime) -> dict[str, Any]:
     return {**key_service.public_view(new.record, now), "key": new.secret}
 
 
-def _no_live_from_test(principal: Principal, mode: str) -> None:
-    if mode == "live" and principal.mode == "test":
-        raise Forbidden("A test key cannot create live keys.")
-
-
-async def _own_key(request: Request, principal: Principal, key_id: str) -> dict[str, Any]:
+async def _reissuable(request: Request, principal: Principal, key_id: str) -> None:
+    """The key exists in the caller's account and mode, and is no stronger than the caller
+    (its replacement's secret goes to the caller). A key's settings never change, so checking
+    before the write that rotates it is enough."""
     runtime = runtime_of(request)
-    return await runtime.db.aread(
-        lambda conn: key_service.get_key(conn, key_id, principal.account_id)
-    )
+    ceiling = runtime.settings.rate_limit_per_key
+
+    def check(conn: Any) -> None:
+        target = key_service.get_key(conn, key_id, principal.account_id, principal.mode)
+        key_service.check_reissue(conn, principal.key_id, target, ceiling)
+
+    await runtime.db.aread(check)
 
 
 @router.post("/keys", status_code=201)
@@ -57,21 +61,23 @@ async def create_key(
     """Create a key in the caller's account. The key is in this response and nowhere else."""
     runtime = runtime_of(request)
     now = runtime.now()
-    _no_live_from_test(principal, body.mode)
     actor = actor_of(request, principal)
+    wanted = key_service.KeyRequest(
+        mode=body.mode,
+        scopes=body.scopes,
+        allowed_ips=body.allowedIps,
+        expires_at=now + timedelta(days=body.expiresInDays) if body.expiresInDays else None,
+        rate_limit=body.rateLimit,
+    )
     new = await runtime.db.awrite(
-        lambda conn: key_service.create_key(
+        lambda conn: key_service.create_key_by(
             conn,
             runtime.vault,
-            account_id=principal.account_id,
+            principal.key_id,
+            wanted,
             now=now,
             name=body.name,
-            mode=body.mode,
-            scopes=body.scopes,
-            allowed_ips=body.allowedIps,
-            expires_at=now + timedelta(days=body.expiresInDays) if body.expiresInDays else None,
-            rate_limit=body.rateLimit,
-            created_by=principal.key_id,
+            key_ceiling=runtime.settings.rate_limit_per_key,
             actor=actor,
         )
     )
@@ -82,7 +88,9 @@ async def create_key(
 async def list_keys(request: Request, principal: Principal = Depends(manage)) -> dict[str, Any]:
     runtime = runtime_of(request)
     now = runtime.now()
-    rows = await runtime.db.aread(lambda conn: key_service.list_keys(conn, principal.account_id))
+    rows = await runtime.db.aread(
+        lambda conn: key_service.list_keys(conn, principal.account_id, principal.mode)
+    )
     return {"keys": [key_service.public_view(r, now) for r in rows]}
 
 
@@ -95,7 +103,7 @@ async def rotate_key(
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     now = runtime.now()
-    _no_live_from_test(principal, (await _own_key(request, principal, key_id))["mode"])
+    await _reissuable(request, principal, key_id)
     grace = timedelta(hours=(body or RotateKey()).graceHours)
     actor = actor_of(request, principal)
     new = await runtime.db.awrite(
@@ -106,6 +114,7 @@ async def rotate_key(
             now=now,
             grace=grace,
             account_id=principal.account_id,
+            mode=principal.mode,
             created_by=principal.key_id,
             actor=actor,
         )
@@ -126,6 +135,7 @@ async def revoke_key(
             key_id,
             now=now,
             account_id=principal.account_id,
+            mode=principal.mode,
             vault=runtime.vault,
             actor=actor,
         )
@@ -143,7 +153,7 @@ async def compromise_key(
     """
     runtime = runtime_of(request)
     now = runtime.now()
-    _no_live_from_test(principal, (await _own_key(request, principal, key_id))["mode"])
+    await _reissuable(request, principal, key_id)
     recorder = getattr(request.app.state, "usage_recorder", None)
     if recorder is not None:  # this process's counts into the report
         await recorder.flush()

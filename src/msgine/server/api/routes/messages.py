@@ -151,7 +151,9 @@ async def get_one(
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.aread(
-        lambda conn: get_message(conn, runtime.vault, principal.account_id, message_id)
+        lambda conn: get_message(
+            conn, runtime.vault, principal.account_id, message_id, principal.mode
+        )
     )
 
 
@@ -178,7 +180,13 @@ async def history(
     runtime = runtime_of(request)
     return await runtime.db.aread(
         lambda conn: list_messages(
-            conn, runtime.vault, principal.account_id, page=page, limit=limit, status=status
+            conn,
+            runtime.vault,
+            principal.account_id,
+            page=page,
+            limit=limit,
+            status=status,
+            mode=principal.mode,
         )
     )
 

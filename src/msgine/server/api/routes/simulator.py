@@ -1,4 +1,9 @@
-"""Routes: the simulator carrier's inbound SMS (test-mode keys only)."""
+"""Routes: the simulator carrier's inbound SMS (test-mode keys only).
+
+A simulated message is test traffic: it is stored in test mode, its STOP and START change only
+the test world's opt-outs, its events go only to test-mode endpoints, and a START that would
+lift an opt-out needs ``compliance:manage`` (refused with 403 before anything is stored).
+"""
 
 from __future__ import annotations
 
@@ -40,11 +45,13 @@ def store_inbound(
     to: str | None,
     body: str,
     now: Any,
+    mode: str = "test",
 ) -> dict[str, Any]:
     inbound_id = new_id("in")
     row = {
         "id": inbound_id,
         "account_id": account_id,
+        "mode": mode,
         "phone": vault.encrypt_str(
             phone, table="inbound_messages", column="phone", row_id=inbound_id
         ),
@@ -72,7 +79,10 @@ async def simulate_inbound(
     handlers: list[InboundHandler] = request.app.state.inbound_handlers
 
     def apply(conn: sa.Connection) -> dict[str, Any]:
-        inbound = store_inbound(conn, runtime.vault, principal.account_id, phone, to, text, now)
+        inbound = store_inbound(
+            conn, runtime.vault, principal.account_id, phone, to, text, now, principal.mode
+        )
+        inbound["may_lift_opt_out"] = "compliance:manage" in principal.scopes
         result: dict[str, Any] = {"id": inbound["id"], "receivedAt": now.isoformat()}
         for handler in handlers:
             result.update(handler(conn, runtime.vault, inbound, now))

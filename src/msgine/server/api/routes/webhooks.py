@@ -76,6 +76,7 @@ async def create_endpoint(
             runtime.vault,
             actor,
             account_id=principal.account_id,
+            mode=principal.mode,
             url=url,
             subscribed=subscribed,
             description=body.description,
@@ -88,7 +89,9 @@ async def create_endpoint(
 @router.get("/webhooks", responses=ERRORS)
 async def list_endpoints(request: Request, principal: Manager) -> dict[str, Any]:
     runtime = runtime_of(request)
-    rows = await runtime.db.aread(lambda conn: service.list_endpoints(conn, principal.account_id))
+    rows = await runtime.db.aread(
+        lambda conn: service.list_endpoints(conn, principal.account_id, principal.mode)
+    )
     return {"webhooks": [service.endpoint_view(r) for r in rows]}
 
 
@@ -96,7 +99,7 @@ async def list_endpoints(request: Request, principal: Manager) -> dict[str, Any]
 async def get_endpoint(endpoint_id: str, request: Request, principal: Manager) -> dict[str, Any]:
     runtime = runtime_of(request)
     row = await runtime.db.aread(
-        lambda conn: service.get_endpoint(conn, principal.account_id, endpoint_id)
+        lambda conn: service.get_endpoint(conn, principal.account_id, endpoint_id, principal.mode)
     )
     return service.endpoint_view(row)
 
@@ -118,6 +121,7 @@ async def update_endpoint(
             runtime.vault,
             actor,
             account_id=principal.account_id,
+            mode=principal.mode,
             endpoint_id=endpoint_id,
             changes=changes,
             now=now,
@@ -136,6 +140,7 @@ async def delete_endpoint(endpoint_id: str, request: Request, principal: Manager
             runtime.vault,
             actor,
             account_id=principal.account_id,
+            mode=principal.mode,
             endpoint_id=endpoint_id,
             now=now,
         )
@@ -157,6 +162,7 @@ async def rotate_secret(
             runtime.vault,
             actor,
             account_id=principal.account_id,
+            mode=principal.mode,
             endpoint_id=endpoint_id,
             grace=grace,
             now=now,
@@ -180,7 +186,12 @@ async def list_deliveries(
     runtime = runtime_of(request)
     rows = await runtime.db.aread(
         lambda conn: service.list_deliveries(
-            conn, principal.account_id, endpoint_id, limit=limit, status=status
+            conn,
+            principal.account_id,
+            endpoint_id,
+            limit=limit,
+            status=status,
+            mode=principal.mode,
         )
     )
     return {"deliveries": [service.delivery_view(r) for r in rows]}
@@ -201,6 +212,7 @@ async def replay_delivery(
             runtime.vault,
             actor,
             account_id=principal.account_id,
+            mode=principal.mode,
             endpoint_id=endpoint_id,
             delivery_id=delivery_id,
             now=now,
