@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
 
     security_log_path: Path | None = None
+    # Where the audit chain's head is published besides the security log (see
+    # docs/audit-and-logging.md), and how often it is checked for a change.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval: float = Field(default=1.0, ge=0.05, le=3600)
     log_level: str = "INFO"
 
     @field_validator("webhook_retry_schedule")

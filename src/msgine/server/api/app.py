@@ -32,6 +32,7 @@ from msgine.server.api.routes import (
     simulator,
     webhooks,
 )
+from msgine.server.audit import publish_heads
 from msgine.server.errors import DomainError, RateLimitExceeded
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
@@ -60,7 +61,9 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(task(runtime, stop)) for task in background or []]
+        # Every serving process publishes the audit chain's head (docs/audit-and-logging.md).
+        scheduled = [*(background or []), publish_heads]
+        tasks = [asyncio.create_task(task(runtime, stop)) for task in scheduled]
         try:
             yield
         finally:
