@@ -141,7 +141,8 @@ def _replay(
 ) -> SendResult | None:
     if cmd.idempotency_key is None:
         return None
-    where = {"account_id": account_id, "key": cmd.idempotency_key}
+    key_hash = vault.idempotency_hash(account_id, cmd.idempotency_key)
+    where = {"account_id": account_id, "key": key_hash}
     row = _IDEMPOTENCY_KEY.first(conn, where)
     if row is None:
         return None
@@ -157,6 +158,7 @@ def _replay(
 
 
 def _idem_row_id(row: Mapping[Any, Any]) -> str:
+    """The stored response's associated data: the account and the key's keyed hash."""
     return f"{row['account_id']}/{row['key']}"
 
 
@@ -272,12 +274,14 @@ def accept(
     _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if cmd.idempotency_key is not None:
-        row_id = f"{account_id}/{cmd.idempotency_key}"
+        # Stored as a keyed hash: the client's key is its own text (docs/data-protection.md).
+        key_hash = vault.idempotency_hash(account_id, cmd.idempotency_key)
+        row_id = _idem_row_id({"account_id": account_id, "key": key_hash})
         _INSERT_IDEMPOTENCY_KEY.execute(
             conn,
             {
                 "account_id": account_id,
-                "key": cmd.idempotency_key,
+                "key": key_hash,
                 "request_hash": cmd.request_hash,
                 "message_id": message_id,
                 "response": vault.encrypt(
