@@ -153,3 +153,192 @@ def _delete_newest(gw: Gateway, count: int) -> None:
         newest = conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar_one()
         conn.execute(sa.delete(audit_log).where(audit_log.c.seq > newest - count))
     engine.dispose()
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+#: What any authenticated operation may answer besides its success.
+AUTHENTICATED = {"400", "401", "403", "429", "503"}
+
+
+async def _document(api: Any) -> dict[str, Any]:
+    got = await api.client.get("/openapi.json")
+    assert got.status_code == 200
+    document: dict[str, Any] = got.json()
+    return document
+
+
+def _operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+def _served(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path) the application answers, from its routing table."""
+    from fastapi.routing import iter_route_contexts
+
+    served = set()
+    for route in iter_route_contexts(app.routes):
+        path = route.path or ""
+        if path.startswith(("/docs", "/redoc", "/openapi")):
+            continue
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD":
+                served.add((method, path))
+    return served
+
+
+async def test_every_route_is_documented_and_nothing_else(api: Any) -> None:
+    document = await _document(api)
+    assert set(_operations(document)) == _served(api.app)
+
+
+async def test_every_answer_is_typed(api: Any) -> None:
+    """No bare objects: each JSON answer references a model, each error the error body."""
+    document = await _document(api)
+    schemas = document["components"]["schemas"]
+    for (method, path), operation in _operations(document).items():
+        for status, response in operation["responses"].items():
+            content = response.get("content", {})
+            if status == "204":
+                assert not content
+                continue
+            if path == "/metrics":
+                assert list(content) == ["text/plain; version=0.0.4; charset=utf-8"]
+                continue
+            schema = content["application/json"]["schema"]
+            assert "$ref" in schema, (method, path, status, schema)
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            assert schemas[name].get("properties"), (method, path, status, name)
+            if status.startswith(("4", "5")) and path != "/readyz":
+                assert name == "ErrorBody", (method, path, status)
+        assert "422" not in operation["responses"]  # validation errors are answered 400
+
+
+async def test_authenticated_operations_name_the_three_key_styles_and_their_errors(
+    api: Any,
+) -> None:
+    document = await _document(api)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ApiKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Api-Key",
+        "description": schemes["ApiKeyHeader"]["description"],
+    }
+    assert schemes["BearerKey"]["type"] == "http"
+    assert schemes["BearerKey"]["scheme"] == "bearer"
+    assert (schemes["AuthorizationKey"]["in"], schemes["AuthorizationKey"]["name"]) == (
+        "header",
+        "Authorization",
+    )
+    public = {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/meta/ips"),
+    }
+    for key, operation in _operations(document).items():
+        if key in public:
+            assert "security" not in operation
+            continue
+        assert operation["security"] == [
+            {"ApiKeyHeader": []},
+            {"BearerKey": []},
+            {"AuthorizationKey": []},
+        ]
+        assert set(operation["responses"]) >= AUTHENTICATED, key
+        if "{" in key[1]:
+            # An id or number in the path may name nothing in the caller's account.
+            assert "404" in operation["responses"] or "phone" in key[1], key
+
+
+async def test_documented_statuses_are_the_ones_the_server_answers(api: Any) -> None:
+    """Each status named in a route's handler or its service is in the document: a missing
+    object is 404 where the route takes an id, a refused key is 401/403 everywhere."""
+    document = await _document(api)
+    ops = _operations(document)
+    other_key = api.new_key(scopes=["messages:read"])
+    probes = [
+        ("GET", "/api/v1/keys", None, "403"),
+        ("POST", "/api/v1/keys/key_missing/revoke", api.key, "404"),
+        ("POST", "/api/v1/keys/key_missing/rotate", api.key, "404"),
+        ("POST", "/api/v1/keys/key_missing/compromise", api.key, "404"),
+        ("GET", "/api/v1/webhooks/we_missing", api.key, "404"),
+        ("GET", "/api/v1/messages/msg_missing", api.key, "404"),
+        ("DELETE", "/api/v1/suppressions/+256701521269", api.key, "404"),
+    ]
+    for method, url, key, status in probes:
+        headers = api.headers(key or other_key)
+        answer = await api.client.request(method, url, headers=headers)
+        assert str(answer.status_code) == status, (method, url, answer.text)
+        template = next(p for (m, p) in ops if m == method and _matches(p, url.split("?")[0]))
+        assert status in ops[(method, template)]["responses"], (method, template, status)
+
+
+def _matches(template: str, path: str) -> bool:
+    parts, actual = template.split("/"), path.split("/")
+    return len(parts) == len(actual) and all(
+        p == a or (p.startswith("{") and p.endswith("}"))
+        for p, a in zip(parts, actual, strict=True)
+    )
+
+
+async def test_phone_parameters_are_constrained(api: Any) -> None:
+    document = await _document(api)
+    seen = 0
+    for (_method, _path), operation in _operations(document).items():
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "phone":
+                seen += 1
+                schema = parameter["schema"]
+                assert schema["maxLength"] <= 32 and schema["pattern"], schema
+    assert seen == 5  # GET/PUT/DELETE consents, DELETE suppressions, privacy export
+    # Outside the documented form: refused as invalid input, never parsed as a number.
+    refused = await api.client.get("/api/v1/consents/" + "1" * 40, headers=api.headers())
+    assert refused.status_code == 400
+
+
+async def test_the_send_operation_is_built_from_its_models(api: Any) -> None:
+    document = await _document(api)
+    schemas = document["components"]["schemas"]
+    for path in ("/api/v1/messages/sms", "/api/v1/developers/sms"):
+        operation = document["paths"][path]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/SendBody"}
+        assert {"to", "message", "from", "callbackUrl", "scheduledFor"} <= set(
+            schemas["SendBody"]["properties"]
+        )
+        created = operation["responses"]["201"]["content"]["application/json"]["schema"]
+        assert created == {"$ref": "#/components/schemas/MessageView"}
+        assert {"id", "recipients", "segments", "encoding"} <= set(
+            schemas["MessageView"]["required"]
+        )
+        assert "409" in operation["responses"] and "413" in operation["responses"]
+
+
+async def test_info_version_is_the_package_version(api: Any) -> None:
+    import importlib.metadata
+
+    document = await _document(api)
+    assert document["info"]["version"] == importlib.metadata.version("msgine")
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/api/v1/webhooks/we_x", "DELETE, GET, PATCH"),
+        ("/api/v1/consents/+256701521269", "DELETE, GET, PUT"),
+        ("/api/v1/keys", "GET, POST"),
+    ],
+)
+async def test_an_unsupported_method_names_every_allowed_one(
+    api: Any, path: str, methods: str
+) -> None:
+    answer = await api.client.request("OPTIONS", path, headers=api.headers())
+    assert answer.status_code == 405
+    assert answer.headers["allow"] in (methods, methods.replace("GET", "GET, HEAD"))
+    assert answer.json()["error"]["code"] == "method_not_allowed"
