@@ -13,6 +13,8 @@ import pytest
 OUT_TEXT = "Zanzibar-quokka 4417 pickled mango code"
 IN_TEXT = "Heliotrope walrus 9902 reply from the field"
 EVIDENCE = "signed paper form kept in cabinet Ostrich-3381"
+CONSENT_SOURCE = "kiosk 7 at Nakasero, clerk Pelican-5127"
+IDEMPOTENCY_KEY = "plaintext-check-Marmoset-6630"
 TO = "+256772938461"
 FROM = "+256783514297"
 SENDER = "QzSendr1"
@@ -60,7 +62,7 @@ def assert_absent(blob: bytes, secrets: list[str], *, raw: tuple[bytes, ...] = (
 
 async def test_messages_and_inbound_are_not_stored_in_plaintext(api: Any) -> None:
     sent = await api.send(
-        to=TO, message=OUT_TEXT, idempotencyKey="plaintext-check-1", **{"from": SENDER}
+        to=TO, message=OUT_TEXT, idempotencyKey=IDEMPOTENCY_KEY, **{"from": SENDER}
     )
     assert sent.status_code == 201, sent.text
     inbound = await api.client.post(
@@ -74,7 +76,9 @@ async def test_messages_and_inbound_are_not_stored_in_plaintext(api: Any) -> Non
     blob = stored_bytes(api)
     # Control: the sender ID is stored as plain text by design, so the search does see data.
     assert SENDER.encode() in blob
-    assert_absent(blob, [OUT_TEXT, IN_TEXT, *number_forms(TO), *number_forms(FROM)])
+    assert_absent(
+        blob, [OUT_TEXT, IN_TEXT, IDEMPOTENCY_KEY, *number_forms(TO), *number_forms(FROM)]
+    )
 
     got = await api.client.get(f"/api/v1/messages/{sent.json()['id']}", headers=api.headers())
     assert got.status_code == 200
@@ -93,7 +97,7 @@ async def test_consent_evidence_and_webhook_secrets_are_not_stored_in_plaintext(
 ) -> None:
     consent = await api.client.put(
         f"/api/v1/consents/{TO}",
-        json={"purpose": "marketing", "source": "web-form", "evidence": EVIDENCE},
+        json={"purpose": "marketing", "source": CONSENT_SOURCE, "evidence": EVIDENCE},
         headers=api.headers(),
     )
     assert consent.status_code == 200, consent.text
@@ -109,12 +113,13 @@ async def test_consent_evidence_and_webhook_secrets_are_not_stored_in_plaintext(
 
     assert_absent(
         stored_bytes(api),
-        [EVIDENCE, *number_forms(TO), secret, secret_b64, account_secret],
+        [EVIDENCE, CONSENT_SOURCE, *number_forms(TO), secret, secret_b64, account_secret],
         raw=(base64.b64decode(secret_b64),),
     )
     got = await api.client.get(f"/api/v1/consents/{TO}", headers=api.headers())
     assert got.status_code == 200
     assert EVIDENCE in got.text
+    assert CONSENT_SOURCE in got.text
 
 
 @pytest.mark.parametrize("value", ["+256772938461"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -27,23 +29,40 @@ def security_logging(settings: Any) -> None:
 
 
 @audit.command("verify")
-def verify() -> None:
-    """Check the whole chain: exit 1 naming the first edited, deleted or reordered entry."""
+def verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            help="A published head: the MSGINE_AUDIT_ANCHOR_FILE file, or a security log "
+            "(its newest audit_head event). Entries missing after it fail the check.",
+        ),
+    ] = None,
+    anchor_seq: Annotated[
+        int | None, typer.Option(min=1, max=2**62, help="A published head's sequence number")
+    ] = None,
+    anchor_hash: Annotated[
+        str | None, typer.Option(help="A published head's hash (64 hex characters)")
+    ] = None,
+) -> None:
+    """Check the whole chain: exit 1 naming the first edited, deleted or reordered entry, or,
+    against a published head, a chain whose newest entries were cut off."""
     import sqlalchemy as sa
 
     from msgine.server.audit import verify as verify_chain
     from msgine.server.storage._tables import audit_log
 
+    head = _anchor_of(anchor, anchor_seq, anchor_hash)
     with runtime() as rt:
         security_logging(rt.settings)
 
         def check(conn: sa.Connection) -> tuple[Any, int]:
             count = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
-            return verify_chain(conn, rt.vault), int(count)
+            return verify_chain(conn, rt.vault, head), int(count)
 
         problem, count = rt.db.read(check)
     if problem is None:
-        typer.echo(f"ok: {count} entries")
+        against = f", up to the published head at seq {head.seq}" if head else ""
+        typer.echo(f"ok: {count} entries{against}")
         return
     from msgine.server.logging import security_event
 
@@ -55,6 +74,31 @@ def verify() -> None:
         f"error: audit log broken at seq {problem.seq}, id {entry}: {problem.reason}", err=True
     )
     raise typer.Exit(1)
+
+
+def _anchor_of(path: Path | None, seq: int | None, digest: str | None) -> Any:
+    """The published head given on the command line, or None; a usage error exits 2."""
+    from msgine.server.audit import AnchorError, ChainAnchor, load_anchor
+
+    if path is not None and (seq is not None or digest is not None):
+        _usage("give --anchor, or --anchor-seq with --anchor-hash, not both")
+    if path is not None:
+        try:
+            return load_anchor(path)
+        except AnchorError as exc:
+            _usage(f"--anchor: {exc}")
+    if (seq is None) != (digest is None):
+        _usage("--anchor-seq and --anchor-hash go together")
+    if seq is None or digest is None:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        _usage("--anchor-hash: 64 lower-case hex characters")
+    return ChainAnchor(seq, digest)
+
+
+def _usage(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @audit.command("list")

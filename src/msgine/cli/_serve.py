@@ -24,7 +24,7 @@ def serve(
     """Run the gateway: the HTTP API and, unless --no-worker, the delivery worker."""
     import uvicorn
 
-    from msgine.server.api import create_app
+    from msgine.server.api import connection_protocol, create_app
     from msgine.server.logging import configure_logging
     from msgine.server.runtime import ensure_default_account
     from msgine.server.worker import background_tasks
@@ -51,6 +51,8 @@ def serve(
             log_config=None,
             server_header=False,
             proxy_headers=False,
+            http=connection_protocol(settings),
+            timeout_keep_alive=settings.keepalive_timeout,
         )
         uvicorn.Server(config).run()
 

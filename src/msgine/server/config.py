@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
 
+    # What one HTTP connection may cost the server; see docs/server-limits.md.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4 * 1024, le=1024 * 1024)
+    max_headers: int = Field(default=100, ge=16, le=1000)
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
+    body_timeout: float = Field(default=30.0, gt=0, le=600)
+    keepalive_timeout: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+
     webhook_allow_private: bool = False
     webhook_ca_bundle: Path | None = None
     webhook_retry_schedule: str | None = None
@@ -65,6 +73,10 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
 
     security_log_path: Path | None = None
+    # Where the audit chain's head is published besides the security log (see
+    # docs/audit-and-logging.md), and how often it is checked for a change.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval: float = Field(default=1.0, ge=0.05, le=3600)
     log_level: str = "INFO"
 
     @field_validator("webhook_retry_schedule")

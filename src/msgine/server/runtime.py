@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
 from msgine.server.config import Settings
 from msgine.server.crypto import Vault, load_master_keys
-from msgine.server.crypto._datakeys import load_vault
+from msgine.server.crypto._datakeys import load_vault, open_vault
 from msgine.server.keys import NewKey, create_key
 from msgine.server.storage import Database
 
@@ -41,8 +41,9 @@ class Runtime:
             _create_private(sa.engine.make_url(settings.sqlalchemy_url).database)
         db = Database(settings.sqlalchemy_url)
         try:
-            db.migrate()
-            vault = load_vault(db, load_master_keys(settings))
+            ring = load_master_keys(settings)
+            db.migrate(vault=lambda conn: open_vault(conn, ring))
+            vault = load_vault(db, ring)
         except BaseException:
             db.close()
             raise

@@ -9,12 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, compile_path
 
-from msgine.server.api import _docs, _limits
+from msgine.server.api import _docs, _limits, _openapi
 from msgine.server.api._errors import error_response
 from msgine.server.api._middleware import (
     DirectRoutes,
@@ -32,6 +33,7 @@ from msgine.server.api.routes import (
     simulator,
     webhooks,
 )
+from msgine.server.audit import publish_heads
 from msgine.server.errors import DomainError, RateLimitExceeded
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
@@ -60,7 +62,9 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(task(runtime, stop)) for task in background or []]
+        # Every serving process publishes the audit chain's head (docs/audit-and-logging.md).
+        scheduled = [*(background or []), publish_heads]
+        tasks = [asyncio.create_task(task(runtime, stop)) for task in scheduled]
         try:
             yield
         finally:
@@ -83,13 +87,6 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         # The gateway reports through its own Prometheus metrics and logs; FastAPI's built-in
         # OpenTelemetry support would look up tracer and meter providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        responses={
-            400: {"description": "invalid_request and validation errors"},
-            401: {"description": "unauthorized"},
-            413: {"description": "payload_too_large"},
-            500: {"description": "internal_error"},
-            503: {"description": "service_unavailable (database unavailable; retry)"},
-        },
     )
     app.state.runtime = runtime
     app.state.auth_hooks = []
@@ -116,6 +113,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
             install(app)
     _limits.install(app)
     _docs.install(app)
+    _openapi.install(app)
     return app
 
 
@@ -152,11 +150,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error"
         )
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             message = "Not found."
-        return error_response(
-            request, exc.status_code, code, message, headers=dict(exc.headers or {})
-        )
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; a path served by several
+            # routes (GET, PATCH and DELETE /webhooks/{id}) allows all their methods.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(request, exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -173,6 +174,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         log.error("unhandled_error", error_type=type(exc).__name__, route=route)
         return error_response(request, 500, "internal_error", "Internal error.")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path (included routers' routes too)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.path and compile_path(route.path)[0].match(request.url.path):
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 def _is_json_error(exc: RequestValidationError) -> bool:

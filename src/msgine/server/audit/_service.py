@@ -17,6 +17,7 @@ from msgine.server._ids import new_id
 from msgine.server.audit._chain import (
     GENESIS_HASH,
     AuditEntry,
+    ChainAnchor,
     ChainProblem,
     entry_hash,
     verify_chain,
@@ -112,8 +113,12 @@ def _rows(conn: sa.Connection) -> Iterator[tuple[AuditEntry, str, str]]:
         yield _entry(row), row["prev_hash"], row["hash"]
 
 
-def verify(conn: sa.Connection, vault: Vault) -> ChainProblem | None:
-    return verify_chain(_rows(conn), key=vault.audit_key())
+def verify(
+    conn: sa.Connection, vault: Vault, anchor: ChainAnchor | None = None
+) -> ChainProblem | None:
+    """The first problem in the whole chain; with ``anchor`` (a head published earlier), a
+    chain that ends before it, or differs at it, is a problem too."""
+    return verify_chain(_rows(conn), key=vault.audit_key(), anchor=anchor)
 
 
 def view(row: Mapping[Any, Any]) -> dict[str, Any]:

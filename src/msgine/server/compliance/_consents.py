@@ -96,7 +96,7 @@ def grant(
             phone=_encrypt(vault, phone, "phone", consent_id),
             phone_index=phone_index,
             purpose=purpose,
-            source=source,
+            source=_encrypt(vault, source, "source", consent_id),
             evidence=_evidence_blob(vault, evidence, consent_id),
             granted_at=now,
         )
@@ -154,7 +154,9 @@ def _view(vault: Vault, row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "purpose": row["purpose"],
-        "source": row["source"],
+        "source": vault.decrypt_str(
+            row["source"], table="consents", column="source", row_id=row["id"]
+        ),
         "evidence": evidence,
         "grantedAt": iso(row["granted_at"]),
         "withdrawnAt": iso(row["withdrawn_at"]) if row["withdrawn_at"] else None,

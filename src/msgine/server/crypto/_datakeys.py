@@ -40,6 +40,12 @@ def _ensure(conn: sa.Connection, ring: MasterKeyRing) -> None:
         )
 
 
+def open_vault(conn: sa.Connection, ring: MasterKeyRing) -> Vault:
+    """The vault inside an open transaction (a migration that re-encrypts rows uses it)."""
+    _ensure(conn, ring)
+    return Vault(ring, _rows(conn))
+
+
 def load_vault(db: Database, ring: MasterKeyRing) -> Vault:
     """Create missing data keys (first start), then unwrap all of them."""
     db.write(lambda conn: _ensure(conn, ring))

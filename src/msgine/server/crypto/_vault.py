@@ -88,6 +88,9 @@ class Vault:
         missing = [p for p in PURPOSES if p not in self._active and p not in self._hmac_keys]
         if missing:
             raise DecryptionError(f"no active data key for {', '.join(missing)}")
+        self._idempotency_key = hmac.new(
+            self._hmac_keys[BLIND_INDEX], b"msgine idempotency keys", hashlib.sha256
+        ).digest()
 
     def __repr__(self) -> str:
         return f"Vault(envelope_keys={sorted(self._ciphers)})"
@@ -132,6 +135,13 @@ class Vault:
         """Keyed, per-account lookup token for an exact value (a phone number in E.164)."""
         message = f"{account_id}\x00{value}".encode()
         return hmac.new(self._hmac_keys[BLIND_INDEX], message, hashlib.sha256).hexdigest()[:32]
+
+    def idempotency_hash(self, account_id: str, key: str) -> str:
+        """Keyed, per-account token for a client's idempotency key: the key is the client's
+        own text (it may hold an order number or an e-mail address), so it is stored only as
+        this. A separate key derived from the blind-index key keeps the two uses apart."""
+        message = f"{account_id}\x00{key}".encode()
+        return hmac.new(self._idempotency_key, message, hashlib.sha256).hexdigest()
 
     def key_hash(self, api_key: str) -> str:
         """Keyed hash of an API key: a stolen database alone cannot test guesses."""

@@ -143,7 +143,8 @@ def _replay(
 ) -> SendResult | None:
     if cmd.idempotency_key is None:
         return None
-    where = {"account_id": principal.account_id, "mode": principal.mode, "key": cmd.idempotency_key}
+    key_hash = vault.idempotency_hash(principal.account_id, cmd.idempotency_key)
+    where = {"account_id": principal.account_id, "mode": principal.mode, "key": key_hash}
     row = _IDEMPOTENCY_KEY.first(conn, where)
     if row is None:
         return None
@@ -159,8 +160,9 @@ def _replay(
 
 
 def _idem_row_id(row: Mapping[Any, Any]) -> str:
-    """The stored response's name in its encryption (live rows keep the name they always
-    had; a test row's names its mode, so neither decrypts as the other)."""
+    """The stored response's associated data: the account and the key's keyed hash (live
+    rows keep the name they always had; a test row's names its mode, so neither decrypts as
+    the other)."""
     if row["mode"] == "live":
         return f"{row['account_id']}/{row['key']}"
     return f"{row['account_id']}/{row['mode']}/{row['key']}"
@@ -279,7 +281,9 @@ def accept(
     _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if cmd.idempotency_key is not None:
-        key = {"account_id": account_id, "mode": principal.mode, "key": cmd.idempotency_key}
+        # Stored as a keyed hash: the client's key is its own text (docs/data-protection.md).
+        key_hash = vault.idempotency_hash(account_id, cmd.idempotency_key)
+        key = {"account_id": account_id, "mode": principal.mode, "key": key_hash}
         row_id = _idem_row_id(key)
         _INSERT_IDEMPOTENCY_KEY.execute(
             conn,

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -86,14 +86,19 @@ class Database:
     async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
         return await self.writer.submit_async(fn)
 
-    def migrate(self, revision: str = "head") -> None:
+    def migrate(
+        self, revision: str = "head", *, vault: Callable[[sa.Connection], Any] | None = None
+    ) -> None:
         """Bring the schema to ``revision`` (the newest by default); safe when several processes
-        start at once."""
+        start at once. ``vault`` opens the data keys in the migration's transaction, for
+        migrations that encrypt or re-key existing rows (they refuse to run without it when
+        there are rows to convert)."""
         cfg = migrations_config()
         with begin_write(self.write_engine) as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
+            cfg.attributes["vault"] = vault
             command.upgrade(cfg, revision)
 
     def close(self) -> None:

@@ -227,6 +227,7 @@ idempotency_keys = sa.Table(
     metadata,
     sa.Column("account_id", Id, primary_key=True),
     sa.Column("mode", sa.String(4), primary_key=True),
+    # The client's key as Vault.idempotency_hash (keyed HMAC), never the key itself.
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_hash", sa.String(64), nullable=False),
     # Erasure and retention remove a message's stored response by its id.
@@ -333,7 +334,7 @@ consents = sa.Table(
     sa.Column("phone", sa.LargeBinary),
     sa.Column("phone_index", sa.String(32), nullable=False),
     sa.Column("purpose", sa.String(32), nullable=False),
-    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("source", sa.LargeBinary, nullable=False),  # encrypted: free text about a person
     sa.Column("evidence", sa.LargeBinary),
     sa.Column("granted_at", Time, nullable=False),
     sa.Column("withdrawn_at", Time),

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from msgine.server.api._deps import actor_of, require, runtime_of
-from msgine.server.api.routes.webhooks import ERRORS, RotateSecret, secret_view
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import SecretView
+from msgine.server.api.routes.webhooks import RotateSecret, secret_view
 from msgine.server.keys import Principal
 from msgine.server.webhooks import _endpoints as service
 
@@ -16,7 +18,9 @@ router = APIRouter(tags=["account"])
 manage = require("webhooks:manage")
 
 
-@router.post("/account/webhook-secret", responses=ERRORS)
+@router.post(
+    "/account/webhook-secret", operation_id="rotate_account_secret", **answers(SecretView, 413)
+)
 async def rotate_webhook_secret(
     request: Request,
     principal: Annotated[Principal, Depends(manage)],

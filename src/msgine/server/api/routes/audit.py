@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from msgine._keyformat import PREFIXES
 from msgine.server.api import _usage
 from msgine.server.api._deps import client_ip, presented_key, require, runtime_of
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import AuditPage
 from msgine.server.audit import Actor, list_entries, record
 from msgine.server.errors import Forbidden, Unauthorized
 from msgine.server.keys import Principal
@@ -32,7 +34,7 @@ BURST_WINDOW = timedelta(minutes=5)
 MAX_TRACKED_ADDRESSES = 10_000
 
 
-@router.get("/audit")
+@router.get("/audit", operation_id="list_audit", **answers(AuditPage))
 async def list_audit(
     request: Request,
     principal: Annotated[Principal, Depends(can_read)],

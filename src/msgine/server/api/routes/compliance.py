@@ -10,11 +10,21 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from msgine.server.accounts import Ceilings
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._openapi import answers, with_body
+from msgine.server.api._schemas import (
+    AccountPolicy,
+    ConsentSummary,
+    PrivacyErased,
+    PrivacyExport,
+    SuppressionPage,
+    SuppressionRemoved,
+    policy_changes_schema,
+)
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
 from msgine.server.compliance._inbound import Pricing, inbound_handler
@@ -25,12 +35,29 @@ from msgine.server.messages._numbers import normalize_number
 from msgine.server.runtime import Runtime
 
 router = APIRouter(tags=["compliance"])
+
+#: A phone number as a path or query value: digits with an optional leading "+", and spaces,
+#: dots, dashes and brackets; anything else is refused before it is parsed (and a number
+#: without its country code after parsing, as ``invalid_phone_number``).
+PHONE_PATTERN = r"^\+?[0-9 ().\-]{3,32}$"
+PHONE: dict[str, Any] = {
+    "min_length": 3,
+    "max_length": 32,
+    "pattern": PHONE_PATTERN,
+    "examples": ["+256701521269"],
+}
+PhonePath = Annotated[str, Path(**PHONE)]
+PhoneQuery = Annotated[str, Query(**PHONE)]
 can_manage = require("compliance:manage")
 Caller = Annotated[Principal, Depends(can_manage)]
 
 
 class ConsentBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"purpose": "marketing", "source": "web sign-up form"}]},
+    )
 
     purpose: Literal["marketing", "transactional"]
     source: StrictStr = Field(min_length=1, max_length=200)
@@ -38,9 +65,11 @@ class ConsentBody(BaseModel):
 
 
 class EraseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    phone: StrictStr
+    phone: StrictStr = Field(
+        min_length=3, max_length=32, pattern=PHONE_PATTERN, examples=["+256701521269"]
+    )
 
 
 def _number_of(phone: str, request: Request, principal: Principal) -> tuple[Runtime, str, str]:
@@ -53,9 +82,14 @@ def _number_of(phone: str, request: Request, principal: Principal) -> tuple[Runt
 # --- consents -----------------------------------------------------------------------------
 
 
-@router.put("/consents/{phone}", summary="Record a consent for a number")
+@router.put(
+    "/consents/{phone}",
+    summary="Record a consent for a number",
+    operation_id="put_consent",
+    **answers(ConsentSummary, 413),
+)
 async def put_consent(
-    phone: str, body: ConsentBody, request: Request, principal: Caller
+    phone: PhonePath, body: ConsentBody, request: Request, principal: Caller
 ) -> dict[str, Any]:
     runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
@@ -87,15 +121,25 @@ def _summary(
     )
 
 
-@router.get("/consents/{phone}", summary="A number's consents and their history")
-async def get_consent(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
+@router.get(
+    "/consents/{phone}",
+    summary="A number's consents and their history",
+    operation_id="get_consent",
+    **answers(ConsentSummary),
+)
+async def get_consent(phone: PhonePath, request: Request, principal: Caller) -> dict[str, Any]:
     runtime, number, index = _number_of(phone, request, principal)
     return await runtime.db.aread(lambda conn: _summary(conn, runtime, principal, number, index))
 
 
-@router.delete("/consents/{phone}", summary="Withdraw a number's consent (one purpose or all)")
+@router.delete(
+    "/consents/{phone}",
+    summary="Withdraw a number's consent (one purpose or all)",
+    operation_id="delete_consent",
+    **answers(ConsentSummary, 404),
+)
 async def delete_consent(
-    phone: str,
+    phone: PhonePath,
     request: Request,
     principal: Caller,
     purpose: Annotated[Literal["marketing", "transactional"] | None, Query()] = None,
@@ -122,7 +166,12 @@ async def delete_consent(
 # --- suppressions -------------------------------------------------------------------------
 
 
-@router.get("/suppressions", summary="Numbers this account must not message, newest first")
+@router.get(
+    "/suppressions",
+    summary="Numbers this account must not message, newest first",
+    operation_id="list_suppressions",
+    **answers(SuppressionPage),
+)
 async def get_suppressions(
     request: Request,
     principal: Caller,
@@ -137,8 +186,15 @@ async def get_suppressions(
     )
 
 
-@router.delete("/suppressions/{phone}", summary="Take a number off the suppression list")
-async def delete_suppression(phone: str, request: Request, principal: Caller) -> dict[str, Any]:
+@router.delete(
+    "/suppressions/{phone}",
+    summary="Take a number off the suppression list",
+    operation_id="delete_suppression",
+    **answers(SuppressionRemoved, 404),
+)
+async def delete_suppression(
+    phone: PhonePath, request: Request, principal: Caller
+) -> dict[str, Any]:
     runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
 
@@ -162,10 +218,13 @@ async def delete_suppression(phone: str, request: Request, principal: Caller) ->
 # --- privacy ------------------------------------------------------------------------------
 
 
-@router.get("/privacy/export", summary="Everything this account holds about a number")
-async def privacy_export(
-    request: Request, principal: Caller, phone: Annotated[str, Query(min_length=1)]
-) -> dict[str, Any]:
+@router.get(
+    "/privacy/export",
+    summary="Everything this account holds about a number",
+    operation_id="privacy_export",
+    **answers(PrivacyExport),
+)
+async def privacy_export(request: Request, principal: Caller, phone: PhoneQuery) -> dict[str, Any]:
     runtime = runtime_of(request)
     number = normalize_number(phone, field="phone")
     actor, now = actor_of(request, principal), runtime.now()
@@ -183,7 +242,12 @@ async def privacy_export(
     return {"phone": number, "exportedAt": iso(now), **found[0]}
 
 
-@router.post("/privacy/erase", summary="Erase a number from this account")
+@router.post(
+    "/privacy/erase",
+    summary="Erase a number from this account",
+    operation_id="privacy_erase",
+    **answers(PrivacyErased, 413),
+)
 async def privacy_erase(body: EraseBody, request: Request, principal: Caller) -> dict[str, Any]:
     runtime = runtime_of(request)
     number = normalize_number(body.phone, field="phone")
@@ -202,13 +266,23 @@ async def privacy_erase(body: EraseBody, request: Request, principal: Caller) ->
 # --- policy -------------------------------------------------------------------------------
 
 
-@router.get("/account/policy", summary="This account's compliance and retention policy")
+@router.get(
+    "/account/policy",
+    summary="This account's compliance and retention policy",
+    operation_id="get_policy",
+    **answers(AccountPolicy),
+)
 async def get_policy(request: Request, principal: Caller) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.aread(lambda conn: _policy.read(conn, principal.account_id))
 
 
-@router.patch("/account/policy", summary="Change some of this account's policy fields")
+@router.patch(
+    "/account/policy",
+    summary="Change some of this account's policy fields",
+    operation_id="patch_policy",
+    **with_body(answers(AccountPolicy, 413), policy_changes_schema()),
+)
 async def patch_policy(
     request: Request, principal: Caller, changes: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:

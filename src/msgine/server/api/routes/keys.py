@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from msgine.server import incident
 from msgine.server import keys as key_service
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import CompromisedKeyView, KeyList, KeyView, NewKeyView
 from msgine.server.keys import Principal
 
 router = APIRouter(tags=["keys"])
@@ -22,7 +24,8 @@ class CreateKey(BaseModel):
     """A new key; what is left out is the calling key's own (mode, scopes, addresses, expiry,
     limit), and nothing may exceed it."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a boolean or a string is not a number of days (nor a list of scopes).
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(default="", max_length=200)
     mode: Literal["test", "live"] | None = None
     scopes: list[str] | None = None
@@ -32,7 +35,7 @@ class CreateKey(BaseModel):
 
 
 class RotateKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     graceHours: float = Field(default=24, ge=0, le=key_service.MAX_GRACE_HOURS)
 
 
@@ -54,7 +57,7 @@ async def _reissuable(request: Request, principal: Principal, key_id: str) -> No
     await runtime.db.aread(check)
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", operation_id="create_key", **answers(NewKeyView, 413, status=201))
 async def create_key(
     body: CreateKey, request: Request, principal: Principal = Depends(manage)
 ) -> dict[str, Any]:
@@ -84,7 +87,7 @@ async def create_key(
     return created_view(new, now)
 
 
-@router.get("/keys")
+@router.get("/keys", operation_id="list_keys", **answers(KeyList))
 async def list_keys(request: Request, principal: Principal = Depends(manage)) -> dict[str, Any]:
     runtime = runtime_of(request)
     now = runtime.now()
@@ -94,7 +97,9 @@ async def list_keys(request: Request, principal: Principal = Depends(manage)) ->
     return {"keys": [key_service.public_view(r, now) for r in rows]}
 
 
-@router.post("/keys/{key_id}/rotate", status_code=201)
+@router.post(
+    "/keys/{key_id}/rotate", operation_id="rotate_key", **answers(NewKeyView, 404, 413, status=201)
+)
 async def rotate_key(
     key_id: str,
     request: Request,
@@ -122,7 +127,7 @@ async def rotate_key(
     return created_view(new, now)
 
 
-@router.post("/keys/{key_id}/revoke")
+@router.post("/keys/{key_id}/revoke", operation_id="revoke_key", **answers(KeyView, 404))
 async def revoke_key(
     key_id: str, request: Request, principal: Principal = Depends(manage)
 ) -> dict[str, Any]:
@@ -143,7 +148,11 @@ async def revoke_key(
     return key_service.public_view(row, now)
 
 
-@router.post("/keys/{key_id}/compromise", status_code=201)
+@router.post(
+    "/keys/{key_id}/compromise",
+    operation_id="compromise_key",
+    **answers(CompromisedKeyView, 404, status=201),
+)
 async def compromise_key(
     key_id: str, request: Request, principal: Principal = Depends(manage)
 ) -> dict[str, Any]:

@@ -8,18 +8,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
 from msgine.server.api._deps import runtime_of
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import EgressIps, Health, Readiness
 
 router = APIRouter(tags=["operations"])
 api_router = APIRouter(tags=["meta"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", **answers(Health, authenticated=False))
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers. No dependency is checked here on purpose."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
+@router.get(
+    "/readyz",
+    **answers(Readiness, authenticated=False),
+    openapi_extra={
+        "responses": {
+            "503": {
+                "description": "the database is unavailable",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
+                },
+            }
+        }
+    },
+)
 async def readyz(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
@@ -34,12 +49,15 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "database": "ok", "redis": redis})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    **answers(None, authenticated=False, description="Prometheus text exposition format"),
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@api_router.get("/meta/ips")
+@api_router.get("/meta/ips", **answers(EgressIps, authenticated=False))
 async def egress_ips(request: Request) -> dict[str, list[str]]:
     """The addresses webhooks come from, so receivers can allow-list them."""
     return {"ips": runtime_of(request).settings.egress_ip_list}

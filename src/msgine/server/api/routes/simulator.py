@@ -12,10 +12,12 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from msgine.server._ids import new_id
 from msgine.server.api._deps import require, runtime_of
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import InboundResult
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden
 from msgine.server.keys import Principal
@@ -32,6 +34,10 @@ InboundHandler = Callable[[sa.Connection, Vault, dict[str, Any], Any], dict[str,
 
 
 class InboundBody(BaseModel):
+    model_config = ConfigDict(
+        strict=True, json_schema_extra={"examples": [{"from": "+256701521269", "message": "HELP"}]}
+    )
+
     from_: StrictStr = Field(alias="from")
     to: StrictStr | None = None
     message: StrictStr = Field(max_length=2000)
@@ -64,7 +70,11 @@ def store_inbound(
     return {**row, "from": phone, "text": body}
 
 
-@router.post("/simulator/inbound", status_code=201)
+@router.post(
+    "/simulator/inbound",
+    operation_id="simulate_inbound",
+    **answers(InboundResult, 413, status=201),
+)
 async def simulate_inbound(
     body: InboundBody, request: Request, principal: Annotated[Principal, Depends(can_send)]
 ) -> dict[str, Any]:

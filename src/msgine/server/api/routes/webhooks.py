@@ -11,6 +11,15 @@ from starlette.responses import Response
 
 from msgine.server import events
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import (
+    DeliveryList,
+    DeliveryView,
+    NewWebhookView,
+    RotatedSecretView,
+    WebhookList,
+    WebhookView,
+)
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
 from msgine.server.webhooks import _endpoints as service
@@ -21,23 +30,22 @@ router = APIRouter(tags=["webhooks"])
 manage = require("webhooks:manage")
 Manager = Annotated[Principal, Depends(manage)]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "invalid_request, insecure_callback_url"},
-    401: {"description": "unauthorized"},
-    403: {"description": "forbidden"},
-    404: {"description": "not_found"},
-}
-
 
 class CreateEndpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"url": "https://localhost:8443/msgine", "events": ["message.delivered"]}]
+        },
+    )
     url: StrictStr
     events: list[StrictStr] | None = Field(default=None, max_length=20)
     description: StrictStr | None = Field(default=None, max_length=500)
 
 
 class UpdateEndpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     url: StrictStr | None = None
     events: list[StrictStr] | None = Field(default=None, max_length=20)
     description: StrictStr | None = Field(default=None, max_length=500)
@@ -45,7 +53,7 @@ class UpdateEndpoint(BaseModel):
 
 
 class RotateSecret(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     graceHours: float = Field(default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS)
 
 
@@ -61,7 +69,7 @@ def secret_view(new: service.NewSecret) -> dict[str, Any]:
     }
 
 
-@router.post("/webhooks", status_code=201, responses=ERRORS)
+@router.post("/webhooks", operation_id="create_webhook", **answers(NewWebhookView, 413, status=201))
 async def create_endpoint(
     body: CreateEndpoint, request: Request, principal: Manager
 ) -> dict[str, Any]:
@@ -86,7 +94,7 @@ async def create_endpoint(
     return {**service.endpoint_view(row), "secret": secret}
 
 
-@router.get("/webhooks", responses=ERRORS)
+@router.get("/webhooks", operation_id="list_webhooks", **answers(WebhookList))
 async def list_endpoints(request: Request, principal: Manager) -> dict[str, Any]:
     runtime = runtime_of(request)
     rows = await runtime.db.aread(
@@ -95,7 +103,7 @@ async def list_endpoints(request: Request, principal: Manager) -> dict[str, Any]
     return {"webhooks": [service.endpoint_view(r) for r in rows]}
 
 
-@router.get("/webhooks/{endpoint_id}", responses=ERRORS)
+@router.get("/webhooks/{endpoint_id}", operation_id="get_webhook", **answers(WebhookView, 404))
 async def get_endpoint(endpoint_id: str, request: Request, principal: Manager) -> dict[str, Any]:
     runtime = runtime_of(request)
     row = await runtime.db.aread(
@@ -104,7 +112,9 @@ async def get_endpoint(endpoint_id: str, request: Request, principal: Manager) -
     return service.endpoint_view(row)
 
 
-@router.patch("/webhooks/{endpoint_id}", responses=ERRORS)
+@router.patch(
+    "/webhooks/{endpoint_id}", operation_id="update_webhook", **answers(WebhookView, 404, 413)
+)
 async def update_endpoint(
     endpoint_id: str, body: UpdateEndpoint, request: Request, principal: Manager
 ) -> dict[str, Any]:
@@ -130,7 +140,11 @@ async def update_endpoint(
     return service.endpoint_view(row)
 
 
-@router.delete("/webhooks/{endpoint_id}", status_code=204, responses=ERRORS)
+@router.delete(
+    "/webhooks/{endpoint_id}",
+    operation_id="delete_webhook",
+    **answers(None, 404, status=204, description="Deleted"),
+)
 async def delete_endpoint(endpoint_id: str, request: Request, principal: Manager) -> Response:
     runtime = runtime_of(request)
     actor, now = actor_of(request, principal), runtime.now()
@@ -148,7 +162,11 @@ async def delete_endpoint(endpoint_id: str, request: Request, principal: Manager
     return Response(status_code=204)
 
 
-@router.post("/webhooks/{endpoint_id}/rotate-secret", responses=ERRORS)
+@router.post(
+    "/webhooks/{endpoint_id}/rotate-secret",
+    operation_id="rotate_webhook_secret",
+    **answers(RotatedSecretView, 404, 413),
+)
 async def rotate_secret(
     endpoint_id: str, request: Request, principal: Manager, body: RotateSecret | None = None
 ) -> dict[str, Any]:
@@ -174,7 +192,11 @@ async def rotate_secret(
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries", responses=ERRORS)
+@router.get(
+    "/webhooks/{endpoint_id}/deliveries",
+    operation_id="list_deliveries",
+    **answers(DeliveryList, 404),
+)
 async def list_deliveries(
     endpoint_id: str,
     request: Request,
@@ -198,7 +220,9 @@ async def list_deliveries(
 
 
 @router.post(
-    "/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", status_code=202, responses=ERRORS
+    "/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay",
+    operation_id="replay_delivery",
+    **answers(DeliveryView, 404, status=202),
 )
 async def replay_delivery(
     endpoint_id: str, delivery_id: str, request: Request, principal: Manager
