@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from support import MASTER_KEY
@@ -45,3 +47,33 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def on_a_terminal(env: dict[str, str], args: list[str], answer: str = "") -> str:
+    """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer``, return all it printed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "msgine", *args],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 30
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and b"[y/N]" in output:
+            os.write(leader, answer.encode())
+            answered = True
+    process.wait(timeout=30)
+    os.close(leader)
+    return output.decode(errors="replace")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import cli_env, msgine, one_error_line
+from cli_helpers import cli_env, msgine, on_a_terminal, one_error_line
 
 from msgine.server.keys import SCOPES
 from support import settings_env
@@ -98,10 +98,10 @@ def test_revoke_asks_on_a_terminal_and_a_no_changes_nothing(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     made = _create(env)
-    answered_no = _on_a_terminal(env, ["keys", "revoke", made["id"]], "n\n")
+    answered_no = on_a_terminal(env, ["keys", "revoke", made["id"]], "n\n")
     assert "Revoke " in answered_no and "cancelled" in answered_no
     assert _status(env, made["id"]) == "active"
-    answered_yes = _on_a_terminal(env, ["keys", "revoke", made["id"]], "y\n")
+    answered_yes = on_a_terminal(env, ["keys", "revoke", made["id"]], "y\n")
     assert f"revoked {made['id']}" in answered_yes
     assert _status(env, made["id"]) == "revoked"
 
@@ -119,39 +119,3 @@ def test_compromise_asks_too(env: dict[str, str]) -> None:
 def _status(env: dict[str, str], key_id: str) -> str:
     views = json.loads(msgine(env, "keys", "list", "--json").stdout)
     return str(next(v["status"] for v in views if v["id"] == key_id))
-
-
-def _on_a_terminal(env: dict[str, str], args: list[str], answer: str) -> str:
-    """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer``, return all it printed."""
-    import os
-    import pty
-    import subprocess
-    import sys
-    import time
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "msgine", *args],
-        env=env,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + 30
-    answered = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-        if not answered and b"[y/N]" in output:
-            os.write(leader, answer.encode())
-            answered = True
-    process.wait(timeout=30)
-    os.close(leader)
-    return output.decode(errors="replace")

@@ -80,7 +80,7 @@ def create(
                 account_id=account_id,
                 now=now,
                 name=name,
-                mode=mode.value,  # type: ignore[arg-type]
+                mode=mode.value,
                 scopes=chosen,
                 allowed_ips=allow_ip,
                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
