@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from msgine.cli._app import app, emit_json, runtime
+from msgine.cli._output import JsonOption
 
 audit = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
@@ -27,7 +28,7 @@ def security_logging(settings: Any) -> None:
 
 
 @audit.command("verify")
-def verify() -> None:
+def verify(as_json: JsonOption = False) -> None:
     """Check the whole chain: exit 1 naming the first edited, deleted or reordered entry."""
     import sqlalchemy as sa
 
@@ -42,8 +43,16 @@ def verify() -> None:
             return verify_chain(conn, rt.vault), int(count)
 
         problem, count = rt.db.read(check)
+    if as_json:
+        broken = (
+            None
+            if problem is None
+            else {"seq": problem.seq, "id": problem.id, "reason": problem.reason}
+        )
+        emit_json({"ok": problem is None, "entries": count, "brokenAt": broken})
     if problem is None:
-        typer.echo(f"ok: {count} entries")
+        if not as_json:
+            typer.echo(f"ok: {count} entries")
         return
     from msgine.server.logging import security_event
 
@@ -60,7 +69,7 @@ def verify() -> None:
 @audit.command("list")
 def list_(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The newest entries of every account and of the gateway itself, newest first."""
     import sqlalchemy as sa
