@@ -32,20 +32,40 @@ def _where(settings: Any) -> str:
     return describe_database(settings)
 
 
-def _first_start(rt: Any) -> Any:
-    """The default account and its first test key on a new gateway, or None on an existing one."""
+def _first_start(rt: Any, *, key: bool = True) -> Any:
+    """The default account and its first test key on a new gateway, or None on an existing one
+    (and without ``key``: the account only)."""
+    from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
     from msgine.server.runtime import ensure_default_account
 
-    return ensure_default_account(rt)
+    if key:
+        return ensure_default_account(rt)
+    now = rt.now()
+    rt.db.write(lambda conn: list_accounts(conn) or create_account(conn, DEFAULT_ACCOUNT_NAME, now))
+    return None
 
 
 @app.command()
-def init(as_json: JsonOption = False) -> None:
+def init(
+    no_key: Annotated[
+        bool,
+        typer.Option(
+            "--no-key",
+            help="Create no first key (for automated deployments, whose output is logged)",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Create a gateway here: data directory, database, master key file, a default account and
     a first test-mode key (shown once). On an existing gateway it only applies migrations."""
     with runtime(create=True) as rt:
-        first = _first_start(rt)
+        first = _first_start(rt, key=not no_key)
         where = _where(rt.settings)
+    if no_key:
+        say(f"gateway ready at {where}; to create an API key: {KEY_HINT}")
+        if as_json:
+            emit_json({"location": where})
+        return
     if as_json:
         payload: dict[str, Any] = {"created": first is not None, "location": where}
         if first is not None:
