@@ -4,6 +4,7 @@ exit 1 with one line; ``--version`` and shell completion work."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import cli_env, msgine, one_error_line
@@ -76,3 +77,26 @@ def test_shell_completion_is_on(tmp_path: Path) -> None:
     )
     assert completed.stdout.split() == ["keys"]
     assert "--install-completion" in msgine(env, "--help", cwd=tmp_path).stdout
+
+
+def _leaves(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    children = getattr(command, "commands", None)
+    if not children:
+        return [(path, command)]
+    return [leaf for name, sub in children.items() for leaf in _leaves(sub, (*path, name))]
+
+
+def test_every_command_that_reports_a_result_takes_json() -> None:
+    import typer
+
+    from msgine.cli import app
+
+    leaves = _leaves(typer.main.get_command(app))
+    assert len(leaves) >= 15
+    # ``worker`` runs until stopped and reports nothing but its (JSON) log lines.
+    without = [
+        " ".join(path)
+        for path, command in leaves
+        if path != ("worker",) and not any("--json" in p.opts for p in command.params)
+    ]
+    assert without == []

@@ -107,6 +107,13 @@ def serve(
         int | None, typer.Option(min=0, max=65535, help="Listen port (MSGINE_PORT)")
     ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Run the API only")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the start-up facts (address, location, a first key) as one JSON line",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway: the HTTP API and, unless --no-worker, the delivery worker."""
     import uvicorn
@@ -129,10 +136,19 @@ def serve(
             else None,
         )
         first = _first_start(rt)
-        if first is not None:
+        if as_json:
+            emit_json(
+                {
+                    "url": f"http://{host}:{port}",
+                    "worker": not no_worker,
+                    "location": _where(settings),
+                    "key": first.secret if first is not None else None,
+                }
+            )
+        elif first is not None:
             typer.echo("Created the default account and a test-mode API key (shown only once):")
             typer.echo(f"  {first.secret}")
-        else:
+        if first is None:
             say(
                 f"existing gateway at {_where(settings)}: its first key was shown on the first "
                 f"start only; to create another: {KEY_HINT}"
