@@ -92,6 +92,18 @@ def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: 
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def settings_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment a CLI process needs to open the same database as ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
+    env["MSGINE_DATA_DIR"] = str(settings.data_dir)
+    if settings.master_key is not None:
+        env["MSGINE_MASTER_KEY"] = settings.master_key.get_secret_value()
+    if settings.database_url is not None:
+        env["MSGINE_DATABASE_URL"] = settings.database_url.get_secret_value()
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ def test_cli_export_erase_export(gateway: Any) -> None:
     ]
     assert account["suppression"]["phone"] == PHONE
 
-    erased = json.loads(gateway.cli("privacy", "erase", "--phone", PHONE).stdout)
+    erased = json.loads(gateway.cli("privacy", "erase", "--phone", PHONE, "--yes").stdout)
     assert erased["erased"] is True
     assert erased["accounts"][0]["suppressionKept"] is True
 
@@ -70,7 +70,7 @@ def test_cli_retention_purge(gateway: Any) -> None:
     kept = json.loads(gateway.cli("retention", "purge").stdout)
     assert all(sum(c.values()) == 0 for c in kept["accounts"].values())
 
-    purged = json.loads(gateway.cli("retention", "purge", "--older-than-days", "0").stdout)
+    purged = json.loads(gateway.cli("retention", "purge", "--older-than-days", "0", "--yes").stdout)
     assert purged["olderThanDays"] == 0
     [counts] = purged["accounts"].values()
     assert counts["messages"] == 1

@@ -15,6 +15,7 @@ from compliance_helpers import OTHER, PHONE
 from msgine.server.compliance._privacy import erase_subject
 from msgine.server.compliance._retention import (
     background_tasks,
+    preview_purge,
     purge_account,
     retention_loop,
     run_purge,
@@ -34,6 +35,20 @@ async def _old_and_young(api: Any, comp: Any, clock: Any) -> tuple[str, str]:
     await api.drain()
     clock.advance(days=11)
     return old, young
+
+
+async def test_a_preview_counts_exactly_what_the_purge_then_removes(
+    api: Any, comp: Any, clock: Any
+) -> None:
+    await _old_and_young(api, comp, clock)
+    before = comp.rows(messages)
+    for days in (None, 5):
+        preview = preview_purge(api.runtime, older_than_days=days)
+        assert comp.rows(messages) == before  # counting changed nothing
+        assert sum(preview[api.account_id].values()) > 0
+        assert run_purge(api.runtime, older_than_days=days) == preview
+        before = comp.rows(messages)
+    assert sum(preview_purge(api.runtime, older_than_days=0)[api.account_id].values()) == 0
 
 
 async def test_purges_what_is_older_than_the_limit_and_nothing_younger(

@@ -157,7 +157,7 @@ def test_cli_accounts_and_keys(gateway: Gateway) -> None:
     assert rotated["key"] != created["key"]
     old = httpx.get(f"{gateway.base_url}/messages", headers={"X-Api-Key": created["key"]})
     assert old.status_code == 401
-    gateway.cli("keys", "revoke", rotated["id"])
+    gateway.cli("keys", "revoke", rotated["id"], "--yes")
     new = httpx.get(f"{gateway.base_url}/messages", headers={"X-Api-Key": rotated["key"]})
     assert new.status_code == 401
 

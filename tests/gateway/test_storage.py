@@ -41,7 +41,7 @@ def test_group_commit_isolates_a_failing_write(runtime: Any) -> None:
     def write_for(n: int) -> Any:
         def fn(conn: sa.Connection) -> str:
             conn.execute(
-                sa.insert(accounts).values(id=f"acc_{n}", name="x", settings={}, created_at=now)
+                sa.insert(accounts).values(id=f"acc_{n}", name=f"x{n}", settings={}, created_at=now)
             )
             if n == 7:
                 raise ValueError("boom")

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from support import settings_env
 
-def settings_env(settings: Any, **extra: str) -> dict[str, str]:
-    """The environment a CLI process needs to open the same database as ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
-    env["MSGINE_DATA_DIR"] = str(settings.data_dir)
-    if settings.master_key is not None:
-        env["MSGINE_MASTER_KEY"] = settings.master_key.get_secret_value()
-    if settings.database_url is not None:
-        env["MSGINE_DATABASE_URL"] = settings.database_url.get_secret_value()
-    env.update(extra)
-    return env
+__all__ = ["json_lines", "run_cli", "settings_env"]
 
 
 def run_cli(

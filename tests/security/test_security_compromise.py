@@ -58,7 +58,7 @@ def test_compromise_from_the_cli_against_a_running_gateway(
             assert client.get("/messages", headers=headers).status_code == 200
         _wait_for_usage(gw, old["id"], 5)
 
-        result = gw.cli("keys", "compromise", old["id"], "--json")
+        result = gw.cli("keys", "compromise", old["id"], "--json", "--yes")
         out = json.loads(result.stdout)
         # Revoked at once in the serving process, which the command never talked to.
         assert client.get("/messages", headers=headers).status_code == 401

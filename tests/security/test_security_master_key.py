@@ -61,7 +61,7 @@ def test_rotation_while_serving_then_retire_and_restart(gateway: Gateway) -> Non
     assert _content(gateway, message_id) == TEXT  # the running process noticed nothing
 
     retired = json.loads(
-        gateway.cli("crypto", "rotate-master-key", "--retire-old", "--json").stdout
+        gateway.cli("crypto", "rotate-master-key", "--retire-old", "--yes", "--json").stdout
     )
     assert _file_ids(key_file) == [retired["newKeyId"]]
     assert _wrapping_ids(data / "msgine.db") == {retired["newKeyId"]}

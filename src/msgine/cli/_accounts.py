@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, cli_actor, emit_json, runtime
+from msgine.cli._app import app, cli_actor, runtime
+from msgine.cli._output import JsonOption, emit, table
 
 accounts = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(accounts, name="accounts")
@@ -14,24 +15,24 @@ app.add_typer(accounts, name="accounts")
 
 @accounts.command("create")
 def create(
-    name: Annotated[str, typer.Argument(help="Account name")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Account name (unique)")],
+    as_json: JsonOption = False,
 ) -> None:
+    """Create an account; its name must be unused (commands pick accounts by id or name)."""
     from msgine.server.accounts import create_account
 
     if not name.strip() or len(name) > 200:
-        raise typer.BadParameter("NAME must be 1 to 200 characters")
+        raise typer.BadParameter("NAME must be 1 to 200 characters", param_hint="'NAME'")
     with runtime() as rt:
         now = rt.now()
         account_id = rt.db.write(lambda conn: create_account(conn, name.strip(), now))
-    if as_json:
-        emit_json({"id": account_id, "name": name.strip(), "createdAt": now.isoformat()})
-    else:
-        typer.echo(f"{account_id}\t{name.strip()}")
+    created = {"id": account_id, "name": name.strip(), "createdAt": now.isoformat()}
+    emit(created, as_json, lambda c: typer.echo(f"{c['id']}\t{c['name']}"))
 
 
 @accounts.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_(as_json: JsonOption = False) -> None:
+    """Every account, oldest first."""
     from msgine.server.accounts import list_accounts
 
     with runtime() as rt:
@@ -39,11 +40,11 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     items = [
         {"id": r["id"], "name": r["name"], "createdAt": r["created_at"].isoformat()} for r in rows
     ]
-    if as_json:
-        emit_json(items)
-    else:
-        for item in items:
-            typer.echo(f"{item['id']}\t{item['name']}")
+
+    def render(found: list[dict[str, Any]]) -> None:
+        table(["ID", "NAME", "CREATED"], [[a["id"], a["name"], a["createdAt"]] for a in found])
+
+    emit(items, as_json, render)
 
 
 @accounts.command("set-daily-cap")
@@ -52,7 +53,7 @@ def set_daily_cap(
     cap: Annotated[
         str, typer.Argument(help="Messages per day; 0 for no cap; 'default' for MSGINE_DAILY_CAP")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The operator's daily cap for one account (the account may only lower it)."""
     from msgine.server.accounts import find_account, update_policy
@@ -81,7 +82,8 @@ def set_daily_cap(
             return account_id
 
         account_id = rt.db.write(apply)
-    if as_json:
-        emit_json({"account": account_id, "operatorDailyCap": value})
-    else:
-        typer.echo(f"{account_id}\t{'default' if value is None else value}")
+    emit(
+        {"account": account_id, "operatorDailyCap": value},
+        as_json,
+        lambda r: typer.echo(f"{account_id}\t{'default' if value is None else value}"),
+    )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from msgine.cli._app import app, emit_json, runtime
+from msgine.cli._output import JsonOption
 
 audit = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
@@ -43,6 +44,7 @@ def verify(
     anchor_hash: Annotated[
         str | None, typer.Option(help="A published head's hash (64 hex characters)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Check the whole chain: exit 1 naming the first edited, deleted or reordered entry, or,
     against a published head, a chain whose newest entries were cut off."""
@@ -60,9 +62,17 @@ def verify(
             return verify_chain(conn, rt.vault, head), int(count)
 
         problem, count = rt.db.read(check)
+    if as_json:
+        broken = (
+            None
+            if problem is None
+            else {"seq": problem.seq, "id": problem.id, "reason": problem.reason}
+        )
+        emit_json({"ok": problem is None, "entries": count, "brokenAt": broken})
     if problem is None:
-        against = f", up to the published head at seq {head.seq}" if head else ""
-        typer.echo(f"ok: {count} entries{against}")
+        if not as_json:
+            against = f", up to the published head at seq {head.seq}" if head else ""
+            typer.echo(f"ok: {count} entries{against}")
         return
     from msgine.server.logging import security_event
 
@@ -104,7 +114,7 @@ def _usage(message: str) -> NoReturn:
 @audit.command("list")
 def list_(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The newest entries of every account and of the gateway itself, newest first."""
     import sqlalchemy as sa

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import enum
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, cli_actor, emit_json, fail, runtime
+from msgine.cli._app import app, cli_actor, fail, runtime
+from msgine.cli._confirm import YesOption, confirm
+from msgine.cli._output import JsonOption, emit, emit_json, say, table
 
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys, name="keys")
+
+KeyId = Annotated[str, typer.Argument(metavar="ID", help="The key's id (key_...)")]
+
+
+class Mode(enum.StrEnum):
+    test = "test"
+    live = "live"
 
 
 def _account_id(rt: Any, account: str | None) -> str:
@@ -20,7 +30,7 @@ def _account_id(rt: Any, account: str | None) -> str:
         return str(rt.db.read(lambda conn: find_account(conn, account))["id"])
     rows = rt.db.read(list_accounts)
     if not rows:
-        fail("no account exists yet; run 'msgine serve' once or 'msgine accounts create NAME'")
+        fail("no account exists yet; run 'msgine init' once or 'msgine accounts create NAME'")
     return str(rows[0]["id"])
 
 
@@ -36,7 +46,7 @@ def show_new_key(new: Any, now: Any, as_json: bool) -> None:
     typer.echo(f"mode:    {view['mode']}")
     typer.echo(f"scopes:  {','.join(view['scopes'])}")
     typer.echo(f"key:     {new.secret}")
-    typer.echo("Store this key now: it is shown only once.", err=True)
+    say("Store this key now: it is shown only once.")
 
 
 @keys.command("create")
@@ -45,7 +55,7 @@ def create(
         str | None, typer.Option(help="Account id or name (default: the first)")
     ] = None,
     name: Annotated[str, typer.Option(help="A label for the key")] = "",
-    mode: Annotated[str, typer.Option(help="test or live")] = "test",
+    mode: Annotated[Mode, typer.Option(help="test or live")] = Mode.test,
     scopes: Annotated[
         str | None, typer.Option(help="Comma-separated scopes (default: all)")
     ] = None,
@@ -54,13 +64,12 @@ def create(
     ] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
     rate_limit: Annotated[str | None, typer.Option(help="e.g. '100/minute;20/second'")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an API key; it is printed once and stored only as a keyed hash."""
-    from msgine.server.keys import create_key
+    from msgine.server.keys import create_key, parse_scopes
 
-    if mode not in ("test", "live"):
-        fail("--mode must be 'test' or 'live'")
+    chosen = parse_scopes(scopes.split(",")) if scopes is not None else None  # before opening
     with runtime() as rt:
         account_id = _account_id(rt, account)
         now = rt.now()
@@ -71,8 +80,8 @@ def create(
                 account_id=account_id,
                 now=now,
                 name=name,
-                mode=mode,  # type: ignore[arg-type]
-                scopes=scopes.split(",") if scopes is not None else None,
+                mode=mode.value,
+                scopes=chosen,
                 allowed_ips=allow_ip,
                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
                 rate_limit=rate_limit,
@@ -83,10 +92,33 @@ def create(
     show_new_key(new, now, as_json)
 
 
+def _status(view: dict[str, Any]) -> str:
+    """What a person needs from a key's state: a rotated key still working shows until when."""
+    if view["status"] == "active" and view["expiresAt"]:
+        day = view["expiresAt"][:16].replace("T", " ")
+        return f"grace until {day}Z" if view["replacedBy"] else f"active, expires {day}Z"
+    return str(view["status"])
+
+
+def _age(view: dict[str, Any]) -> str:
+    from msgine.server.keys import ROTATION_AGE_DAYS
+
+    due = view["rotationDue"] and view["status"] == "active"
+    return f"{view['ageDays']}d" + (f"  ROTATE (>{ROTATION_AGE_DAYS} days)" if due else "")
+
+
+def _when(value: str | None, now: datetime) -> str:
+    if value is None:
+        return "never"
+    then = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    days = (now - then).days
+    return f"{value[:16].replace('T', ' ')}Z" + (f" ({days}d ago)" if days else "")
+
+
 @keys.command("list")
 def list_(
     account: Annotated[str | None, typer.Option(help="Only this account")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Keys with their state, age and last use; secrets are never shown."""
     from msgine.server.keys import list_keys, public_view
@@ -95,26 +127,37 @@ def list_(
         account_id = _account_id(rt, account) if account else None
         now = rt.now()
         views = [public_view(r, now) for r in rt.db.read(lambda conn: list_keys(conn, account_id))]
-    if as_json:
-        emit_json(views)
-        return
-    for v in views:
-        flag = (
-            "  ROTATE (older than 90 days)" if v["rotationDue"] and v["status"] == "active" else ""
+
+    def render(items: list[dict[str, Any]]) -> None:
+        if not items:
+            say("no keys; create one with: msgine keys create --name NAME")
+            return
+        table(
+            ["ID", "NAME", "MODE", "STATUS", "LAST USED", "AGE", "KEY"],
+            [
+                [
+                    v["id"],
+                    v["name"] or "-",
+                    v["mode"],
+                    _status(v),
+                    _when(v["lastUsedAt"], now),
+                    _age(v),
+                    v["redactedKey"],
+                ]
+                for v in items
+            ],
         )
-        typer.echo(
-            f"{v['id']}  {v['mode']:4}  {v['status']:7}  {v['redactedKey']}  "
-            f"age={v['ageDays']}d  last_used={v['lastUsedAt'] or 'never'}{flag}"
-        )
+
+    emit(views, as_json, render)
 
 
 @keys.command("rotate")
 def rotate(
-    key_id: Annotated[str, typer.Argument(metavar="ID")],
+    key_id: KeyId,
     grace_hours: Annotated[
         float, typer.Option(min=0, max=720, help="Old key keeps working this long")
     ] = 24,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Issue a replacement key; the old one works until the grace period ends."""
     from msgine.server.keys import rotate_key
@@ -134,30 +177,70 @@ def rotate(
     show_new_key(new, now, as_json)
 
 
+def _describe_key(rt: Any, key_id: str) -> dict[str, Any]:
+    """The key as a listing shows it (raises 'API key not found.' before anything is asked)."""
+    from msgine.server.keys import get_key, public_view
+
+    return public_view(rt.db.read(lambda conn: get_key(conn, key_id)), rt.now())
+
+
+def _key_line(view: dict[str, Any]) -> str:
+    return (
+        f"  {view['id']}  {view['name'] or '-'}  {view['mode']}  {_status(view)}  "
+        f"{view['redactedKey']}  account {view['account']}  last used "
+        f"{view['lastUsedAt'] or 'never'}"
+    )
+
+
 @keys.command("revoke")
-def revoke(key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Revoke a key at once, in every process."""
-    from msgine.server.keys import revoke_key
+def revoke(key_id: KeyId, yes: YesOption = False, as_json: JsonOption = False) -> None:
+    """Revoke a key at once, in every process (asks first; --yes for scripts)."""
+    from msgine.server.keys import public_view, revoke_key
 
     with runtime() as rt:
+        view = _describe_key(rt, key_id)
+        if view["status"] == "revoked":
+            say(f"{key_id} is already revoked: nothing to do")
+        else:
+            confirm(
+                [
+                    "This revokes the key:",
+                    _key_line(view),
+                    "Every request with it is refused from the next one on, in every process, "
+                    "and webhooks get key.revoked. It cannot be undone.",
+                ],
+                question=f"Revoke {key_id}?",
+                yes=yes,
+            )
         now = rt.now()
-        rt.db.write(
+        record = rt.db.write(
             lambda conn: revoke_key(conn, key_id, now=now, vault=rt.vault, actor=cli_actor())
         )
-    typer.echo(f"revoked {key_id}")
+        view = public_view(record, now)
+    emit(view, as_json, lambda v: typer.echo(f"revoked {v['id']}"))
 
 
 @keys.command("compromise")
-def compromise(
-    key_id: Annotated[str, typer.Argument(metavar="ID")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+def compromise(key_id: KeyId, yes: YesOption = False, as_json: JsonOption = False) -> None:
     """Revoke a leaked key now, issue its replacement (shown once) and report its usage."""
     from msgine.cli._audit import security_logging
     from msgine.server.incident import compromise as contain
     from msgine.server.keys import public_view
 
     with runtime() as rt:
+        view = _describe_key(rt, key_id)
+        if view["status"] == "active":  # otherwise containment refuses, saying why
+            confirm(
+                [
+                    "This treats the key as leaked:",
+                    _key_line(view),
+                    "It is revoked now (every request refused), a replacement with the same "
+                    "settings is issued and shown once, webhooks get key.revoked, and its "
+                    "usage is reported.",
+                ],
+                question=f"Contain {key_id} as compromised?",
+                yes=yes,
+            )
         security_logging(rt.settings)
         now = rt.now()
         result = contain(rt.db, rt.vault, key_id, now=now, actor=cli_actor())
@@ -170,7 +253,7 @@ def compromise(
     typer.echo(f"revoked {key_id} (compromised); webhooks get key.revoked")
     typer.echo(f"replacement id: {replacement['id']}")
     typer.echo(f"replacement key: {result.replacement.secret}")
-    typer.echo("Store the replacement now: it is shown only once.", err=True)
+    say("Store the replacement now: it is shown only once.")
     typer.echo(
         f"usage: first={report['firstUsedAt'] or 'never'} last={report['lastUsedAt'] or 'never'} "
         f"requests={report['totalRequests']} messages={report['messagesSent']}"

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from msgine.cli._app import app, cli_actor, emit_json, fail, runtime
+from msgine.cli._output import progress
 
 EXIT_USAGE = 2
 
@@ -31,7 +32,8 @@ def scan(
     from msgine.server.scan import ScanError, format_finding, scan_paths
 
     try:
-        findings = scan_paths(paths, history=not no_history)
+        with progress("scanning files and history" if not no_history else "scanning files"):
+            findings = scan_paths(paths, history=not no_history)
     except (FileNotFoundError, ScanError) as exc:
         fail(str(exc), EXIT_USAGE)
     revoked = _revoke(findings) if revoke and findings else {}

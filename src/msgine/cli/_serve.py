@@ -1,35 +1,133 @@
-"""``msgine serve``, ``msgine worker`` and ``msgine db upgrade``."""
+"""``msgine init``, ``msgine serve``, ``msgine worker`` and ``msgine db upgrade``.
+
+``init`` and ``serve`` are the only commands that create a gateway (data directory, database,
+master key file, default account); everything else refuses where none exists.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import signal
-from typing import Annotated
+import socket
+from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, runtime
+from msgine.cli._app import app, fail, runtime
+from msgine.cli._output import JsonOption, emit_json, say
 
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db, name="db")
+
+KEY_HINT = "msgine keys create --name NAME [--mode test|live] [--scopes S,S]"
+
+
+def _where(settings: Any) -> str:
+    if settings.is_sqlite:
+        return str(settings.data_dir.resolve())
+    from msgine.server.runtime import describe_database
+
+    return describe_database(settings)
+
+
+def _first_start(rt: Any, *, key: bool = True) -> Any:
+    """The default account and its first test key on a new gateway, or None on an existing one
+    (and without ``key``: the account only)."""
+    from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
+    from msgine.server.runtime import ensure_default_account
+
+    if key:
+        return ensure_default_account(rt)
+    now = rt.now()
+    rt.db.write(lambda conn: list_accounts(conn) or create_account(conn, DEFAULT_ACCOUNT_NAME, now))
+    return None
+
+
+@app.command()
+def init(
+    no_key: Annotated[
+        bool,
+        typer.Option(
+            "--no-key",
+            help="Create no first key (for automated deployments, whose output is logged)",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a gateway here: data directory, database, master key file, a default account and
+    a first test-mode key (shown once). On an existing gateway it only applies migrations."""
+    with runtime(create=True) as rt:
+        first = _first_start(rt, key=not no_key)
+        where = _where(rt.settings)
+    if no_key:
+        say(f"gateway ready at {where}; to create an API key: {KEY_HINT}")
+        if as_json:
+            emit_json({"location": where})
+        return
+    if as_json:
+        payload: dict[str, Any] = {"created": first is not None, "location": where}
+        if first is not None:
+            payload.update(account=first.record["account_id"], keyId=first.record["id"])
+            payload["key"] = first.secret
+        emit_json(payload)
+        return
+    if first is None:
+        say(f"a gateway already exists at {where}: nothing created (migrations are up to date)")
+        say(f"to create an API key: {KEY_HINT}")
+        return
+    say(f"created a gateway at {where}")
+    typer.echo("Created the default account and a test-mode API key (shown only once):")
+    typer.echo(f"  {first.secret}")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything else starts, so a busy port is one clear line
+    (and no half-started gateway) instead of a server log and a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is already in use (another gateway?); choose another "
+                "with --port N or MSGINE_PORT=N"
+            )
+        fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another address "
+            "with --host/--port or MSGINE_HOST/MSGINE_PORT"
+        )
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (MSGINE_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (MSGINE_PORT)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Listen port (MSGINE_PORT)")
+    ] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Run the API only")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the start-up facts (address, location, a first key) as one JSON line",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway: the HTTP API and, unless --no-worker, the delivery worker."""
     import uvicorn
 
     from msgine.server.api import connection_protocol, create_app
+    from msgine.server.config import load_settings
     from msgine.server.logging import configure_logging
-    from msgine.server.runtime import ensure_default_account
     from msgine.server.worker import background_tasks
 
-    with runtime() as rt:
+    configured = load_settings()
+    host = host or configured.host
+    port = configured.port if port is None else port
+    listener = _listen(host, port)
+    with runtime(create=True) as rt:
         settings = rt.settings
         configure_logging(
             level=settings.log_level,
@@ -37,24 +135,37 @@ def serve(
             if settings.security_log_path
             else None,
         )
-        first = ensure_default_account(rt)
-        if first is not None:
+        first = _first_start(rt)
+        if as_json:
+            emit_json(
+                {
+                    "url": f"http://{host}:{port}",
+                    "worker": not no_worker,
+                    "location": _where(settings),
+                    "key": first.secret if first is not None else None,
+                }
+            )
+        elif first is not None:
             typer.echo("Created the default account and a test-mode API key (shown only once):")
             typer.echo(f"  {first.secret}")
+        if first is None:
+            say(
+                f"existing gateway at {_where(settings)}: its first key was shown on the first "
+                f"start only; to create another: {KEY_HINT}"
+            )
+        say(f"listening on http://{host}:{port} ({'API only' if no_worker else 'API and worker'})")
         tasks = [] if no_worker else background_tasks(rt)
         api = create_app(rt, background=tasks)
         _settle_heap()
         config = uvicorn.Config(
             api,
-            host=host or settings.host,
-            port=settings.port if port is None else port,
             log_config=None,
             server_header=False,
             proxy_headers=False,
             http=connection_protocol(settings),
             timeout_keep_alive=settings.keepalive_timeout,
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 @app.command()
@@ -90,8 +201,14 @@ def _settle_heap() -> None:
 
 
 @db.command("upgrade")
-def upgrade() -> None:
-    """Apply database migrations (serve and worker also do this at start)."""
-    with runtime():
-        pass
-    typer.echo("database is up to date")
+def upgrade(as_json: JsonOption = False) -> None:
+    """Apply database migrations to an existing gateway (serve and worker also do this at
+    start); 'msgine init' creates a new one."""
+    from msgine.server.storage import current_revision
+
+    with runtime() as rt:
+        revision = rt.db.read(current_revision)
+    if as_json:
+        emit_json({"revision": revision})
+    else:
+        typer.echo(f"database is up to date (revision {revision})")

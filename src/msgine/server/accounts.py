@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from msgine.server._ids import new_id
-from msgine.server.errors import NotFound
+from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.ratelimit import exceeded_windows, parse_limits
 from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts
@@ -144,6 +144,13 @@ class Ceilings:
 
 
 def create_account(conn: sa.Connection, name: str, now: datetime) -> str:
+    """A new account; its name is unique, since commands pick an account by id or name."""
+    taken = conn.execute(sa.select(accounts.c.id).where(accounts.c.name == name)).first()
+    if taken is not None:
+        raise InvalidRequest(
+            f"An account named '{name}' already exists ({taken.id}); choose another name.",
+            details={"field": "name"},
+        )
     account_id = new_id("acc")
     conn.execute(sa.insert(accounts).values(id=account_id, name=name, settings={}, created_at=now))
     return account_id

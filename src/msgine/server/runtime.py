@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -22,6 +23,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class NotInitialised(Exception):
+    """No gateway where the settings point: ``where`` is the database file or the database URL
+    (password hidden), for the operator to see where the command looked."""
+
+    def __init__(self, where: str, *, reason: str) -> None:
+        super().__init__(f"{reason}: {where}")
+        self.where = where
+        self.reason = reason
+
+
 class Runtime:
     def __init__(self, settings: Settings, db: Database, vault: Vault, clock: Clock = utc_now):
         self.settings = settings
@@ -33,15 +44,22 @@ class Runtime:
         return f"Runtime(db={self.db!r})"
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
-        """Create the data directory, migrate, load the master key and data keys."""
-        if settings.is_sqlite or settings.master_key is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if settings.is_sqlite:
-            _create_private(sa.engine.make_url(settings.sqlalchemy_url).database)
+    def open(cls, settings: Settings, *, clock: Clock = utc_now, create: bool = True) -> Runtime:
+        """Migrate, load the master key and data keys. With ``create`` (``serve``, ``init``) a
+        missing data directory, database and master key file are made; without it they must
+        exist (:class:`NotInitialised` otherwise), so a command run in the wrong place never
+        starts an empty gateway with a new master key."""
+        if create:
+            _create_data_dir(settings)
+        elif settings.is_sqlite and not _sqlite_path(settings).exists():
+            raise NotInitialised(str(_sqlite_path(settings)), reason="no database file")
         db = Database(settings.sqlalchemy_url)
         try:
-            ring = load_master_keys(settings)
+            if not create and not db.is_initialised():
+                raise NotInitialised(
+                    describe_database(settings), reason="the database is not initialised"
+                )
+            ring = load_master_keys(settings, create=create)
             db.migrate(vault=lambda conn: open_vault(conn, ring))
             vault = load_vault(db, ring)
         except BaseException:
@@ -54,6 +72,25 @@ class Runtime:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    return Path(sa.engine.make_url(settings.sqlalchemy_url).database or "")
+
+
+def describe_database(settings: Settings) -> str:
+    """Where the database is, for messages: the SQLite file, or the URL without password."""
+    if settings.is_sqlite:
+        return str(_sqlite_path(settings))
+    url = sa.engine.make_url(settings.sqlalchemy_url).set(query={})
+    return url.render_as_string(hide_password=True)
+
+
+def _create_data_dir(settings: Settings) -> None:
+    if settings.is_sqlite or settings.master_key is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.is_sqlite:
+        _create_private(sa.engine.make_url(settings.sqlalchemy_url).database)
 
 
 def _create_private(path: str | None) -> None:

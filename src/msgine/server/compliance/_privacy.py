@@ -343,6 +343,20 @@ def export_number(
     return found
 
 
+def preview_erase(
+    conn: sa.Connection, vault: Vault, account_ids: Sequence[str], phone: str
+) -> list[dict[str, Any]]:
+    """What erasing ``phone`` would touch, as counts per account that holds anything about it
+    (``privacy erase --dry-run`` and the confirmation). Reads only and records nothing: the
+    erasure that may follow is what gets audited."""
+    found = []
+    for account_id in account_ids:
+        export = export_subject(conn, vault, account_id, phone)
+        if holds_anything(export):
+            found.append({"accountId": account_id, **export_counts(export)})
+    return found
+
+
 def erase_number(
     runtime: Runtime,
     account_ids: Sequence[str],

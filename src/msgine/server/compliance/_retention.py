@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,19 +67,50 @@ class Purged:
         }
 
 
+def _due_messages(account_id: str, cutoff: datetime) -> sa.Select[Any]:
+    """Ids of messages past the cutoff whose text and numbers may go (not already purged, here
+    or by erasure, and not waiting to be sent)."""
+    return sa.select(messages.c.id).where(
+        messages.c.account_id == account_id,
+        messages.c.created_at < cutoff,
+        messages.c.purged_at.is_(None),
+        messages.c.status.not_in(WAITING),
+    )
+
+
+def _due_recipients(old: sa.Select[Any]) -> tuple[Any, ...]:
+    return (recipients.c.message_id.in_(old), recipients.c.phone_index != UNLINKED)
+
+
+def _due_inbound(account_id: str, cutoff: datetime) -> tuple[Any, ...]:
+    return (
+        inbound_messages.c.account_id == account_id,
+        inbound_messages.c.received_at < cutoff,
+        inbound_messages.c.purged_at.is_(None),
+    )
+
+
+def _due_events(account_id: str, cutoff: datetime) -> tuple[Any, ...]:
+    """Events past the cutoff, except those a webhook delivery is still retrying (for at most
+    ``DELIVERY_GRACE`` more)."""
+    retrying = sa.select(webhook_deliveries.c.event_id).where(
+        webhook_deliveries.c.account_id == account_id,
+        webhook_deliveries.c.completed_at.is_(None),
+    )
+    return (
+        events.c.account_id == account_id,
+        events.c.created_at < cutoff,
+        events.c.purged_at.is_(None),
+        sa.or_(events.c.id.not_in(retrying), events.c.created_at < cutoff - DELIVERY_GRACE),
+    )
+
+
 def _purge_messages(
     conn: sa.Connection, account_id: str, cutoff: datetime, now: datetime
 ) -> tuple[int, int]:
-    old = sa.select(messages.c.id).where(
-        messages.c.account_id == account_id,
-        messages.c.created_at < cutoff,
-        messages.c.purged_at.is_(None),  # purged with all its recipients (here or by erasure)
-        messages.c.status.not_in(WAITING),
-    )
+    old = _due_messages(account_id, cutoff)
     recipient_count = conn.execute(
-        sa.update(recipients)
-        .where(recipients.c.message_id.in_(old), recipients.c.phone_index != UNLINKED)
-        .values(phone=None, phone_index=UNLINKED)
+        sa.update(recipients).where(*_due_recipients(old)).values(phone=None, phone_index=UNLINKED)
     ).rowcount
     conn.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.message_id.in_(old)))
     message_count = conn.execute(
@@ -93,33 +125,29 @@ def _purge_inbound(conn: sa.Connection, account_id: str, cutoff: datetime, now: 
     return int(
         conn.execute(
             sa.update(inbound_messages)
-            .where(
-                inbound_messages.c.account_id == account_id,
-                inbound_messages.c.received_at < cutoff,
-                inbound_messages.c.purged_at.is_(None),
-            )
+            .where(*_due_inbound(account_id, cutoff))
             .values(phone=None, body=None, phone_index=UNLINKED, purged_at=now)
         ).rowcount
     )
 
 
 def _purge_events(conn: sa.Connection, account_id: str, cutoff: datetime, now: datetime) -> int:
-    retrying = sa.select(webhook_deliveries.c.event_id).where(
-        webhook_deliveries.c.account_id == account_id,
-        webhook_deliveries.c.completed_at.is_(None),
-    )
     return int(
         conn.execute(
             sa.update(events)
-            .where(
-                events.c.account_id == account_id,
-                events.c.created_at < cutoff,
-                events.c.purged_at.is_(None),
-                sa.or_(events.c.id.not_in(retrying), events.c.created_at < cutoff - DELIVERY_GRACE),
-            )
+            .where(*_due_events(account_id, cutoff))
             .values(body=None, phone_index=None, purged_at=now)
         ).rowcount
     )
+
+
+def _cutoff(
+    conn: sa.Connection, account_id: str, now: datetime, older_than_days: int | None
+) -> datetime:
+    days = older_than_days
+    if days is None:
+        days = policy_of(conn, account_id).retention_days
+    return now - timedelta(days=days)
 
 
 def purge_account(
@@ -127,16 +155,34 @@ def purge_account(
 ) -> Purged:
     """Purge one account (its own retention period unless ``older_than_days`` overrides it)."""
     zero_freed_space(conn)
-    days = older_than_days
-    if days is None:
-        days = policy_of(conn, account_id).retention_days
-    cutoff = now - timedelta(days=days)
+    cutoff = _cutoff(conn, account_id, now, older_than_days)
     message_count, recipient_count = _purge_messages(conn, account_id, cutoff, now)
     return Purged(
         messages=message_count,
         recipients=recipient_count,
         inbound_messages=_purge_inbound(conn, account_id, cutoff, now),
         events=_purge_events(conn, account_id, cutoff, now),
+    )
+
+
+def _count(conn: sa.Connection, table: sa.Table, *where: Any) -> int:
+    return int(
+        conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+    )
+
+
+def count_due(
+    conn: sa.Connection, account_id: str, *, now: datetime, older_than_days: int | None = None
+) -> Purged:
+    """What :func:`purge_account` would remove now, counted with the same conditions and
+    changing nothing (``retention purge --dry-run``)."""
+    cutoff = _cutoff(conn, account_id, now, older_than_days)
+    old = _due_messages(account_id, cutoff)
+    return Purged(
+        messages=_count(conn, messages, messages.c.id.in_(old)),
+        recipients=_count(conn, recipients, *_due_recipients(old)),
+        inbound_messages=_count(conn, inbound_messages, *_due_inbound(account_id, cutoff)),
+        events=_count(conn, events, *_due_events(account_id, cutoff)),
     )
 
 
@@ -164,13 +210,22 @@ def _purge_and_audit(
     return purged
 
 
-def run_purge(
-    runtime: Runtime, *, older_than_days: int | None = None, actor: Actor = RETENTION_ACTOR
-) -> dict[str, dict[str, int]]:
-    """Purge every account, one transaction each, each purge that removed something audited
-    (counts only). Returns counts by account id. Blocking: call from a thread in async code."""
+def _check_days(older_than_days: int | None) -> None:
     if older_than_days is not None and older_than_days < 0:
         raise ValueError("older_than_days must not be negative")
+
+
+def run_purge(
+    runtime: Runtime,
+    *,
+    older_than_days: int | None = None,
+    actor: Actor = RETENTION_ACTOR,
+    on_account: Callable[[], None] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Purge every account, one transaction each, each purge that removed something audited
+    (counts only). Returns counts by account id; ``on_account`` is called after each one (a
+    progress bar). Blocking: call from a thread in async code."""
+    _check_days(older_than_days)
     account_ids = [a["id"] for a in runtime.db.read(list_accounts)]
     results: dict[str, dict[str, int]] = {}
     for account_id in account_ids:
@@ -183,9 +238,27 @@ def run_purge(
             actor=actor,
         )
         results[account_id] = runtime.db.write(apply).view()
+        if on_account is not None:
+            on_account()
     if any(sum(counts.values()) for counts in results.values()):
         flush_log(runtime.db)
     return results
+
+
+def preview_purge(
+    runtime: Runtime, *, older_than_days: int | None = None
+) -> dict[str, dict[str, int]]:
+    """What :func:`run_purge` would remove now, by account id; reads only."""
+    _check_days(older_than_days)
+    now = runtime.now()
+
+    def count(conn: sa.Connection) -> dict[str, dict[str, int]]:
+        return {
+            a["id"]: count_due(conn, a["id"], now=now, older_than_days=older_than_days).view()
+            for a in list_accounts(conn)
+        }
+
+    return runtime.db.read(count)
 
 
 async def retention_loop(runtime: Runtime, stop: asyncio.Event) -> None:

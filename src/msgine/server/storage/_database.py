@@ -29,6 +29,13 @@ def migrations_config() -> Config:
     return cfg
 
 
+def current_revision(conn: sa.Connection) -> str | None:
+    """The schema's migration revision, or None before the first migration."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -85,6 +92,11 @@ class Database:
 
     async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
         return await self.writer.submit_async(fn)
+
+    def is_initialised(self) -> bool:
+        """True once migrations have run here (the schema's version table holds a revision)."""
+        with self.read_engine.connect() as conn:
+            return current_revision(conn) is not None
 
     def migrate(
         self, revision: str = "head", *, vault: Callable[[sa.Connection], Any] | None = None

@@ -125,6 +125,8 @@ accounts = sa.Table(
     sa.Column("signing_secret_prev", sa.LargeBinary),
     sa.Column("signing_secret_prev_expires_at", Time),
     sa.Column("created_at", Time, nullable=False),
+    # ``--account NAME`` must name one account (migration 0005 renamed older duplicates).
+    sa.Index("uq_accounts_name", "name", unique=True),
 )
 
 api_keys = sa.Table(

@@ -1,0 +1,79 @@
+"""Running ``msgine`` as a person or a script does: a real process, its exit code and output."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from support import MASTER_KEY
+
+
+def cli_env(tmp_path: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
+    """An environment with no MSGINE_ settings from the machine, a data directory under
+    ``tmp_path`` and, when given, a PostgreSQL database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
+    env["MSGINE_DATA_DIR"] = str(tmp_path / "data")
+    if database_url:
+        env["MSGINE_DATABASE_URL"] = database_url
+        env["MSGINE_MASTER_KEY"] = MASTER_KEY
+    env.update(extra)
+    return env
+
+
+def msgine(
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``msgine ARGS`` in a real process without a terminal; never raises on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "msgine", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error:`` line a failed command prints (and nothing else on stderr)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def on_a_terminal(env: dict[str, str], args: list[str], answer: str = "") -> str:
+    """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer``, return all it printed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "msgine", *args],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 30
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and b"[y/N]" in output:
+            os.write(leader, answer.encode())
+            answered = True
+    process.wait(timeout=30)
+    os.close(leader)
+    return output.decode(errors="replace")
