@@ -14,6 +14,7 @@ from msgine.server.api._deps import authenticate_request, json_body, require, ru
 from msgine.server.api._responses import JSONBody
 from msgine.server.api.routes import API_PREFIX
 from msgine.server.keys import Principal
+from msgine.server.messages import MessageStatus
 from msgine.server.messages._service import (
     SendCommand,
     accept,
@@ -170,10 +171,7 @@ async def history(
     principal: Annotated[Principal, Depends(can_read)],
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    status: Annotated[
-        Literal["pending", "scheduled", "queued", "sent", "delivered", "failed", "rejected"] | None,
-        Query(),
-    ] = None,
+    status: Annotated[MessageStatus | None, Query()] = None,
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.aread(
