@@ -7,6 +7,7 @@ from msgine.cli import (  # noqa: F401  (importing registers the commands)
     _audit,
     _crypto,
     _keys,
+    _keyusage,
     _privacy,
     _retention,
     _scan,

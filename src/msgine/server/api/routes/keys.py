@@ -160,3 +160,17 @@ async def compromise_key(
         "compromisedKeyId": key_id,
         "report": result.report,
     }
+
+
+@router.get("/keys/{key_id}/usage")
+async def key_usage(
+    key_id: str, request: Request, principal: Principal = Depends(manage)
+) -> dict[str, Any]:
+    """The key's usage report (the compromise report's shape), read now: after a compromise,
+    ``refusedAfterRevocation`` shows whether someone still tries the revoked key."""
+    runtime = runtime_of(request)
+    key = await _own_key(request, principal, key_id)
+    recorder = getattr(request.app.state, "usage_recorder", None)
+    if recorder is not None:  # this process's counts into the report
+        await recorder.flush()
+    return await runtime.db.aread(lambda conn: incident.usage_report(conn, key))

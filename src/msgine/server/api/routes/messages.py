@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.responses import JSONResponse
 
+from msgine.server import metrics
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
 from msgine.server.api._responses import JSONBody
 from msgine.server.api.routes import API_PREFIX
@@ -90,6 +91,9 @@ async def send(request: Request) -> JSONResponse:
             prechecked=rejected,
         )
     )
+    if not result.replayed:
+        for status, count in result.response["recipientCounts"].items():
+            metrics.status_reached(status, carrier="", mode=principal.mode, count=count)
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
