@@ -12,6 +12,7 @@ from msgine.cli import (  # noqa: F401  (importing registers the commands)
     _retention,
     _scan,
     _serve,
+    _webhooks,
 )
 from msgine.cli._app import app, main
 

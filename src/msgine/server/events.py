@@ -58,8 +58,10 @@ def emit(
     recipient_id: str | None = None,
     phone_index: str | None = None,
     callback_url: str | None = None,
+    deliver: bool = True,
 ) -> str:
-    """Store one event and queue its deliveries; returns the event id."""
+    """Store one event and queue its deliveries; returns the event id. ``deliver=False``
+    stores it for listen sessions only (a triggered test event): no endpoint gets it."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     event_id = new_id("evt")
@@ -81,6 +83,8 @@ def emit(
             "created_at": now,
         },
     )
+    if not deliver:
+        return event_id
     targets: list[dict[str, Any]] = [
         {"endpoint_id": endpoint["id"], "url": None}
         for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id})
