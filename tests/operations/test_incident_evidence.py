@@ -98,3 +98,33 @@ async def test_the_report_counts_refused_attempts_after_containment(api: Any) ->
     # Accepted requests stay apart from the refused ones.
     assert body["totalRequests"] == 1
     assert [row["sourceIp"] for row in body["requestsByAddress"]] == ["127.0.0.1"]
+
+
+@pytest.mark.slow
+def test_keys_usage_command_shows_refused_attempts(tmp_path: Path) -> None:
+    """The operator's view: compromise from the CLI, the attacker keeps trying, `keys usage`."""
+    import time
+
+    from support import gateway_env, start_gateway
+
+    gw = start_gateway(gateway_env(tmp_path, MSGINE_USAGE_FLUSH_SECONDS="0.2"), cwd=tmp_path)
+    try:
+        made = json.loads(gw.cli("keys", "create", "--json").stdout)
+        gw.cli("keys", "compromise", made["id"], "--json")
+        for _ in range(2):
+            refused = httpx.get(f"{gw.base_url}/messages", headers={"X-Api-Key": made["key"]})
+            assert refused.status_code == 401
+        deadline = time.monotonic() + 20
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            report = json.loads(gw.cli("keys", "usage", made["id"], "--json").stdout)
+            if report["refusedAfterRevocation"] == 2:
+                break
+            time.sleep(0.3)
+        assert report["refusedAfterRevocation"] == 2, report
+        assert report["refusedByAddress"] == [{"sourceIp": "127.0.0.1", "requests": 2}]
+        text = gw.cli("keys", "usage", made["id"]).stdout
+        assert "refused after revocation: 2" in text
+        assert made["key"] not in text
+    finally:
+        gw.stop()
