@@ -57,7 +57,7 @@ def listen(
     """Forward this account's test-mode events to a local URL, signed as real deliveries are."""
     import httpx
 
-    from msgine.server.webhooks._listen import (
+    from msgine.server.webhooks import (
         EventFollower,
         check_forward_url,
         follow,
@@ -120,7 +120,7 @@ def trigger(
 ) -> None:
     """Raise a signed test-mode event with made-up content; running listen sessions forward it
     (webhook endpoints do not get it)."""
-    from msgine.server.webhooks._listen import trigger as raise_event
+    from msgine.server.webhooks import trigger_test_event as raise_event
 
     with runtime() as rt:
         account_id = _account_id(rt, account)
