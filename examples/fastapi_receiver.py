@@ -1,8 +1,15 @@
 """Receive MsGine webhooks with FastAPI: verified, deduplicated, allow-listed.
 
-export MSGINE_WEBHOOK_SECRET=whsec_...    # from POST /api/v1/webhooks (shown once)
-export MSGINE_EGRESS_IPS=127.0.0.1/32     # from GET /api/v1/meta/ips
-uvicorn examples.fastapi_receiver:app --port 9000
+Local development (from the repository root, next to a gateway's data directory):
+
+    export MSGINE_WEBHOOK_SECRET=$(msgine webhooks listen --print-secret)
+    uvicorn examples.fastapi_receiver:app --port 9000 &
+    msgine webhooks listen --forward-to http://127.0.0.1:9000/webhooks/msgine
+    msgine webhooks trigger message.delivered      # in another terminal
+
+In production: MSGINE_WEBHOOK_SECRET is the endpoint's secret (POST /api/v1/webhooks, shown
+once) and MSGINE_EGRESS_IPS the gateway's addresses (GET /api/v1/meta/ips); the default,
+127.0.0.1/32, is what ``listen`` forwards from.
 """
 
 from __future__ import annotations

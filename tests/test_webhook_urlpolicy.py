@@ -64,9 +64,24 @@ def test_valid_urls_are_normalised(url: str, expected: str) -> None:
 def test_non_https_schemes_are_insecure(url: str) -> None:
     with pytest.raises(InsecureCallbackUrl) as info:
         check_url_syntax(url)
-    assert info.value.message == "Webhook URLs must use https."
+    assert info.value.message.startswith("Webhook URLs must use https. ")
     assert info.value.code == "insecure_callback_url"
     assert info.value.status == 400
+
+
+async def test_refusals_say_how_to_develop_locally() -> None:
+    """A developer pointing a webhook at their laptop learns the command and the settings."""
+    with pytest.raises(InsecureCallbackUrl) as plain:
+        check_url_syntax("http://localhost:9000/hook")
+    with pytest.raises(InsecureCallbackUrl) as private:
+        await resolve_and_check("https://127.0.0.1:9000/hook", UrlPolicy(allow_private=False))
+    for refusal in (plain.value, private.value):
+        for hint in (
+            "msgine webhooks listen --forward-to",
+            "MSGINE_WEBHOOK_ALLOW_PRIVATE",
+            "MSGINE_WEBHOOK_CA_BUNDLE",
+        ):
+            assert hint in refusal.message, (hint, refusal.message)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,19 @@ from datetime import datetime
 from typing import Any, Literal
 
 MessageType = Literal["transactional", "marketing"]
-MessageStatus = Literal["pending", "scheduled", "queued", "sent", "delivered", "failed", "rejected"]
+MessageStatus = Literal[
+    "pending",
+    "scheduled",
+    "queued",
+    "sent",
+    "delivered",
+    "failed",
+    "rejected",
+    "partly_delivered",
+]
+"""A message's overall status. ``partly_delivered``: every recipient is final, some were
+delivered and some failed or were rejected (a self-hosted gateway's addition; see
+``Message.recipient_counts`` for how many of each)."""
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -31,6 +43,12 @@ def _str(value: Any) -> str | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _counts(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if _int(v) is not None}
 
 
 def _strs(value: Any) -> list[str]:
@@ -73,6 +91,9 @@ class Message:
     created_at: datetime | None = None
     scheduled_for: datetime | None = None
     recipients: list[Recipient] = field(default_factory=list, repr=False)
+    recipient_counts: dict[str, int] = field(default_factory=dict)
+    """How many recipients are in each status, e.g. ``{"delivered": 1, "failed": 1}``; empty
+    when the server does not report it."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -98,6 +119,7 @@ class Message:
                 for item in (recipients if isinstance(recipients, list) else [])
                 if isinstance(item, Mapping)
             ],
+            recipient_counts=_counts(data.get("recipientCounts")),
             raw=dict(data),
         )
 

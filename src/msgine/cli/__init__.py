@@ -7,10 +7,12 @@ from msgine.cli import (  # noqa: F401  (importing registers the commands)
     _audit,
     _crypto,
     _keys,
+    _keyusage,
     _privacy,
     _retention,
     _scan,
     _serve,
+    _webhooks,
 )
 from msgine.cli._app import app, main
 

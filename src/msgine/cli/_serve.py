@@ -169,13 +169,37 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics",
+        ),
+    ] = None,
+) -> None:
     """Run only the delivery worker (several may run against PostgreSQL)."""
-    from msgine.server.logging import configure_logging
+    from msgine.server.logging import configure_logging, get_logger
     from msgine.server.worker import background_tasks
 
     with runtime() as rt:
-        configure_logging(level=rt.settings.log_level)
+        settings = rt.settings
+        configure_logging(level=settings.log_level)
+        where = f"database {settings.database_description}, data dir {settings.data_dir.resolve()}"
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr="127.0.0.1")
+            where += f", metrics http://127.0.0.1:{metrics_port}/metrics"
+        typer.echo(f"msgine worker started: {where}")
+        get_logger("msgine.worker").info(
+            "worker_process_started",
+            database=settings.database_description,
+            data_dir=str(settings.data_dir.resolve()),
+            metrics_port=metrics_port,
+        )
 
         _settle_heap()
 

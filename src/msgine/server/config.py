@@ -133,6 +133,17 @@ class Settings(BaseSettings):
         return self.sqlalchemy_url.startswith("sqlite")
 
     @property
+    def database_description(self) -> str:
+        """Which database, for start-up lines: kind and place, never a credential."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() == "sqlite":
+            return f"SQLite {url.database}"
+        port = f":{url.port}" if url.port else ""
+        return f"PostgreSQL {url.host or 'localhost'}{port}/{url.database or ''}"
+
+    @property
     def trusted_proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 

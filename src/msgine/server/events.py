@@ -64,9 +64,11 @@ def emit(
     recipient_id: str | None = None,
     phone_index: str | None = None,
     callback_url: str | None = None,
+    deliver: bool = True,
 ) -> str:
     """Store one event and queue its deliveries to the endpoints of its ``mode``; returns the
-    event id."""
+    event id. ``deliver=False`` stores it for listen sessions only (a triggered test event):
+    no endpoint gets it."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     if mode not in ("live", "test"):
@@ -91,6 +93,8 @@ def emit(
             "created_at": now,
         },
     )
+    if not deliver:
+        return event_id
     targets: list[dict[str, Any]] = [
         {"endpoint_id": endpoint["id"], "url": None}
         for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id, "mode": mode})

@@ -146,14 +146,21 @@ def alert(result: Containment, actor: Actor) -> None:
 
 def usage_report(conn: sa.Connection, key: dict[str, Any]) -> dict[str, Any]:
     """What the key did: first and last use, requests by address and hour, messages sent."""
-    buckets = conn.execute(
-        sa.select(key_usage.c.hour, key_usage.c.source_ip, key_usage.c.requests)
+    rows = conn.execute(
+        sa.select(
+            key_usage.c.hour, key_usage.c.source_ip, key_usage.c.requests, key_usage.c.refused
+        )
         .where(key_usage.c.key_id == key["id"])
         .order_by(key_usage.c.hour, key_usage.c.source_ip)
     ).all()
+    buckets = [(hour, address, count) for hour, address, count, _ in rows if count]
     by_address: dict[str, int] = {}
     for _hour, address, count in buckets:
         by_address[address] = by_address.get(address, 0) + count
+    refused: dict[str, int] = {}
+    for _hour, address, _count, refusals in rows:
+        if refusals:
+            refused[address] = refused.get(address, 0) + refusals
     sent = _messages_sent(conn, key["id"])
     hours = [hour for hour, _address, _count in buckets]
     firsts = [t for t in (hours[0] if hours else None, sent["first"]) if t is not None]
@@ -174,6 +181,12 @@ def usage_report(conn: sa.Connection, key: dict[str, Any]) -> dict[str, Any]:
         "requestsByHour": [
             {"hour": _iso(hour), "sourceIp": address, "requests": count}
             for hour, address, count in buckets
+        ],
+        # Requests with the key after it was revoked (refused): someone still holds it.
+        "refusedAfterRevocation": sum(refused.values()),
+        "refusedByAddress": [
+            {"sourceIp": address, "requests": count}
+            for address, count in sorted(refused.items(), key=lambda item: -item[1])
         ],
         "messagesSent": sent["count"],
         "firstMessageAt": _iso(sent["first"]),

@@ -58,9 +58,34 @@ class Principal:
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise Forbidden(
-                f"This API key lacks the '{scope}' scope.", details={"requiredScope": scope}
+            raise KeyForbidden(
+                f"This API key lacks the '{scope}' scope.",
+                reason="scope",
+                key_id=self.key_id,
+                details={"requiredScope": scope},
             )
+
+
+class KeyRefused(Unauthorized):
+    """A refused authentication (401). ``reason`` (one of ``AUTH_FAILURE_REASONS``) and
+    ``key_id`` (when the key exists) are for the security log and metrics: the answer to the
+    caller is the same for every reason, so it cannot probe which keys exist or were revoked."""
+
+    def __init__(self, message: str, *, reason: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.key_id = key_id
+
+
+class KeyForbidden(Forbidden):
+    """A valid key refused here (403): outside its address allow-list, or without the scope."""
+
+    def __init__(
+        self, message: str, *, reason: str, key_id: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.reason = reason
+        self.key_id = key_id
 
 
 @dataclass(frozen=True)
@@ -408,25 +433,34 @@ _CREDENTIALS = Direct(
 )
 
 
+_INVALID = "Invalid API key."
+
+
 def authenticate(
     conn: sa.Connection, vault: Vault, presented: str | None, client_ip: str | None, now: datetime
 ) -> Principal:
     """Resolve a presented key to a principal, or raise 401/403.
 
-    Every failure says the same thing, so a caller cannot tell an unknown key from a revoked one.
+    Every failure says the same thing, so a caller cannot tell an unknown key from a revoked one;
+    the exception's ``reason`` tells the operator (security log, ``msgine_auth_failures``).
     """
     if not presented:
-        raise Unauthorized("Missing API key.")
+        raise KeyRefused("Missing API key.", reason="missing")
     if parse_mode(presented) is None:  # malformed or wrong checksum: no database lookup at all
-        raise Unauthorized("Invalid API key.")
+        raise KeyRefused(_INVALID, reason="malformed")
     digest = vault.key_hash(presented)
     row = _CREDENTIALS.first(conn, {"digest": digest})
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
-        raise Unauthorized("Invalid API key.")
-    if key_state(row, now) != "active":
-        raise Unauthorized("Invalid API key.")
+        raise KeyRefused(_INVALID, reason="unknown")
+    state = key_state(row, now)
+    if state != "active":
+        raise KeyRefused(_INVALID, reason=state, key_id=row["id"])
     if not ip_allowed(_json_tuple(row["allowed_ips"]), client_ip):
-        raise Forbidden("This API key is not allowed from this address.")
+        raise KeyForbidden(
+            "This API key is not allowed from this address.",
+            reason="ip_not_allowed",
+            key_id=row["id"],
+        )
     return Principal(
         key_id=row["id"],
         account_id=row["account_id"],

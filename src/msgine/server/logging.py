@@ -241,3 +241,9 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 def security_event(event: str, **fields: object) -> None:
     """Record a security-relevant event (auth failure, key revoked, audit chain broken...)."""
     get_logger(SECURITY_LOGGER).info(event, security=True, **fields)
+
+
+def security_warning(event: str, **fields: object) -> None:
+    """A security event an operator should look at, not routine noise (a revoked key still in
+    use, a key used from an address it is not allowed from): logged at ``warning``."""
+    get_logger(SECURITY_LOGGER).warning(event, security=True, **fields)

@@ -9,19 +9,28 @@ process (and its one interpreter lock) with the API: the submit jobs of a claim 
 their carrier submits run concurrently, and all their outcomes are written in one transaction.
 A bad job does not hold up the others: when a shared read or write fails, each job's part runs
 alone, and a job whose own part fails is retried later with backoff.
+
+Logging (logger ``msgine.worker``): ``info`` when the worker starts and stops; ``debug`` for
+each claim and each recipient's submit and status change (ids, statuses and the carrier only:
+never a number or text), so ``MSGINE_LOG_LEVEL=DEBUG`` follows one message through the pipeline
+and the default level stays quiet under load; ``warning`` for a job that failed and will retry.
+Metrics (``msgine.server.metrics``) are counted after the outcome is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
+from msgine.server import metrics
 from msgine.server.carriers import Carrier, SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
 from msgine.server.compliance._gate import Decision
@@ -29,6 +38,7 @@ from msgine.server.logging import get_logger
 from msgine.server.messages._lifecycle import (
     TERMINAL,
     Outgoing,
+    StatusChange,
     load_outgoing,
     recheck,
     record_status,
@@ -69,7 +79,21 @@ class Worker:
         self._claim: tuple[tuple[str, ...], Claim] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        interval = self.runtime.settings.worker_poll_interval
+        settings = self.runtime.settings
+        interval = settings.worker_poll_interval
+        log.info(
+            "worker_started",
+            carrier=self.carrier.name,
+            kinds=sorted(self.handlers),
+            batch_size=settings.worker_batch_size,
+            poll_interval=interval,
+        )
+        try:
+            await self._loop(stop, interval)
+        finally:
+            log.info("worker_stopped", carrier=self.carrier.name)
+
+    async def _loop(self, stop: asyncio.Event, interval: float) -> None:
         while not stop.is_set():
             try:
                 done = await self.run_once()
@@ -98,6 +122,9 @@ class Worker:
         by_kind: dict[str, list[Job]] = {}
         for job in batch:
             by_kind.setdefault(job["kind"], []).append(job)
+        if batch:
+            kinds = {kind: len(group) for kind, group in by_kind.items()}
+            log.debug("jobs_claimed", count=len(batch), kinds=kinds)
         await asyncio.gather(*(self._run_kind(kind, group) for kind, group in by_kind.items()))
         return len(batch)
 
@@ -118,11 +145,11 @@ class Worker:
     def done(self, job: Job, fn: JobWrite | None = None) -> JobWrite:
         """A finished job's outcome: ``fn``'s changes, and the job deleted with them."""
 
-        def write(conn: sa.Connection) -> None:
-            if fn is not None:
-                fn(conn)
+        def write(conn: sa.Connection) -> object:
+            result = fn(conn) if fn is not None else None
             # Joins the batch's one executemany (nothing reads the job again in it).
             _DELETE_JOB.defer(conn, [{"job_id": job["id"]}])
+            return result
 
         return write
 
@@ -139,6 +166,9 @@ class Worker:
         later, and if even that cannot be written, it runs again when its lease runs out.
         """
         errors = await each(self.runtime.db.awrite, _write_all, [w for _, w in outcomes])
+        for result in errors:
+            if isinstance(result, Observed):
+                result.report()
         failed = [
             (job, e)
             for (job, _), e in zip(outcomes, errors, strict=True)
@@ -158,10 +188,31 @@ class Worker:
                 )
 
 
-def _write_all(conn: sa.Connection, writes: Sequence[JobWrite]) -> list[None]:
-    for write in writes:
-        write(conn)
-    return [None] * len(writes)
+def _write_all(conn: sa.Connection, writes: Sequence[JobWrite]) -> list[object]:
+    return [write(conn) for write in writes]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A committed status change and the carrier that caused it: metrics and a debug line."""
+
+    carrier: str
+    change: StatusChange
+
+    def report(self) -> None:
+        change = self.change
+        metrics.status_reached(change.status, carrier=self.carrier, mode=change.mode)
+        if change.status in TERMINAL and change.sent_at is not None:
+            metrics.RECEIPT_SECONDS.labels(carrier=self.carrier, status=change.status).observe(
+                max(0.0, (change.at - change.sent_at).total_seconds())
+            )
+        log.debug(
+            "recipient_status",
+            message_id=change.message_id,
+            recipient_id=change.recipient_id,
+            status=change.status,
+            carrier=self.carrier,
+        )
 
 
 def _retry_later(conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception) -> None:
@@ -247,15 +298,28 @@ def _outgoing_and_decisions(
 async def _submit(carrier: Carrier, out: Outgoing) -> SubmitResult:
     assert out.to is not None  # erased numbers are rejected by the recheck
     assert out.content is not None
-    return await carrier.submit(
-        SubmitRequest(
-            submit_key=out.recipient_id,
-            to=out.to,
-            sender=out.sender,
-            content=out.content,
-            mode=out.mode,
+    started = time.perf_counter()
+    try:
+        result = await carrier.submit(
+            SubmitRequest(
+                submit_key=out.recipient_id,
+                to=out.to,
+                sender=out.sender,
+                content=out.content,
+                mode=out.mode,
+            )
         )
+    finally:
+        metrics.SUBMIT_SECONDS.labels(carrier=carrier.name).observe(time.perf_counter() - started)
+    log.debug(
+        "submitted",
+        message_id=out.message_id,
+        recipient_id=out.recipient_id,
+        carrier=carrier.name,
+        accepted=result.accepted,
+        error_code=result.error_code,
     )
+    return result
 
 
 def _submitted(
@@ -283,6 +347,7 @@ def _submitted(
         now,
         error_code=error,
         carrier_message_id=result.carrier_message_id,
+        carrier=worker.carrier.name,
     )
     return worker.done(job, change)
 
@@ -295,16 +360,29 @@ def _status(
     *,
     error_code: str | None,
     carrier_message_id: str | None = None,
+    carrier: str = "",
 ) -> JobWrite:
     return partial(
-        record_status,
-        vault=runtime.vault,
-        recipient_id=out.recipient_id,
-        status=status,
-        now=now,
-        error_code=error_code,
-        carrier_message_id=carrier_message_id,
+        _observed,
+        carrier,
+        partial(
+            record_status,
+            vault=runtime.vault,
+            recipient_id=out.recipient_id,
+            status=status,
+            now=now,
+            error_code=error_code,
+            carrier_message_id=carrier_message_id,
+        ),
     )
+
+
+def _observed(
+    carrier: str, change: Callable[[sa.Connection], StatusChange | None], conn: sa.Connection
+) -> Observed | None:
+    """Run a status change; what it changed, for ``settle`` to report once committed."""
+    changed = change(conn)
+    return None if changed is None else Observed(carrier, changed)
 
 
 def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
@@ -327,19 +405,21 @@ async def receipt_jobs(worker: Worker, batch: list[Job]) -> None:
 
 
 def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
-    def write(conn: sa.Connection) -> None:
+    def write(conn: sa.Connection) -> Observed | None:
         receipt = receipt_for(conn, submit_key)
-        if receipt is not None:
-            status, carrier_id, error = receipt
-            record_status(
-                conn,
-                runtime.vault,
-                submit_key,
-                status,
-                now=runtime.now(),
-                error_code=error,
-                carrier_message_id=carrier_id,
-            )
+        if receipt is None:
+            return None
+        status, carrier_id, error = receipt
+        changed = record_status(
+            conn,
+            runtime.vault,
+            submit_key,
+            status,
+            now=runtime.now(),
+            error_code=error,
+            carrier_message_id=carrier_id,
+        )
+        return None if changed is None else Observed(SimulatorCarrier.name, changed)
 
     return write
 

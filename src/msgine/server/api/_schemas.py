@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from msgine.server.accounts import AccountPolicy
 
@@ -119,6 +119,12 @@ class NewKeyView(KeyView):
 
 class KeyList(BaseModel):
     keys: list[KeyView]
+
+
+class KeyUsageReport(BaseModel):
+    """A key's recorded usage, the compromise report's shape (docs/incident-runbook.md)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class CompromisedKeyView(NewKeyView):

@@ -1,5 +1,6 @@
 """Per-key usage (requests per hour and source address) and ``last_used_at``, without a write
-per request.
+per request. Requests refused because their key was revoked are counted the same way
+(``refused``): after a compromise they show who still holds the key.
 
 Each authenticated request only bumps a counter in memory. A background task writes the
 counters to ``key_usage`` (an upsert that adds to what other processes wrote) and sets
@@ -22,7 +23,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.dialects import postgresql, sqlite
 
 from msgine.server.api._deps import client_ip
-from msgine.server.keys import Principal, touch_last_used
+from msgine.server.keys import KeyRefused, Principal, touch_last_used
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 from msgine.server.storage._tables import key_usage
@@ -59,6 +60,7 @@ class UsageRecorder:
         self.runtime = runtime
         self.interval = interval
         self._counts: Counter[Bucket] = Counter()
+        self._refused: Counter[Bucket] = Counter()
         self._last_used: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -71,9 +73,17 @@ class UsageRecorder:
         """Count one request; starts the flush loop on first use (inside the app's loop)."""
         self._counts[(key_id, hour_of(now), address or UNKNOWN_ADDRESS)] += 1
         self._last_used[key_id] = now
+        self._started()
+
+    def note_refused(self, key_id: str, address: str | None, now: datetime) -> None:
+        """Count one request refused because its key is revoked (``last_used_at`` stays)."""
+        self._refused[(key_id, hour_of(now), address or UNKNOWN_ADDRESS)] += 1
+        self._started()
+
+    def _started(self) -> None:
         if self._task is None and not self._stop.is_set():
             self._task = asyncio.get_running_loop().create_task(self._loop())
-        elif len(self._counts) >= MAX_PENDING:
+        elif len(self._counts) + len(self._refused) >= MAX_PENDING:
             asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> int:
@@ -81,18 +91,20 @@ class UsageRecorder:
         the counts are kept for the next attempt."""
         async with self._lock:
             counts, self._counts = self._counts, Counter()
+            refused, self._refused = self._refused, Counter()
             last_used, self._last_used = self._last_used, {}
-            if not counts and not last_used:
+            if not counts and not refused and not last_used:
                 return 0
             try:
-                await self.runtime.db.awrite(lambda conn: _store(conn, counts, last_used))
+                await self.runtime.db.awrite(lambda conn: _store(conn, counts, refused, last_used))
             except Exception as exc:
                 counts.update(self._counts)
-                self._counts = counts
+                refused.update(self._refused)
+                self._counts, self._refused = counts, refused
                 self._last_used = {**last_used, **self._last_used}
                 log.warning("usage_flush_failed", error_type=type(exc).__name__)
                 return 0
-            return len(counts)
+            return len(counts.keys() | refused.keys())
 
     async def _loop(self) -> None:
         # Stopped by an event, never by cancellation: a write cancelled half-way would leave
@@ -111,10 +123,22 @@ class UsageRecorder:
         await self.flush()
 
 
-def _store(conn: sa.Connection, counts: Counter[Bucket], last_used: dict[str, datetime]) -> None:
+def _store(
+    conn: sa.Connection,
+    counts: Counter[Bucket],
+    refused: Counter[Bucket],
+    last_used: dict[str, datetime],
+) -> None:
     rows = [
-        {"key_id": key_id, "hour": hour, "source_ip": address, "requests": count}
-        for (key_id, hour, address), count in counts.items()
+        {
+            "key_id": key_id,
+            "hour": hour,
+            "source_ip": address,
+            "requests": counts[bucket],
+            "refused": refused[bucket],
+        }
+        for bucket in counts.keys() | refused.keys()
+        for key_id, hour, address in (bucket,)
     ]
     if rows:
         insert: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(
@@ -123,7 +147,10 @@ def _store(conn: sa.Connection, counts: Counter[Bucket], last_used: dict[str, da
         conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["key_id", "hour", "source_ip"],
-                set_={"requests": key_usage.c.requests + insert.excluded.requests},
+                set_={
+                    "requests": key_usage.c.requests + insert.excluded.requests,
+                    "refused": key_usage.c.refused + insert.excluded.refused,
+                },
             ),
             rows,
         )
@@ -142,6 +169,8 @@ def install(app: FastAPI) -> UsageRecorder:
     async def on_auth(request: Request, principal: Principal | None, exc: Exception | None) -> None:
         if principal is not None:
             recorder.note(principal.key_id, client_ip(request), runtime.now())
+        elif isinstance(exc, KeyRefused) and exc.reason == "revoked" and exc.key_id:
+            recorder.note_refused(exc.key_id, client_ip(request), runtime.now())
 
     async def drain_step() -> int:
         await recorder.flush()

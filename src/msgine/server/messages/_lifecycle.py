@@ -40,6 +40,19 @@ class Outgoing:
     sender: str | None
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """A recorded status change, for metrics and logs after its transaction commits (ids and
+    statuses only: nothing personal)."""
+
+    recipient_id: str
+    message_id: str
+    status: str
+    mode: str
+    at: datetime
+    sent_at: datetime | None
+
+
 _OUTGOING = Direct(
     sa.select(
         recipients,
@@ -135,6 +148,7 @@ _SET_STATUS = Direct(
         recipients.c.phone_index,
         recipients.c.error_code,
         recipients.c.carrier_message_id,
+        recipients.c.sent_at,
         _SIBLINGS.scalar_subquery().label("recipient_count"),
     )
 )
@@ -148,6 +162,7 @@ _LOCK_MESSAGE = Direct(
         messages.c.sender,
         messages.c.segments,
         messages.c.callback_url,
+        messages.c.mode,
     )
     .where(messages.c.id == sa.bindparam("mid"))
     .with_for_update()
@@ -170,6 +185,7 @@ _SET_SOLE_STATUS = Direct(
         messages.c.sender,
         messages.c.segments,
         messages.c.callback_url,
+        messages.c.mode,
         messages.c.status,
         messages.c.updated_at,
     )
@@ -185,8 +201,9 @@ def record_status(
     now: datetime,
     error_code: str | None = None,
     carrier_message_id: str | None = None,
-) -> bool:
-    """Move one recipient to ``status``; False (and nothing written) if it is already final."""
+) -> StatusChange | None:
+    """Move one recipient to ``status``; None (and nothing written) if it is already final or
+    in that status."""
     values: dict[str, Any] = {"status": status, "error_code": error_code, "updated_at": now}
     if carrier_message_id is not None:
         values["carrier_message_id"] = carrier_message_id
@@ -194,7 +211,7 @@ def record_status(
         values[_TIME_COLUMN[status]] = now
     row = _SET_STATUS.first(conn, {"rid": recipient_id, "new_status": status, **values})
     if row is None:
-        return False
+        return None
     # The status history is append-only and not read back in this transaction: its rows join
     # the batch's one multi-row insert (see Direct.defer).
     _INSERT_STATUS_EVENT.defer(
@@ -215,7 +232,14 @@ def record_status(
     )
     if status in _EVENT:
         _emit_status_event(conn, vault, message, row, status, now)
-    return True
+    return StatusChange(
+        recipient_id=recipient_id,
+        message_id=row["message_id"],
+        status=status,
+        mode=message["mode"],
+        at=now,
+        sent_at=row["sent_at"],
+    )
 
 
 def _refresh_message(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from limits import RateLimitItem
+from msgine.server.metrics import RATE_LIMIT_REFUSALS
 
 from . import _evaluate
 from ._address import address_bucket
@@ -34,6 +35,7 @@ def _noop_log(event: str, fields: dict[str, object]) -> None:
 
 
 def _locked(seconds: int) -> RateDecision:
+    RATE_LIMIT_REFUSALS.labels(limit="lockout").inc()
     return RateDecision(False, 0, 0, time.time() + seconds, seconds, reason="lockout")
 
 
@@ -222,6 +224,8 @@ class RateLimiter:
 
     def _refuse(self, refused: list[Row], now: float) -> RateDecision:
         worst = max(refused, key=lambda r: r.reset_at)
+        # One refusal, named after the limit that holds the caller back longest.
+        RATE_LIMIT_REFUSALS.labels(limit=worst.win.namespace).inc()
         retry_after = seconds_until(worst.reset_at, now)
         for row in refused:
             self._report_refusal(row, now, retry_after)
@@ -292,6 +296,7 @@ class RateLimiter:
         """Whether `policy` allows `region`; a refusal is reported as `geo_refused`."""
         if policy.allows(region):
             return True
+        RATE_LIMIT_REFUSALS.labels(limit="destination").inc()
         self._log("geo_refused", {"account": account, "region": region or "unknown"})
         return False
 

@@ -381,6 +381,8 @@ key_usage = sa.Table(
     sa.Column("hour", Time, primary_key=True),
     sa.Column("source_ip", sa.String(64), primary_key=True),
     sa.Column("requests", sa.Integer, nullable=False),
+    # Requests refused because the key was revoked: someone still holds it (see incident.py).
+    sa.Column("refused", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
 simulator_submissions = sa.Table(

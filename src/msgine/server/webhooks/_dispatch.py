@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from prometheus_client import Counter
 
+from msgine.server import metrics
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 from msgine.server.storage._outbox import Claim
@@ -49,8 +49,6 @@ FAILING_DISABLE_AFTER: Final = timedelta(days=5)
 # A lease outlives an attempt (at most the timeout) plus the time to record it; a delivery cut off
 # by a crash mid-attempt is taken up again once its lease runs out.
 LEASE_MARGIN: Final = timedelta(seconds=5)
-
-ATTEMPTS = Counter("msgine_webhook_attempts", "Webhook delivery attempts by outcome.", ["outcome"])
 
 
 @dataclass(frozen=True)
@@ -462,10 +460,11 @@ def _endpoint_failed(
 
 def _log_attempt(item: Prepared, result: AttemptResult | None) -> None:
     if result is None:
-        ATTEMPTS.labels(outcome="skipped").inc()
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome="skipped").inc()
         return
     outcome = "success" if result.ok else "gone" if result.gone else "failure"
-    ATTEMPTS.labels(outcome=outcome).inc()
+    metrics.WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
+    metrics.WEBHOOK_SECONDS.labels(outcome=outcome).observe(result.latency_ms / 1000)
     if not result.ok:
         log.info(
             "webhook_attempt_failed",

@@ -200,7 +200,8 @@ def _parse(url: str) -> httpx.URL:
         raise _malformed()
     if parsed.scheme != "https":
         raise InsecureCallbackUrl(
-            "Webhook URLs must use https.", details={"reason": "insecure_scheme"}
+            "Webhook URLs must use https. " + LOCAL_DEVELOPMENT,
+            details={"reason": "insecure_scheme"},
         )
     if parsed.userinfo:
         raise InvalidRequest(
@@ -287,14 +288,22 @@ def _strip_scope(address: IPAddress) -> IPAddress:
     return address
 
 
+#: Appended to refusals a developer meets first: how to reach a receiver on their own machine.
+LOCAL_DEVELOPMENT = (
+    "To develop a receiver locally, run 'msgine webhooks listen --forward-to "
+    "http://localhost:PORT/PATH' (test-mode events, plain http allowed); an operator can allow "
+    "private addresses with MSGINE_WEBHOOK_ALLOW_PRIVATE=true and trust a private CA with "
+    "MSGINE_WEBHOOK_CA_BUNDLE (see docs/webhooks-receiving.md)."
+)
+
+
 def _malformed() -> InvalidRequest:
     return InvalidRequest("Webhook URL is malformed.", details={"reason": "malformed_url"})
 
 
 def _refused(reason: str) -> InsecureCallbackUrl:
-    message = (
-        "Webhook URL points to a cloud metadata address."
-        if reason == REASON_METADATA
-        else "Webhook URL must resolve only to public internet addresses."
-    )
+    if reason == REASON_METADATA:
+        message = "Webhook URL points to a cloud metadata address."
+    else:
+        message = "Webhook URL must resolve only to public internet addresses. " + LOCAL_DEVELOPMENT
     return InsecureCallbackUrl(message, details={"reason": reason})

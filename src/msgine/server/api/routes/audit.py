@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from msgine._keyformat import PREFIXES
+from msgine.server import metrics
 from msgine.server.api import _usage
 from msgine.server.api._deps import client_ip, presented_key, require, runtime_of
 from msgine.server.api._openapi import answers
@@ -21,7 +22,7 @@ from msgine.server.api._schemas import AuditPage
 from msgine.server.audit import Actor, list_entries, record
 from msgine.server.errors import Forbidden, Unauthorized
 from msgine.server.keys import Principal
-from msgine.server.logging import security_event
+from msgine.server.logging import security_event, security_warning
 from msgine.server.runtime import Runtime
 
 router = APIRouter(tags=["audit"])
@@ -128,17 +129,31 @@ def install(app: FastAPI) -> None:
             # The route template: a concrete path can hold a phone number (/consents/{phone}).
             "route": getattr(request.scope.get("route"), "path", "unmatched"),
         }
+        reason: str = getattr(exc, "reason", None) or "other"
+        key_id: str | None = getattr(exc, "key_id", None)
+        if key_id is None and principal is not None:
+            key_id = principal.key_id
+        metrics.AUTH_FAILURES.labels(reason=reason).inc()
         if isinstance(exc, Unauthorized):
             prefix = key_prefix(presented_key(request))
-            security_event("auth_failed", key_prefix=prefix, reason=exc.message, **common)
+            # A revoked or expired key is a known key still in someone's hands: warn, by id.
+            if reason in ("revoked", "expired"):
+                event = "revoked_key_used" if reason == "revoked" else "expired_key_used"
+                security_warning(event, key_prefix=prefix, reason=reason, key_id=key_id, **common)
+            else:
+                security_event("auth_failed", key_prefix=prefix, reason=reason, **common)
             now = runtime.now()
             if bursts.failed(address or _usage.UNKNOWN_ADDRESS, now):
                 await _audit_burst(runtime, request, address or _usage.UNKNOWN_ADDRESS, now)
         elif isinstance(exc, Forbidden):
             scope = exc.details.get("requiredScope")
-            key_id = principal.key_id if principal is not None else None
-            security_event(
-                "forbidden", reason=exc.message, required_scope=scope, key_id=key_id, **common
+            log = security_warning if reason == "ip_not_allowed" else security_event
+            log(
+                "forbidden",
+                reason=reason,
+                required_scope=scope,
+                key_id=key_id,
+                **common,
             )
 
     app.state.auth_hooks.append(on_auth)

@@ -13,7 +13,13 @@ from msgine.server import incident
 from msgine.server import keys as key_service
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.api._openapi import answers
-from msgine.server.api._schemas import CompromisedKeyView, KeyList, KeyView, NewKeyView
+from msgine.server.api._schemas import (
+    CompromisedKeyView,
+    KeyList,
+    KeyUsageReport,
+    KeyView,
+    NewKeyView,
+)
 from msgine.server.keys import Principal
 
 router = APIRouter(tags=["keys"])
@@ -179,3 +185,19 @@ async def compromise_key(
         "compromisedKeyId": key_id,
         "report": result.report,
     }
+
+
+@router.get("/keys/{key_id}/usage", operation_id="key_usage", **answers(KeyUsageReport, 404))
+async def key_usage(
+    key_id: str, request: Request, principal: Principal = Depends(manage)
+) -> dict[str, Any]:
+    """The key's usage report (the compromise report's shape), read now: after a compromise,
+    ``refusedAfterRevocation`` shows whether someone still tries the revoked key."""
+    runtime = runtime_of(request)
+    key = await runtime.db.aread(
+        lambda conn: key_service.get_key(conn, key_id, principal.account_id, principal.mode)
+    )
+    recorder = getattr(request.app.state, "usage_recorder", None)
+    if recorder is not None:  # this process's counts into the report
+        await recorder.flush()
+    return await runtime.db.aread(lambda conn: incident.usage_report(conn, key))

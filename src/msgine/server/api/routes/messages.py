@@ -10,11 +10,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, field_validator
 from starlette.responses import JSONResponse, Response
 
+from msgine.server import metrics
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
 from msgine.server.api._openapi import answers, with_body
 from msgine.server.api._responses import JSONBody
 from msgine.server.api._schemas import MessagePage, MessageView
 from msgine.server.keys import Principal
+from msgine.server.messages import MessageStatus
 from msgine.server.messages._service import (
     SendCommand,
     accept,
@@ -89,6 +91,9 @@ async def send(request: Request) -> JSONResponse:
             prechecked=rejected,
         )
     )
+    if not result.replayed:
+        for status, count in result.response["recipientCounts"].items():
+            metrics.status_reached(status, carrier="", mode=principal.mode, count=count)
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
@@ -162,10 +167,7 @@ async def history(
     principal: Annotated[Principal, Depends(can_read)],
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    status: Annotated[
-        Literal["pending", "scheduled", "queued", "sent", "delivered", "failed", "rejected"] | None,
-        Query(),
-    ] = None,
+    status: Annotated[MessageStatus | None, Query()] = None,
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.aread(

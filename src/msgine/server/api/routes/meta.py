@@ -7,10 +7,13 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
+from msgine.server import metrics
 from msgine.server.api._deps import runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import EgressIps, Health, Readiness
+from msgine.server.logging import get_logger
 
+log = get_logger("msgine.metrics")
 router = APIRouter(tags=["operations"])
 api_router = APIRouter(tags=["meta"])
 
@@ -53,7 +56,17 @@ async def readyz(request: Request) -> Response:
     "/metrics",
     **answers(None, authenticated=False, description="Prometheus text exposition format"),
 )
-async def metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text. The queue gauges are read now, with bounded statements; if the
+    database does not answer, the last values stay and the rest is still served."""
+    runtime = runtime_of(request)
+    now = runtime.now()
+    try:
+        snapshot = await runtime.db.aread(lambda conn: metrics.queue_snapshot(conn, now))
+    except Exception as exc:
+        log.warning("metrics_queue_read_failed", error_type=type(exc).__name__)
+    else:
+        metrics.refresh_queues(snapshot)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

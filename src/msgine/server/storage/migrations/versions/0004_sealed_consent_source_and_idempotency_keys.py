@@ -7,7 +7,7 @@ again under its row's new associated data. Existing rows are converted in the sa
 with the data keys opened from the master key (``Database.migrate(vault=...)``).
 
 Revision ID: 0004
-Revises: 0003 (relinked to 0003 when merged)
+Revises: 0003
 Create Date: 2026-12-02 16:45:00
 """
 
