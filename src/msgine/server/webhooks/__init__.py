@@ -1,1 +1,11 @@
 """Webhooks: endpoints, signed delivery with retries, SSRF guard."""
+
+from msgine.server.webhooks._urlpolicy import (
+    UrlPolicy,
+    check_url_syntax,
+    checked_url,
+    parse_port_ranges,
+    resolve_and_check,
+)
+
+__all__ = ["UrlPolicy", "check_url_syntax", "checked_url", "parse_port_ranges", "resolve_and_check"]

@@ -21,6 +21,7 @@ from msgine.server.messages._service import (
     get_message,
     list_messages,
 )
+from msgine.server.webhooks import UrlPolicy, checked_url
 
 router = APIRouter(tags=["messages"])
 can_read = require("messages:read")
@@ -73,6 +74,9 @@ async def send(request: Request) -> JSONResponse:
         idempotency_key=idempotency_key or body.idempotencyKey,
         now=now,
     )
+    if cmd.callback_url is not None:
+        # The same destination policy as a registered endpoint, before anything is stored.
+        await checked_url(cmd.callback_url, UrlPolicy.from_settings(runtime.settings))
     rejected: dict[str, str] = {}
     for check in request.app.state.send_prechecks:
         rejected.update(await check(request, principal, cmd))

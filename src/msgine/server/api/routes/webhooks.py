@@ -13,9 +13,9 @@ from msgine.server import events
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
+from msgine.server.webhooks import UrlPolicy, checked_url
 from msgine.server.webhooks import _endpoints as service
 from msgine.server.webhooks._dispatch import Dispatcher
-from msgine.server.webhooks._urlpolicy import UrlPolicy
 
 router = APIRouter(tags=["webhooks"])
 manage = require("webhooks:manage")
@@ -50,7 +50,7 @@ class RotateSecret(BaseModel):
 
 
 def url_policy(runtime: Runtime) -> UrlPolicy:
-    return UrlPolicy(allow_private=runtime.settings.webhook_allow_private)
+    return UrlPolicy.from_settings(runtime.settings)
 
 
 def secret_view(new: service.NewSecret) -> dict[str, Any]:
@@ -67,7 +67,7 @@ async def create_endpoint(
 ) -> dict[str, Any]:
     """Register an endpoint. Its signing secret is in this response and nowhere else."""
     runtime = runtime_of(request)
-    url = await service.checked_url(body.url, url_policy(runtime))
+    url = await checked_url(body.url, url_policy(runtime))
     subscribed = service.normalise_events(body.events)
     actor, now = actor_of(request, principal), runtime.now()
     row, secret = await runtime.db.awrite(
@@ -108,7 +108,7 @@ async def update_endpoint(
     runtime = runtime_of(request)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude_none=True)
     if body.url is not None:
-        changes["url"] = await service.checked_url(body.url, url_policy(runtime))
+        changes["url"] = await checked_url(body.url, url_policy(runtime))
     if "events" in body.model_fields_set:
         changes["events"] = service.normalise_events(body.events)
     actor, now = actor_of(request, principal), runtime.now()
