@@ -49,6 +49,9 @@ def serve(
             host=host or settings.host,
             port=settings.port if port is None else port,
             log_config=None,
+            # The gateway writes its own access line (msgine.access) naming the route template;
+            # uvicorn's would log the raw path, which can hold a phone number.
+            access_log=False,
             server_header=False,
             proxy_headers=False,
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from msgine.server._ids import new_id
 from msgine.server.errors import NotFound
@@ -16,6 +16,11 @@ from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts
 
 DEFAULT_ACCOUNT_NAME = "default"
+# Bounds of what a policy may hold: it is stored as JSON and read on every send.
+MAX_COUNTRIES = 250
+MAX_DAILY_CAP = 1_000_000_000
+MAX_KEYWORDS = 50
+Keyword = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class AccountPolicy(BaseModel):
@@ -30,15 +35,19 @@ class AccountPolicy(BaseModel):
     quiet_hours_policy: Literal["defer", "reject"] = Field(
         default="defer", alias="quietHoursPolicy"
     )
-    marketing_requires_consent: bool = Field(default=True, alias="marketingRequiresConsent")
+    marketing_requires_consent: StrictBool = Field(default=True, alias="marketingRequiresConsent")
     opt_out_template: str | None = Field(default=None, alias="optOutTemplate", max_length=160)
     help_text: str | None = Field(default=None, alias="helpText", max_length=320)
-    retention_days: int = Field(default=30, ge=1, le=3650, alias="retentionDays")
-    allowed_countries: list[str] | None = Field(default=None, alias="allowedCountries")
-    daily_cap: int | None = Field(default=None, ge=1, alias="dailyCap")
+    retention_days: StrictInt = Field(default=30, ge=1, le=3650, alias="retentionDays")
+    allowed_countries: list[str] | None = Field(
+        default=None, alias="allowedCountries", max_length=MAX_COUNTRIES
+    )
+    daily_cap: StrictInt | None = Field(default=None, ge=1, le=MAX_DAILY_CAP, alias="dailyCap")
     rate_limit: str | None = Field(default=None, alias="rateLimit")
     recipient_rate_limit: str | None = Field(default=None, alias="recipientRateLimit")
-    keywords: dict[str, list[str]] | None = None
+    keywords: dict[str, Annotated[list[Keyword], Field(max_length=MAX_KEYWORDS)]] | None = Field(
+        default=None, max_length=3
+    )
 
     @field_validator("rate_limit", "recipient_rate_limit")
     @classmethod

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from msgine.server import incident
 from msgine.server import keys as key_service
@@ -25,13 +25,13 @@ class CreateKey(BaseModel):
     mode: Literal["test", "live"] = "test"
     scopes: list[str] | None = None
     allowedIps: list[str] | None = None
-    expiresInDays: int | None = Field(default=None, ge=1, le=3650)
+    expiresInDays: StrictInt | None = Field(default=None, ge=1, le=3650)
     rateLimit: str | None = Field(default=None, max_length=200)
 
 
 class RotateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    graceHours: float = Field(default=24, ge=0, le=key_service.MAX_GRACE_HOURS)
+    graceHours: StrictFloat = Field(default=24, ge=0, le=key_service.MAX_GRACE_HOURS)
 
 
 def created_view(new: key_service.NewKey, now: datetime) -> dict[str, Any]:

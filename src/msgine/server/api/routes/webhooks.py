@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 from starlette.responses import Response
 
 from msgine.server import events
@@ -46,7 +46,9 @@ class UpdateEndpoint(BaseModel):
 
 class RotateSecret(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    graceHours: float = Field(default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS)
+    graceHours: StrictFloat = Field(
+        default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS
+    )
 
 
 def url_policy(runtime: Runtime) -> UrlPolicy:
