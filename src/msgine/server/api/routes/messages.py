@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
 from msgine.server.api._responses import JSONBody
 from msgine.server.api.routes import API_PREFIX
+from msgine.server.errors import InvalidRequest
 from msgine.server.keys import Principal
 from msgine.server.messages._service import (
     SendCommand,
@@ -61,7 +62,7 @@ async def send(request: Request) -> JSONResponse:
     authenticates and parses its own body; ``install`` describes it in the OpenAPI schema."""
     principal = await authenticate_request(request, "messages:send")
     body = await json_body(request, SendBody)
-    idempotency_key = request.headers.get("idempotency-key")
+    idempotency_key = _idempotency_key(request, body.idempotencyKey)
     runtime = runtime_of(request)
     now = runtime.now()
     cmd = build_command(
@@ -71,7 +72,7 @@ async def send(request: Request) -> JSONResponse:
         callback_url=body.callbackUrl,
         scheduled_for=body.scheduledFor,
         message_type=body.type,
-        idempotency_key=idempotency_key or body.idempotencyKey,
+        idempotency_key=idempotency_key,
         now=now,
     )
     if cmd.callback_url is not None:
@@ -96,6 +97,18 @@ async def send(request: Request) -> JSONResponse:
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
+
+
+def _idempotency_key(request: Request, in_body: str | None) -> str | None:
+    """The one idempotency key of a send: two headers, or a header and a different body field,
+    are refused rather than one of them silently winning."""
+    headers = [value for value in request.headers.getlist("idempotency-key") if value]
+    if len(headers) > 1 or (headers and in_body is not None and headers[0] != in_body):
+        raise InvalidRequest(
+            "Send one idempotency key: the Idempotency-Key header or idempotencyKey.",
+            details={"field": "Idempotency-Key", "reason": "conflicting_idempotency_keys"},
+        )
+    return headers[0] if headers else in_body
 
 
 SEND_PATHS = ("/messages/sms", "/developers/sms")
