@@ -12,7 +12,10 @@ signatures a receiver can rely on.
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,7 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+from security_helpers import run_cli
 
+from msgine._keyformat import generate_key
+from msgine.server.scan import format_finding, printable, scan_paths
 from msgine.webhooks import (
     MemoryDedupeStore,
     WebhookReceiver,
@@ -33,9 +39,9 @@ from msgine.webhooks import (
     signature_headers,
     verify,
 )
-from support import make_settings, serve_in_process
+from support import git, make_settings, serve_in_process
 
-# --- one credential per request ----------------------------------------------------------
+# --- one credential per request -------------------------------------------------------------------
 
 
 async def _get(api: Any, headers: list[tuple[str, str]]) -> httpx.Response:
@@ -140,7 +146,7 @@ async def test_every_forwarded_for_line_counts(behind_proxy: Any) -> None:
     assert response.status_code == 403, response.text
 
 
-# --- the SDK's legacy verification ----------------------------------------------------------
+# --- the SDK's legacy verification ----------------------------------------------------------------
 
 NOW = int(time.time())
 
@@ -221,3 +227,120 @@ def test_the_hex_signature_is_one_value_signed_with_the_old_secret_during_grace(
     assert len(headers["webhook-signature"].split(" ")) == 2
     after = signature_headers([new], "evt_g", NOW, body)
     assert after["x-msgine-signature"] == sign_hex(new, body)
+
+
+# --- the leak scanner finds keys where they hide --------------------------------------------------
+
+
+def _commit(repo: Path, name: str, content: bytes | str, message: str = "change") -> str:
+    target = repo / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def _remove(repo: Path, name: str) -> None:
+    (repo / name).unlink()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"remove {name}")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    return path
+
+
+def test_a_file_marked_minus_diff_and_later_deleted_is_scanned(repo: Path) -> None:
+    key = generate_key("live")
+    _commit(repo, ".gitattributes", "*.cfg -diff\n")
+    added = _commit(repo, "deploy/secrets.cfg", f"[api]\nkey = {key}\n")
+    _remove(repo, "deploy/secrets.cfg")
+    found = [(f.path, f.line, f.commit) for f in scan_paths([repo]) if f.key == key]
+    assert found == [(str(repo / "deploy" / "secrets.cfg"), 2, added)]
+
+
+def test_commit_and_annotated_tag_messages_are_scanned(repo: Path) -> None:
+    in_commit, in_tag = generate_key("live"), generate_key("test")
+    sha = _commit(repo, "a.txt", "a\n", f"debugging with\n\nMSGINE key {in_commit}")
+    git(repo, "tag", "-a", "v1", "-m", f"release\nkey: {in_tag}")
+    tag_id = git(repo, "rev-parse", "v1")
+    findings = {f.key: f for f in scan_paths([repo])}
+    assert (findings[in_commit].path, findings[in_commit].commit) == ("(commit message)", sha)
+    assert findings[in_commit].line == 3
+    assert (findings[in_tag].path, findings[in_tag].commit) == ("(tag v1)", tag_id)
+
+
+UTF16 = {
+    "le-bom.txt": ("utf-16-le", b"\xff\xfe"),
+    "le.txt": ("utf-16-le", b""),
+    "be-bom.txt": ("utf-16-be", b"\xfe\xff"),
+    "be.txt": ("utf-16-be", b""),
+}
+
+
+def test_utf16_files_are_scanned_in_the_tree_and_in_history(repo: Path) -> None:
+    keys = {name: generate_key("live") for name in UTF16}
+    for name, (codec, bom) in UTF16.items():
+        _commit(repo, name, bom + f"line one\r\nAPI_KEY={keys[name]}\r\n".encode(codec))
+    tree = {f.key: f.path for f in scan_paths([repo], history=False)}
+    assert tree == {key: str(repo / name) for name, key in keys.items()}
+    for name in UTF16:
+        _remove(repo, name)
+    history = {f.key: (f.path, f.commit is not None) for f in scan_paths([repo])}
+    assert history == {key: (str(repo / name), True) for name, key in keys.items()}
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_finding_line(repo: Path) -> None:
+    key = generate_key("live")
+    forged = "x.py:1: live key msgine_live_...FAKE\nreal"
+    _commit(repo, forged, f"{key}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MSGINE_", "GIT_"))}
+    result = run_cli(env, "scan", str(repo))
+    findings = scan_paths([repo])
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(findings) == 2  # the tree and the commit that added it
+    assert all(line.startswith(str(repo)) and "\\n" in line for line in lines)
+    assert all(line.endswith(f"live key msgine_live_...{key[-4:]}") for line in lines)
+    assert printable("a\nb\x1b[2J\u202ec\\") == "a\\nb\\x1b[2J\\u202ec\\\\"
+
+
+MASTER_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_a_committed_master_key_is_found_and_fails_the_scan(repo: Path) -> None:
+    added = _commit(repo, "msgine-data/master.key", MASTER_KEY + "\n")
+    _commit(repo, "msgine-data/msgine.db", b"SQLite format 3\x00" + b"\x00" * 64)
+    env_file = _commit(repo, "deploy/.env", f"MSGINE_PORT=8080\nMSGINE_MASTER_KEY={MASTER_KEY}\n")
+    _commit(repo, "config/master.key", "5f2b9c0e8a7d4c3b2a1f0e9d8c7b6a59\n")  # a Rails-style key
+    _remove(repo, "msgine-data/master.key")
+    findings = scan_paths([repo])
+    kinds = [(f.kind, os.path.relpath(f.path, repo), f.commit) for f in findings]
+    assert ("master_key", "msgine-data/master.key", added) in kinds
+    assert ("master_key", "deploy/.env", env_file) in kinds
+    assert any(k == "gateway_data" and p == "msgine-data/msgine.db" for k, p, _ in kinds)
+    assert not any(p == "config/master.key" for _, p, _ in kinds)
+    assert all(MASTER_KEY not in repr(f) + format_finding(f) for f in findings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MSGINE_", "GIT_"))}
+    result = run_cli(env, "scan", str(repo))
+    assert result.returncode == 1
+    assert MASTER_KEY not in result.stdout + result.stderr
+    assert "master key" in result.stdout
+
+
+def test_a_master_key_where_the_gateway_keeps_it_is_not_a_leak_until_committed(
+    repo: Path,
+) -> None:
+    _commit(repo, ".gitignore", "msgine-data/\n")
+    (repo / "msgine-data").mkdir()
+    (repo / "msgine-data" / "master.key").write_text(MASTER_KEY + "\n")
+    assert scan_paths([repo]) == []
+    staged = repo / "staged" / "master.key"  # what a pre-commit hook passes: not ignored
+    staged.parent.mkdir()
+    staged.write_text(MASTER_KEY)
+    [finding] = scan_paths([staged], history=False)
+    assert finding.kind == "master_key"
