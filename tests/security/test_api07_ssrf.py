@@ -100,6 +100,15 @@ async def test_embedded_metadata_mapped_and_reserved_stay_refused_with_allow_pri
         await resolve_and_check("https://rebind.example/hook", policy)
 
 
+@pytest.mark.parametrize("address", ["::1:0:0", "::8:8:8", "4000::1", "c000::1", "f000::1"])
+async def test_ipv6_outside_global_unicast_is_refused(address: str) -> None:
+    """Found by tests/fuzz: ::1:0:0 (IETF-reserved ::/8) was taken for a public address."""
+    for allow_private in (False, True):
+        policy = UrlPolicy(allow_private=allow_private, resolver=Resolver([address]))
+        with pytest.raises(InsecureCallbackUrl):
+            await resolve_and_check("https://odd.example/hook", policy)
+
+
 @pytest.mark.parametrize(
     "address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700:10::5efe:808:808"]
 )

@@ -120,6 +120,9 @@ _IPV4_IN_IPV6: Final = (
     ipaddress.IPv6Network("::/96"),
 )
 _ISATAP_IDS: Final = (0x00005EFE, 0x02005EFE)  # interface ids ::0:5efe:w.x.y.z, ::200:5efe:...
+# Global unicast IPv6 (RFC 4291): everything outside it is reserved by the IETF (::/8 less what is
+# handled above, 100::/8, 4000::/3...) and never a webhook destination.
+_GLOBAL_UNICAST: Final = ipaddress.IPv6Network("2000::/3")
 # When several embedded addresses are refused, the most specific reason is reported.
 _REASON_ORDER: Final = (REASON_METADATA, REASON_RESERVED, REASON_MAPPED, REASON_PRIVATE)
 
@@ -258,6 +261,8 @@ def address_refusal_reason(address: IPAddress) -> str | None:
         return REASON_RESERVED
     if any(address in net for net in _PRIVATE_NETWORKS) or not address.is_global:
         return REASON_PRIVATE
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST:
+        return REASON_RESERVED
     return None
 
 
