@@ -311,3 +311,23 @@ async def test_metrics_have_bounded_labels_and_no_paths(api: Any) -> None:
     assert "PROPFIND" not in metrics and "XYZZY" not in metrics
     assert 'method="OTHER"' in metrics
     assert 'route="unmatched"' in metrics
+
+
+# --- stored labels cannot carry terminal escapes or forged lines ------------------------------
+
+
+@pytest.mark.parametrize(
+    "label", ["ops\nkey_1  live  all scopes", "\x1b[2J\x1b[31mURGENT", "billing\u202etxt.exe"]
+)
+async def test_labels_shown_to_people_refuse_control_characters(api: Any, label: str) -> None:
+    cases = [
+        ("POST", "/api/v1/keys", {"name": label}),
+        ("POST", "/api/v1/webhooks", {"url": "https://8.8.8.8/x", "description": label}),
+        ("PUT", f"/api/v1/consents/{PHONE}", {"purpose": "marketing", "source": label}),
+    ]
+    for method, path, body in cases:
+        response = await api.client.request(method, path, json=body, headers=api.headers())
+        assert response.status_code == 400, (path, response.text)
+        assert label not in response.text
+    listed = await api.client.get("/api/v1/keys", headers=api.headers())
+    assert all(key["name"] != label for key in listed.json()["keys"])

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._text import PlainText
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
 from msgine.server.compliance._inbound import Pricing, inbound_handler
@@ -30,7 +31,7 @@ class ConsentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purpose: Literal["marketing", "transactional"]
-    source: StrictStr = Field(min_length=1, max_length=200)
+    source: PlainText = Field(min_length=1, max_length=200)
     evidence: StrictStr | dict[str, Any] | None = None
 
 

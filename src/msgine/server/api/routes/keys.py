@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from msgine.server import incident
 from msgine.server import keys as key_service
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._text import PlainText
 from msgine.server.errors import Forbidden
 from msgine.server.keys import Principal
 
@@ -21,7 +22,7 @@ manage = require("keys:manage")
 
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(default="", max_length=200)
+    name: PlainText = Field(default="", max_length=200)
     mode: Literal["test", "live"] = "test"
     scopes: list[str] | None = None
     allowedIps: list[str] | None = None

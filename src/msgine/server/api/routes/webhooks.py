@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from msgine.server import events
 from msgine.server.api._deps import actor_of, require, runtime_of
+from msgine.server.api._text import PlainText
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
 from msgine.server.webhooks import UrlPolicy, checked_url
@@ -33,14 +34,14 @@ class CreateEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: StrictStr
     events: list[StrictStr] | None = Field(default=None, max_length=20)
-    description: StrictStr | None = Field(default=None, max_length=500)
+    description: PlainText | None = Field(default=None, max_length=500)
 
 
 class UpdateEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: StrictStr | None = None
     events: list[StrictStr] | None = Field(default=None, max_length=20)
-    description: StrictStr | None = Field(default=None, max_length=500)
+    description: PlainText | None = Field(default=None, max_length=500)
     enabled: StrictBool | None = None
 
 
