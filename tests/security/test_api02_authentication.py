@@ -197,6 +197,21 @@ def test_a_captured_legacy_delivery_cannot_be_replayed() -> None:
     assert _reason(undated, undated_headers, secret, **options) == "bad_timestamp"
 
 
+def test_a_failing_dedupe_store_refuses_rather_than_risk_a_replay() -> None:
+    class Down:
+        def claim(self, event_id: str) -> bool:
+            raise ConnectionError("redis is down")
+
+        def complete(self, event_id: str) -> None: ...
+
+        def release(self, event_id: str) -> None: ...
+
+    secret = generate_secret()
+    body, headers = _legacy_delivery(secret)
+    options: dict[str, Any] = {"now": NOW, "allow_legacy": True, "dedupe": Down()}
+    assert _reason(body, headers, secret, **options) == "dedupe_unavailable"
+
+
 def test_a_receiver_in_legacy_mode_answers_a_replay_as_a_duplicate() -> None:
     secret = generate_secret()
     receiver = WebhookReceiver(secret, allow_legacy=True, dedupe=MemoryDedupeStore())

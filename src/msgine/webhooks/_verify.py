@@ -46,6 +46,7 @@ Reason = Literal[
     "invalid_payload",
     "bad_secret",
     "replayed",
+    "dedupe_unavailable",
     "bad_configuration",
 ]
 
@@ -192,10 +193,7 @@ class WebhookVerifier:
         event, legacy = self.verify_delivery(payload, headers, now=now)
         if legacy:
             assert self.dedupe is not None  # allow_legacy requires one
-            event_id = event["id"]
-            if not _claimed(self.dedupe, event_id):
-                raise WebhookVerificationError("replayed", "this event id was already delivered")
-            _complete(self.dedupe, event_id)
+            _record_once(self.dedupe, event["id"])
         return event
 
     def verify_delivery(
@@ -311,24 +309,19 @@ class WebhookVerifier:
         raise WebhookVerificationError("no_matching_signature", "no signature matches a secret")
 
 
-def _claimed(store: DedupeStore, event_id: str) -> bool:
+def _record_once(store: DedupeStore, event_id: str) -> None:
+    """Record a legacy delivery's event id; ``replayed`` if it was seen before. A store that
+    fails refuses the delivery rather than let a possible replay through."""
     try:
-        return bool(store.claim(event_id))
-    except WebhookVerificationError:
-        raise
-    except Exception:  # the store is down: refuse rather than accept a possible replay
-        raise WebhookVerificationError(
-            "bad_configuration", "the dedupe store did not answer"
-        ) from None
-
-
-def _complete(store: DedupeStore, event_id: str) -> None:
-    try:
-        store.complete(event_id)
+        first = store.claim(event_id)
+        if first:
+            store.complete(event_id)
     except Exception:
         raise WebhookVerificationError(
-            "bad_configuration", "the dedupe store did not answer"
+            "dedupe_unavailable", "the dedupe store did not answer"
         ) from None
+    if not first:
+        raise WebhookVerificationError("replayed", "this event id was already delivered")
 
 
 @functools.lru_cache(maxsize=32)
