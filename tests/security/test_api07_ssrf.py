@@ -21,7 +21,12 @@ import pytest
 
 from msgine.server.errors import InsecureCallbackUrl
 from msgine.server.logging import configure_logging, reset_logging
-from msgine.server.webhooks import UrlPolicy, parse_port_ranges, resolve_and_check
+from msgine.server.webhooks import (
+    DEFAULT_ALLOWED_PORTS,
+    UrlPolicy,
+    parse_port_ranges,
+    resolve_and_check,
+)
 from support import free_port
 
 # --- IPv6 addresses that embed a refused IPv4 address ------------------------------------------
@@ -122,8 +127,9 @@ async def test_embedding_a_public_ipv4_is_still_a_public_address(address: str) -
 
 @pytest.fixture
 def strict(api: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The gateway as deployed: private targets not allowed."""
+    """The gateway as deployed: private targets not allowed, the default ports."""
     monkeypatch.setattr(api.runtime.settings, "webhook_allow_private", False)
+    monkeypatch.setattr(api.runtime.settings, "webhook_allowed_ports", DEFAULT_ALLOWED_PORTS)
     return api
 
 
@@ -206,8 +212,10 @@ def test_port_settings_are_checked(text: str) -> None:
 def test_the_port_setting_is_read_and_validated(tmp_path: Any) -> None:
     from pydantic import ValidationError
 
+    from msgine.server.config import Settings
     from support import make_settings
 
+    assert Settings(_env_file=None).webhook_allowed_ports == DEFAULT_ALLOWED_PORTS  # type: ignore[call-arg]
     assert make_settings(tmp_path, webhook_allowed_ports="443,22").webhook_allowed_ports
     with pytest.raises(ValidationError):
         make_settings(tmp_path, webhook_allowed_ports="443,70000")

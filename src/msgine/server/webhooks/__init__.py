@@ -1,6 +1,7 @@
 """Webhooks: endpoints, signed delivery with retries, SSRF guard."""
 
 from msgine.server.webhooks._urlpolicy import (
+    DEFAULT_ALLOWED_PORTS,
     UrlPolicy,
     check_url_syntax,
     checked_url,
@@ -8,4 +9,11 @@ from msgine.server.webhooks._urlpolicy import (
     resolve_and_check,
 )
 
-__all__ = ["UrlPolicy", "check_url_syntax", "checked_url", "parse_port_ranges", "resolve_and_check"]
+__all__ = [
+    "DEFAULT_ALLOWED_PORTS",
+    "UrlPolicy",
+    "check_url_syntax",
+    "checked_url",
+    "parse_port_ranges",
+    "resolve_and_check",
+]
