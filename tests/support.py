@@ -86,6 +86,9 @@ def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: 
         "master_key": MASTER_KEY,
         "simulator_dlr_delay": 0,
         "webhook_allow_private": True,
+        # Development settings, like allow_private: tests aim webhooks at local ports (9 is an
+        # address nothing answers on). The SSRF tests restore the deployed defaults.
+        "webhook_allowed_ports": "1-65535",
         "worker_poll_interval": 0.05,
     }
     values.update(overrides)
@@ -148,6 +151,7 @@ def gateway_env(tmp_path: Path, database_url: str | None = None, **extra: str) -
             "MSGINE_DATA_DIR": str(tmp_path / "gw-data"),
             "MSGINE_SIMULATOR_DLR_DELAY": "0.1",
             "MSGINE_WEBHOOK_ALLOW_PRIVATE": "true",
+            "MSGINE_WEBHOOK_ALLOWED_PORTS": "1-65535",
             "MSGINE_WORKER_POLL_INTERVAL": "0.05",
             "PYTHONUNBUFFERED": "1",
         }

@@ -108,13 +108,15 @@ def test_plain_directory_and_single_file(tmp_path: Path) -> None:
     assert [f.line for f in only_file] == [3]
 
 
-def test_binary_large_and_git_internal_files_are_skipped(tmp_path: Path) -> None:
+def test_large_and_git_internal_files_are_skipped_binary_files_are_not(tmp_path: Path) -> None:
     key = generate_key("live")
-    (tmp_path / "blob.bin").write_bytes(b"\x00\x01" + key.encode() + b"\n")
     (tmp_path / "huge.txt").write_bytes(b"a" * (5 * 1024 * 1024) + key.encode())
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "ORIG").write_text(key)
     assert scan_paths([tmp_path], history=False) == []
+    # A key is as leaked in a binary file (a database, a .pyc) as in a text file.
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01" + key.encode() + b"\n")
+    assert [f.path for f in scan_paths([tmp_path], history=False)] == [str(tmp_path / "blob.bin")]
 
 
 def test_symlinks_are_not_followed_when_walking(tmp_path: Path) -> None:

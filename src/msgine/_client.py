@@ -122,7 +122,7 @@ class MsGineClient(_ClientBase):
         retry_index = 0
         while True:
             try:
-                response = self._http.send(request, auth=self._auth)
+                response = _base.send(self._http, request, self._auth)
             except httpx.TransportError as exc:
                 delay = self._plan_retry(request, retry_index, None, exc)
             else:
@@ -189,7 +189,7 @@ class AsyncMsGineClient(_ClientBase):
         retry_index = 0
         while True:
             try:
-                response = await self._http.send(request, auth=self._auth)
+                response = await _base.asend(self._http, request, self._auth)
             except httpx.TransportError as exc:
                 delay = self._plan_retry(request, retry_index, None, exc)
             else:

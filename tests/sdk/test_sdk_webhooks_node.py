@@ -95,3 +95,72 @@ def test_node_rejects_a_tampered_delivery_too(node_dir: Path) -> None:
         node_dir, secret=secret, id="evt_t", timestamp=now, body=tampered, headers=headers
     )
     assert out.get("error")
+
+
+# MsGine's security guide for Node receivers: the header against one hex HMAC of the parsed body.
+GUIDE_SCRIPT = r"""
+const crypto = require("crypto");
+function verifyWebhook(req, secret) {
+  const signature = req.headers["x-msgine-signature"];
+  const expected = crypto
+    .createHmac("sha256", secret)
+    .update(JSON.stringify(req.body))
+    .digest("hex");
+  return crypto.timingSafeEqual(Buffer.from(signature), Buffer.from(expected));
+}
+function outcome(req, secret) {
+  try {
+    return verifyWebhook(req, secret) ? "ok" : "mismatch";
+  } catch (e) {
+    return "threw";
+  }
+}
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const req = { headers: input.headers, body: JSON.parse(input.body) };
+const out = { each: {}, rotating: "mismatch" };
+for (const [name, secret] of Object.entries(input.secrets)) {
+  out.each[name] = outcome(req, secret);
+}
+// The rotation procedure docs/webhooks.md gives: try the secrets held, old first.
+for (const name of input.held) {
+  if (outcome(req, input.secrets[name]) === "ok") { out.rotating = "ok"; break; }
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def run_guide(
+    directory: Path, signing: list[str], secrets: dict[str, str], held: list[str]
+) -> dict[str, object]:
+    now = int(time.time())
+    body = encode_body({"id": "evt_r", "event": "message.sent", "data": {"t": "é ✓"}})
+    headers = signature_headers(signing, "evt_r", now, body)
+    (directory / "guide.js").write_text(GUIDE_SCRIPT)
+    result = subprocess.run(
+        ["node", "guide.js"],
+        cwd=directory,
+        input=json.dumps(
+            {"body": body.decode(), "headers": headers, "secrets": secrets, "held": held}
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    output: dict[str, object] = json.loads(result.stdout)
+    return output
+
+
+def test_the_security_guides_node_receiver_survives_a_rotation(node_dir: Path) -> None:
+    """Before, during and after a grace period, the guide's code never throws, the secret it
+    holds keeps verifying until the switch, and holding both (old first) always verifies."""
+    old, new = generate_secret(), generate_secret()
+    secrets = {"old": old, "new": new}
+    before = run_guide(node_dir, [old], secrets, ["old"])
+    assert before["each"] == {"old": "ok", "new": "mismatch"}
+    during = run_guide(node_dir, [new, old], secrets, ["old", "new"])
+    assert during["each"] == {"old": "ok", "new": "mismatch"}
+    assert during["rotating"] == "ok"
+    after = run_guide(node_dir, [new], secrets, ["old", "new"])
+    assert after["each"] == {"old": "mismatch", "new": "ok"}
+    assert after["rotating"] == "ok"

@@ -13,6 +13,7 @@ from standardwebhooks import Webhook
 from werkzeug.datastructures import Headers
 
 from msgine.webhooks import (
+    MemoryDedupeStore,
     WebhookVerificationError,
     WebhookVerifier,
     encode_body,
@@ -35,6 +36,11 @@ EVENT = {
     "timestamp": "2025-06-15T15:06:40Z",
     "data": {"text": "héllo ✓"},
 }
+
+
+def legacy() -> dict[str, Any]:
+    """What accepting ``x-msgine-signature`` alone takes: opting in, and a dedupe store."""
+    return {"allow_legacy": True, "dedupe": MemoryDedupeStore(), "now": NOW}
 
 
 def delivery(secret: str, *, msg_id: str = "evt_1", ts: int = NOW) -> tuple[bytes, dict[str, str]]:
@@ -72,7 +78,7 @@ def test_hex_signature_is_hmac_of_body_keyed_with_the_whole_secret() -> None:
     secret = generate_secret()
     body = encode_body(EVENT)
     assert sign_hex(secret, body) == hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert verify(body, {"X-MsGine-Signature": sign_hex(secret, body)}, secret) == EVENT
+    assert verify(body, {"X-MsGine-Signature": sign_hex(secret, body)}, secret, **legacy()) == EVENT
 
 
 def test_rotation_any_current_secret_verifies() -> None:
@@ -80,11 +86,14 @@ def test_rotation_any_current_secret_verifies() -> None:
     body = encode_body(EVENT)
     headers = signature_headers([new, old], "evt_1", NOW, body)
     assert len(headers["webhook-signature"].split()) == 2
-    assert len(headers["x-msgine-signature"].split()) == 2
+    # One hex value, with the secret every receiver holds during the grace period: the old one.
+    assert headers["x-msgine-signature"] == sign_hex(old, body)
+    hex_only = {"x-msgine-signature": headers["x-msgine-signature"]}
     for held in (old, new, [generate_secret(), old]):
         assert verify(body, headers, held, now=NOW)["id"] == "evt_1"
-        hex_only = {"x-msgine-signature": headers["x-msgine-signature"]}
-        assert verify(body, hex_only, held)["id"] == "evt_1"
+    for held in (old, [new, old]):
+        assert verify(body, hex_only, held, **legacy())["id"] == "evt_1"
+    assert reason_of(body, hex_only, new, **legacy()) == "no_matching_signature"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +138,7 @@ def test_wrong_key_fails_on_both_schemes() -> None:
     other = generate_secret()
     assert reason_of(body, headers, other, now=NOW) == "no_matching_signature"
     hex_only = {"x-msgine-signature": headers["x-msgine-signature"]}
-    assert reason_of(body, hex_only, other) == "no_matching_signature"
+    assert reason_of(body, hex_only, other, **legacy()) == "no_matching_signature"
 
 
 def test_stale_and_future_timestamps_fail_both_ways() -> None:
@@ -154,10 +163,11 @@ def test_standard_headers_cannot_be_downgraded_to_hex() -> None:
     assert reason_of(body, partial, secret, now=NOW) == "missing_header"
 
 
-def test_legacy_can_be_refused() -> None:
+def test_legacy_is_refused_by_default() -> None:
     secret = generate_secret()
     body = encode_body(EVENT)
     hex_only = {"x-msgine-signature": sign_hex(secret, body)}
+    assert reason_of(body, hex_only, secret) == "missing_header"
     assert reason_of(body, hex_only, secret, allow_legacy=False) == "missing_header"
 
 
@@ -202,7 +212,7 @@ GOOD_BODY, GOOD_HEADERS = delivery(GOOD)
         (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,"}, GOOD, "no_matching_signature"),
         (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,ü€"}, GOOD, "malformed_signature"),
         (GOOD_BODY, {**GOOD_HEADERS, "webhook-id": "\ud800"}, GOOD, "malformed_header"),
-        (GOOD_BODY, {"x-msgine-signature": "zz ü€"}, GOOD, "no_matching_signature"),
+        (GOOD_BODY, {"x-msgine-signature": "zz ü€"}, GOOD, "missing_header"),
         (GOOD_BODY, 42, GOOD, "malformed_header"),
         (GOOD_BODY, [("only-one",)], GOOD, "malformed_header"),
         (12345, GOOD_HEADERS, GOOD, "invalid_payload"),
@@ -238,7 +248,8 @@ def test_secret_without_whsec_prefix_works_for_both_schemes() -> None:
 def test_non_base64_secret_can_still_verify_hex() -> None:
     secret = "legacy-secret-äöü"
     body = encode_body(EVENT)
-    assert verify(body, {"x-msgine-signature": sign_hex(secret, body)}, secret)["id"] == "evt_1"
+    hex_only = {"x-msgine-signature": sign_hex(secret, body)}
+    assert verify(body, hex_only, secret, **legacy())["id"] == "evt_1"
     assert (
         reason_of(
             body,

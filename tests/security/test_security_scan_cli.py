@@ -66,6 +66,7 @@ def test_scan_finds_a_live_key_in_an_old_commit(tmp_path: Path) -> None:
             "path": f"{repo}/config.py",
             "line": 2,
             "commit": added,
+            "kind": "api_key",
             "mode": "live",
             "redacted": f"msgine_live_...{key[-4:]}",
         }

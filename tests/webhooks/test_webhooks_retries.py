@@ -58,7 +58,7 @@ async def test_a_receiver_that_times_out_is_retried(api: Any, receiver: Receiver
     await api.drain()
     [delivery] = await deliveries(api, endpoint["id"])
     assert delivery["status"] == "pending"
-    assert delivery["attemptLog"][0]["error"] == "timeout"
+    assert delivery["attemptLog"][0]["error"] == "connection_failed"  # the cause: operator log
     api.runtime.clock.advance(seconds=7)
     await api.drain()
     hits = receiver.hits_for()

@@ -28,15 +28,17 @@ def scan(
         bool, typer.Option("--revoke", help="Revoke found keys that this gateway issued")
     ] = False,
 ) -> None:
-    """Find MsGine keys (redacted in the output); exit 1 when a live key is found."""
-    from msgine.server.scan import ScanError, format_finding, scan_paths
+    """Find MsGine keys and master keys (redacted in the output); exit 1 when a live key, a
+    master key or a committed gateway data file is found."""
+    from msgine.server.scan import ScanError, format_finding, printable, scan_paths
 
     try:
         with progress("scanning files and history" if not no_history else "scanning files"):
             findings = scan_paths(paths, history=not no_history)
     except (FileNotFoundError, ScanError) as exc:
-        fail(str(exc), EXIT_USAGE)
-    revoked = _revoke(findings) if revoke and findings else {}
+        fail(printable(str(exc)), EXIT_USAGE)
+    api_keys = [f for f in findings if f.kind == "api_key"]
+    revoked = _revoke(api_keys) if revoke and api_keys else {}
     if as_json:
         emit_json([{**f.to_dict(), **revoked.get(f.key, {})} for f in findings])
     else:
@@ -45,9 +47,13 @@ def scan(
         redacted = {f.key: f.redacted for f in findings}
         for key, outcome in revoked.items():
             typer.echo(f"{redacted[key]}: {_describe(outcome)}", err=True)
-    live = sum(1 for f in findings if f.mode == "live")
-    typer.echo(f"{len(findings)} key(s) found, {live} live", err=True)
-    if live:
+    live = sum(1 for f in api_keys if f.mode == "live")
+    summary = f"{len(api_keys)} key(s) found, {live} live"
+    others = len(findings) - len(api_keys)
+    if others:
+        summary += f"; {others} master key or gateway data finding(s)"
+    typer.echo(summary, err=True)
+    if any(f.fails for f in findings):
         raise typer.Exit(1)
 
 

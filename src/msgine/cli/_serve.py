@@ -160,6 +160,9 @@ def serve(
         config = uvicorn.Config(
             api,
             log_config=None,
+            # The gateway writes its own access line (msgine.access) naming the route template;
+            # uvicorn's would log the raw path, which can hold a phone number.
+            access_log=False,
             server_header=False,
             proxy_headers=False,
             http=connection_protocol(settings),

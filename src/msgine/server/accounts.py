@@ -6,10 +6,10 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from msgine.server._ids import new_id
 from msgine.server.errors import InvalidRequest, NotFound
@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from msgine.server.config import Settings
 
 DEFAULT_ACCOUNT_NAME = "default"
+# Bounds of what a policy may hold: it is stored as JSON and read on every send.
+MAX_COUNTRIES = 250
+MAX_DAILY_CAP = 1_000_000_000
+MAX_KEYWORDS = 50
+Keyword = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class AccountPolicy(BaseModel):
@@ -35,18 +40,24 @@ class AccountPolicy(BaseModel):
     quiet_hours_policy: Literal["defer", "reject"] = Field(
         default="defer", alias="quietHoursPolicy"
     )
-    marketing_requires_consent: bool = Field(default=True, alias="marketingRequiresConsent")
+    marketing_requires_consent: StrictBool = Field(default=True, alias="marketingRequiresConsent")
     opt_out_template: str | None = Field(default=None, alias="optOutTemplate", max_length=160)
     help_text: str | None = Field(default=None, alias="helpText", max_length=320)
-    retention_days: int = Field(default=30, ge=1, le=3650, alias="retentionDays")
-    allowed_countries: list[str] | None = Field(default=None, alias="allowedCountries")
-    daily_cap: int | None = Field(default=None, ge=1, alias="dailyCap")
+    retention_days: StrictInt = Field(default=30, ge=1, le=3650, alias="retentionDays")
+    allowed_countries: list[str] | None = Field(
+        default=None, alias="allowedCountries", max_length=MAX_COUNTRIES
+    )
+    daily_cap: StrictInt | None = Field(default=None, ge=1, le=MAX_DAILY_CAP, alias="dailyCap")
     # Set by the operator only (``msgine accounts set-daily-cap``): this account's ceiling in
     # place of MSGINE_DAILY_CAP; 0 lifts the cap. ``dailyCap`` may only lower it.
-    operator_daily_cap: int | None = Field(default=None, ge=0, alias="operatorDailyCap")
+    operator_daily_cap: StrictInt | None = Field(
+        default=None, ge=0, le=MAX_DAILY_CAP, alias="operatorDailyCap"
+    )
     rate_limit: str | None = Field(default=None, alias="rateLimit")
     recipient_rate_limit: str | None = Field(default=None, alias="recipientRateLimit")
-    keywords: dict[str, list[str]] | None = None
+    keywords: dict[str, Annotated[list[Keyword], Field(max_length=MAX_KEYWORDS)]] | None = Field(
+        default=None, max_length=3
+    )
 
     @field_validator("rate_limit", "recipient_rate_limit")
     @classmethod

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     webhook_allow_private: bool = False
     webhook_ca_bundle: Path | None = None
+    # Ports a webhook URL may name: comma list of ports and low-high ranges (docs/webhooks.md).
+    webhook_allowed_ports: str = "443,1024-65535"
     webhook_retry_schedule: str | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=30)
     egress_ips: str | None = None
@@ -100,6 +102,14 @@ class Settings(BaseSettings):
         from msgine.server.ratelimit import parse_limits  # the gateway's own notation check
 
         parse_limits(value)
+        return value
+
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _check_ports(cls, value: str) -> str:
+        from msgine.server.webhooks import parse_port_ranges
+
+        parse_port_ranges(value)
         return value
 
     @field_validator("trusted_proxies")

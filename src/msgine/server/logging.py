@@ -147,6 +147,11 @@ def _formatter(*, json: bool) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
 class _SecurityOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.name == SECURITY_LOGGER or record.name.startswith(SECURITY_LOGGER + ".")
@@ -221,6 +226,12 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # uvicorn's access line holds the raw path (a phone number in /consents/00256...); the
+    # gateway's own access log (msgine.access) names the route template instead. Dropped even
+    # when uvicorn is started by hand without access_log=False.
+    access = logging.getLogger("uvicorn.access")
+    access.filters = [f for f in access.filters if not isinstance(f, _DropAll)]
+    access.addFilter(_DropAll())
 
     security = logging.getLogger(SECURITY_LOGGER)
     # Security events are kept whatever the application log level is.

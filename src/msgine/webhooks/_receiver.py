@@ -57,8 +57,13 @@ class WebhookReceiver:
         tolerance: int = 300,
         dedupe: Deduplicator | DedupeStore | None = None,
         allow_list: IpAllowList | None = None,
-        allow_legacy: bool = True,
+        allow_legacy: bool = False,
     ) -> None:
+        if allow_legacy and dedupe is None:
+            # x-msgine-signature signs no timestamp: only remembering event ids stops replays.
+            raise WebhookVerificationError(
+                "bad_configuration", "allow_legacy needs a dedupe store (dedupe=...)"
+            )
         self._secrets = resolve(secret)
         self.tolerance = tolerance
         self.allow_legacy = allow_legacy
@@ -77,7 +82,12 @@ class WebhookReceiver:
         if cached is None or cached[0] != secrets:
             cached = (
                 secrets,
-                WebhookVerifier(secrets, self.tolerance, allow_legacy=self.allow_legacy),
+                WebhookVerifier(
+                    secrets,
+                    self.tolerance,
+                    allow_legacy=self.allow_legacy,
+                    dedupe=self.dedupe.store if self.dedupe is not None else None,
+                ),
             )
             self._verifier = cached
         return cached[1]
@@ -95,7 +105,8 @@ class WebhookReceiver:
             if not self.allow_list.allows(client_ip):
                 return self._refuse(FORBIDDEN, "ip_not_allowed", client_ip)
         try:
-            event = self._current_verifier().verify(payload, headers)
+            # A legacy delivery's id is deduplicated just below, around the handler.
+            event, _ = self._current_verifier().verify_delivery(payload, headers)
         except SecretUnavailableError:
             security_log.error(
                 "webhook secret unavailable",

@@ -8,8 +8,12 @@ Two schemes travel on every delivery:
 * ``x-msgine-signature``: hex HMAC-SHA256 of the raw body keyed with the UTF-8 bytes of the whole
   secret string, for receivers written against the hosted MsGine API.
 
-During a rotation grace period both headers carry one value per valid secret, newest first,
-separated by spaces, so receivers holding either the old or the new secret verify.
+During a rotation grace period ``webhook-signature`` carries one value per valid secret, newest
+first, separated by spaces (as Standard Webhooks defines it). ``x-msgine-signature`` is always
+exactly one 64-character hex value, because receivers written against the hosted API compare it
+whole (``crypto.timingSafeEqual`` throws on a length mismatch): during a grace period it is
+signed with the *oldest* valid secret, the one every receiver is known to hold, and with the new
+secret once the grace period ends.
 """
 
 from __future__ import annotations
@@ -58,7 +62,11 @@ def sign_hex(secret: str, body: bytes) -> str:
 def signature_headers(
     secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """All headers of one delivery; ``secrets`` newest first, one signature of each per secret."""
+    """All headers of one delivery; ``secrets`` are the valid secrets, newest first.
+
+    ``webhook-signature`` has one signature per secret; ``x-msgine-signature`` one, with the
+    oldest secret (see the module docstring).
+    """
     if isinstance(secrets, str):
         raise TypeError("secrets must be a sequence of secrets, not one string")
     if not secrets:
@@ -67,7 +75,7 @@ def signature_headers(
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": " ".join(sign_standard(s, msg_id, timestamp, body) for s in secrets),
-        "x-msgine-signature": " ".join(sign_hex(s, body) for s in secrets),
+        "x-msgine-signature": sign_hex(secrets[-1], body),
     }
 
 

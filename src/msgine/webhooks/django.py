@@ -36,7 +36,7 @@ def webhook_view(
     tolerance: int = 300,
     dedupe: Deduplicator | DedupeStore | None = None,
     allow_list: IpAllowList | None = None,
-    allow_legacy: bool = True,
+    allow_legacy: bool = False,
 ) -> Callable[[View], View]:
     receiver = WebhookReceiver(
         secret, tolerance=tolerance, dedupe=dedupe, allow_list=allow_list, allow_legacy=allow_legacy

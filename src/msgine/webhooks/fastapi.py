@@ -35,7 +35,7 @@ def webhook_dependency(
     tolerance: int = 300,
     dedupe: Deduplicator | DedupeStore | None = None,
     allow_list: IpAllowList | None = None,
-    allow_legacy: bool = True,
+    allow_legacy: bool = False,
 ) -> Callable[[Request], AsyncIterator[dict[str, Any]]]:
     receiver = WebhookReceiver(
         secret, tolerance=tolerance, dedupe=dedupe, allow_list=allow_list, allow_legacy=allow_legacy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
@@ -22,17 +23,40 @@ def runtime_of(request: Request) -> Runtime:
 
 
 def presented_key(request: Request) -> str | None:
-    """The key from ``X-Api-Key``, ``Authorization: Bearer KEY`` or ``Authorization: KEY``."""
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    auth = request.headers.get("authorization")
-    if not auth:
-        return None
-    scheme, _, rest = auth.strip().partition(" ")
+    """The key from ``X-Api-Key``, ``Authorization: Bearer KEY`` or ``Authorization: KEY``.
+
+    A request must not leave it to the server to pick one credential among several (a proxy
+    and the application could pick differently): two ``X-Api-Key`` or two ``Authorization``
+    headers, or an ``X-Api-Key`` and an ``Authorization`` naming a different key, are a 400.
+    """
+    keys = request.headers.getlist("x-api-key")
+    auths = request.headers.getlist("authorization")
+    if len(keys) > 1 or len(auths) > 1:
+        raise _conflicting()
+    from_header = keys[0].strip() if keys and keys[0].strip() else None
+    from_auth = _from_authorization(auths[0]) if auths else None
+    # Compared in constant time: both values are secrets, and one of them may be the real key.
+    if (
+        from_header is not None
+        and from_auth is not None
+        and not hmac.compare_digest(from_header.encode(), from_auth.encode())
+    ):
+        raise _conflicting()
+    return from_header or from_auth
+
+
+def _from_authorization(value: str) -> str | None:
+    scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() == "bearer":
         return rest.strip() or None
-    return auth.strip()
+    return value.strip() or None
+
+
+def _conflicting() -> InvalidRequest:
+    return InvalidRequest(
+        "Send one API key, in one header: X-Api-Key or Authorization.",
+        details={"reason": "conflicting_credentials"},
+    )
 
 
 _CLIENT_IP = "msgine.client_ip"

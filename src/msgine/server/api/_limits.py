@@ -84,7 +84,10 @@ def address_resolver(trusted_proxies: Sequence[str]) -> Callable[[Request], str 
         address: str | None = state.get(_STATE_ADDRESS)
         if address is None:
             peer = request.client.host if request.client else None
-            address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+            # Every X-Forwarded-For line, in order: a proxy may add its own line after one the
+            # client sent, and reading only the first would let the client pick its address.
+            forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+            address = client_address(peer, forwarded, proxies)
             state[_STATE_ADDRESS] = address
         return None if address == UNKNOWN_ADDRESS else address
 

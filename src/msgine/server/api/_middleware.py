@@ -1,4 +1,9 @@
-"""ASGI middleware: request ids, the body size cap, request metrics, and direct routes.
+"""ASGI middleware: request ids, the body size cap, metrics, the access log, and direct routes.
+
+Metrics and the access log name a request by its route *template* (``/api/v1/consents/{phone}``),
+never by its path: a path can hold a phone number in any spelling (``00256...``, spaces,
+brackets) that no redaction pattern reliably catches, and raw paths would also let any caller
+create unbounded metric series.
 
 Plain ASGI rather than BaseHTTPMiddleware: it adds no task or copy per request, which matters on
 the send path.
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,8 +41,25 @@ LATENCY = Histogram(
 )
 
 
+ACCESS_LOGGER = "msgine.access"
+_access_log = logging.getLogger(ACCESS_LOGGER)
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class PayloadTooLargeError(Exception):
     pass
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template, or ``"unmatched"``: never the request's own path."""
+    return str(getattr(scope.get("route"), "path", UNMATCHED))
+
+
+def method_label(scope: Scope) -> str:
+    """The method for metrics and logs; a client's invented method cannot add label values."""
+    method = str(scope.get("method", ""))
+    return method if method in _METHODS else "OTHER"
 
 
 def _error_body(request_id: str, code: str, message: str) -> bytes:
@@ -92,10 +115,23 @@ class RequestContextMiddleware:
         except PayloadTooLargeError:
             await self._reject(send_with_id, request_id)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], path, str(status_holder["status"])).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - started)
+            route = route_template(scope)
+            method = method_label(scope)
+            status = status_holder["status"]
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(route).observe(elapsed)
+            if _access_log.isEnabledFor(logging.INFO):
+                _access_log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                        "client": _client(scope),
+                    },
+                )
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -129,6 +165,15 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _client(scope: Scope) -> str | None:
+    """The caller's address as authentication saw it (behind trusted proxies), else the peer."""
+    resolved = scope.get("msgine.client_ip")
+    if resolved:
+        return str(resolved)
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]

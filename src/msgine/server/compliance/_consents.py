@@ -16,9 +16,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from msgine.server._ids import new_id
+from msgine.server._jsonbounds import bounded_json
 from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
-from msgine.server.errors import InvalidRequest, NotFound
+from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.storage._tables import consents
 
@@ -27,6 +28,8 @@ Purpose = Literal["marketing", "transactional"]
 MODES: tuple[str, ...] = ("live", "test")
 PURPOSES: tuple[Purpose, ...] = ("marketing", "transactional")
 MAX_EVIDENCE_BYTES = 4000
+#: Containers deep an evidence object may nest ({"form": {"fields": [...]}} is 3).
+MAX_EVIDENCE_DEPTH = 10
 
 
 def _encrypt(vault: Vault, value: str, column: str, consent_id: str) -> bytes:
@@ -36,12 +39,9 @@ def _encrypt(vault: Vault, value: str, column: str, consent_id: str) -> bytes:
 def _evidence_blob(vault: Vault, evidence: Any, consent_id: str) -> bytes | None:
     if evidence is None:
         return None
-    encoded = json.dumps(evidence, ensure_ascii=False, separators=(",", ":"))
-    if len(encoded.encode()) > MAX_EVIDENCE_BYTES:
-        raise InvalidRequest(
-            "Consent evidence is too large.",
-            details={"field": "evidence", "maxBytes": MAX_EVIDENCE_BYTES},
-        )
+    encoded = bounded_json(
+        evidence, field="evidence", max_depth=MAX_EVIDENCE_DEPTH, max_bytes=MAX_EVIDENCE_BYTES
+    )
     return _encrypt(vault, encoded, "evidence", consent_id)
 
 

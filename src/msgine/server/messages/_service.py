@@ -33,7 +33,7 @@ from msgine.server.storage._tables import (
     recipients,
     status_events,
 )
-from msgine.server.webhooks._urlpolicy import check_url_syntax
+from msgine.server.webhooks import check_url_syntax
 
 MessageType = Literal["transactional", "marketing"]
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -8,12 +8,26 @@ from msgine.server.webhooks._listen import (
     listen_secret,
 )
 from msgine.server.webhooks._listen import trigger as trigger_test_event
+from msgine.server.webhooks._urlpolicy import (
+    DEFAULT_ALLOWED_PORTS,
+    UrlPolicy,
+    check_url_syntax,
+    checked_url,
+    parse_port_ranges,
+    resolve_and_check,
+)
 
 __all__ = [
+    "DEFAULT_ALLOWED_PORTS",
     "EventFollower",
+    "UrlPolicy",
     "check_forward_url",
+    "check_url_syntax",
+    "checked_url",
     "follow",
     "forward",
     "listen_secret",
+    "parse_port_ranges",
+    "resolve_and_check",
     "trigger_test_event",
 ]

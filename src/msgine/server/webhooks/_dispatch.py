@@ -83,7 +83,7 @@ class Dispatcher:
         self._wall_clock = wall_clock
         self._rng = rng
         self.sender = sender or WebhookSender(
-            policy or UrlPolicy(allow_private=settings.webhook_allow_private),
+            policy or UrlPolicy.from_settings(settings),
             timeout=settings.webhook_timeout,
             ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
             max_connections=concurrency,
@@ -330,7 +330,7 @@ def _attempt_row(outcome: Outcome) -> dict[str, Any]:
         "attempted_at": outcome.attempted_at,
         "status_code": result.status_code,
         "latency_ms": result.latency_ms,
-        "error": result.error,
+        "error": result.reported_error,
         "excerpt": result.excerpt or None,
     }
 
@@ -409,7 +409,7 @@ def _finish(
         "next_attempt_at": None,
         "lease_until": None,
         "completed_at": now,
-        "last_error": error if result is None else result.error,
+        "last_error": error if result is None else result.reported_error,
     }
     if attempts is not None:
         values["attempts"] = attempts
@@ -427,7 +427,7 @@ def _retry_later(
             next_attempt_at=due,
             lease_until=None,
             last_status_code=result.status_code,
-            last_error=result.error,
+            last_error=result.reported_error,
         )
     )
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from msgine.server._ids import new_id
 from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
-from msgine.server.errors import InsecureCallbackUrl, InvalidRequest, NotFound
+from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.events import EVENT_TYPES, iso
 from msgine.server.logging import security_event
 from msgine.server.storage._tables import (
@@ -29,7 +29,6 @@ from msgine.server.storage._tables import (
     webhook_deliveries,
     webhook_endpoints,
 )
-from msgine.server.webhooks._urlpolicy import UrlPolicy, resolve_and_check
 from msgine.webhooks._signing import generate_secret
 
 ALL_EVENTS: Final = "*"
@@ -53,20 +52,6 @@ class NewSecret:
 
 
 # --- validation ---------------------------------------------------------------------------------
-
-
-async def checked_url(url: str, policy: UrlPolicy) -> str:
-    """The normalised URL if the policy accepts it now; a refusal is also a security event.
-
-    Registration resolves the host (not just the syntax) so an endpoint aimed at an internal
-    address is refused up front; the dispatcher checks again before every delivery.
-    """
-    try:
-        target = await resolve_and_check(url, policy)
-    except InsecureCallbackUrl as exc:
-        security_event("webhook_url_refused", reason=exc.details.get("reason"))
-        raise
-    return target.url
 
 
 def normalise_events(requested: Iterable[str] | None) -> list[str]:

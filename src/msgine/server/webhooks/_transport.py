@@ -33,11 +33,19 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # Set by the sender, never by callers: framing and routing stay under the transport's control.
 _RESERVED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _STRIPPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co"})
+#: What the API caller's delivery log shows for any failure to reach an HTTP answer. Telling a
+#: refused connection from a timeout, a TLS or a protocol failure would turn the delivery log
+#: into a port scanner; the precise cause stays in ``error``, for the operator's log only.
+CONNECTION_FAILED: Final = "connection_failed"
+_CONNECTION_CAUSES: Final = frozenset(
+    {"timeout", "tls_error", "protocol_error", "connection_error"}
+)
 
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """The outcome of one delivery attempt, safe to store and log as it is."""
+    """The outcome of one delivery attempt. ``error`` is the precise cause, for the operator's
+    log; ``reported_error`` is what the delivery log shows."""
 
     status_code: int | None
     latency_ms: int
@@ -48,6 +56,11 @@ class AttemptResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def reported_error(self) -> str | None:
+        """The error as the API caller may see it (connection failures share one code)."""
+        return CONNECTION_FAILED if self.error in _CONNECTION_CAUSES else self.error
 
     @property
     def gone(self) -> bool:

@@ -8,16 +8,18 @@ that changes between the check and the connection (DNS rebinding) cannot redirec
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
 from msgine.server.errors import InsecureCallbackUrl, InvalidRequest
+from msgine.server.logging import security_event
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -31,6 +33,12 @@ REASON_PRIVATE: Final = "private_address"
 REASON_RESERVED: Final = "reserved_address"
 REASON_MAPPED: Final = "ipv4_mapped_address"
 REASON_METADATA: Final = "metadata_address"
+REASON_PORT: Final = "port_not_allowed"
+#: The ports a webhook may target unless the operator allows more (MSGINE_WEBHOOK_ALLOWED_PORTS):
+#: HTTPS, and the unprivileged range. Below 1024 lie the well-known services (SSH, SMTP, DNS...)
+#: a delivery must never be aimed at.
+DEFAULT_ALLOWED_PORTS: Final = "443,1024-65535"
+PortRanges = tuple[tuple[int, int], ...]
 # Only private-like destinations can be opened up (local development and tests).
 _ALLOWED_WITH_PRIVATE: Final = frozenset({REASON_PRIVATE})
 
@@ -95,11 +103,28 @@ _PRIVATE_NETWORKS: Final = tuple(
         "fec0::/10",
     )
 )
-_NAT64_NETWORKS: Final = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
+# Addresses that carry an IPv4 address inside them, and where (RFC 4291, 6052, 6145, 8215, 3056,
+# 4380, 5214). Each is judged by the IPv4 address it embeds: a translator or a dual-stack socket
+# sends the connection there.
+_WELL_KNOWN_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+# RFC 6052 section 2.2: where the IPv4 address sits for each prefix length (bits 64-71 are the
+# reserved "u" octet and never hold any of it). A local-use prefix may be any of these lengths,
+# so every position is checked.
+_RFC6052_LENGTHS: Final = (48, 56, 64, 96)
+# Mapped (::ffff:0:0/96), translated (::ffff:0:0:0/96, SIIT) and IPv4-compatible (::/96, less
+# :: and ::1) addresses reach the IPv4 address itself: refused whatever it is.
+_IPV4_IN_IPV6: Final = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
 )
-_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+_ISATAP_IDS: Final = (0x00005EFE, 0x02005EFE)  # interface ids ::0:5efe:w.x.y.z, ::200:5efe:...
+# Global unicast IPv6 (RFC 4291): everything outside it is reserved by the IETF (::/8 less what is
+# handled above, 100::/8, 4000::/3...) and never a webhook destination.
+_GLOBAL_UNICAST: Final = ipaddress.IPv6Network("2000::/3")
+# When several embedded addresses are refused, the most specific reason is reported.
+_REASON_ORDER: Final = (REASON_METADATA, REASON_RESERVED, REASON_MAPPED, REASON_PRIVATE)
 
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
@@ -112,6 +137,23 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def parse_port_ranges(text: str) -> PortRanges:
+    """``"443,1024-65535"`` as ((443, 443), (1024, 65535)); ``ValueError`` names what is wrong."""
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise ValueError(f"not a port or port range: {part.strip()!r}") from None
+        if not 1 <= first <= last <= 65535:
+            raise ValueError(f"ports are 1-65535, low-high: {part.strip()!r}")
+        ranges.append((first, last))
+    if not ranges:
+        raise ValueError("at least one port is needed")
+    return tuple(ranges)
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """What webhook destinations are acceptable; one instance per process configuration."""
@@ -119,6 +161,15 @@ class UrlPolicy:
     allow_private: bool = False
     resolver: Resolver = field(default=system_resolver, repr=False)
     resolve_timeout: float = 5.0
+    allowed_ports: PortRanges = ((HTTPS_PORT, HTTPS_PORT), (1024, 65535))  # = the default
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> UrlPolicy:
+        """The policy the operator configured (MSGINE_WEBHOOK_ALLOW_PRIVATE, _ALLOWED_PORTS)."""
+        return _configured(bool(settings.webhook_allow_private), settings.webhook_allowed_ports)
+
+    def allows_port(self, port: int) -> bool:
+        return any(low <= port <= high for low, high in self.allowed_ports)
 
 
 @dataclass(frozen=True)
@@ -129,6 +180,26 @@ class ResolvedTarget:
     host: str
     port: int
     addresses: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=8)
+def _configured(allow_private: bool, ports: str) -> UrlPolicy:
+    return UrlPolicy(allow_private=allow_private, allowed_ports=parse_port_ranges(ports))
+
+
+async def checked_url(url: str, policy: UrlPolicy) -> str:
+    """The normalised URL if the policy accepts it now; a refusal is also a security event.
+
+    Registration and a send's ``callbackUrl`` resolve the host (not just the syntax), so a
+    destination aimed at an internal address is refused up front; the dispatcher checks again
+    before every delivery.
+    """
+    try:
+        target = await resolve_and_check(url, policy)
+    except InsecureCallbackUrl as exc:
+        security_event("webhook_url_refused", reason=exc.details.get("reason"))
+        raise
+    return target.url
 
 
 def check_url_syntax(url: str) -> str:
@@ -144,6 +215,12 @@ async def resolve_and_check(url: str, policy: UrlPolicy) -> ResolvedTarget:
     parsed = _parse(url)
     host = parsed.raw_host.decode("ascii")
     port = parsed.port or HTTPS_PORT
+    if not policy.allows_port(port):
+        raise InsecureCallbackUrl(
+            "Webhook URLs may only use the ports the gateway allows (443 and 1024-65535 "
+            "unless its operator allows more).",
+            details={"reason": REASON_PORT},
+        )
     literal = _ip_literal(host)
     if literal is None:
         _check_name(host.rstrip("."), policy)
@@ -161,25 +238,69 @@ async def resolve_and_check(url: str, policy: UrlPolicy) -> ResolvedTarget:
 
 
 def address_refusal_reason(address: IPAddress) -> str | None:
-    """Why an address is not a public unicast destination, or None if it is one."""
+    """Why an address is not a public unicast destination, or None if it is one.
+
+    An IPv6 address that embeds an IPv4 address is judged by what it embeds (every candidate
+    position, for prefixes whose layout is not fixed), so ``[::ffff:0:7f00:1]`` is 127.0.0.1.
+    """
     address = _strip_scope(address)
     if address in _METADATA_ADDRESSES:
         return REASON_METADATA
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None or (address in _IPV4_COMPATIBLE and int(address) > 1):
-            return REASON_MAPPED
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            embedded_reason = address_refusal_reason(embedded)
-            if embedded_reason is not None:
-                return embedded_reason
-            if address.teredo is None:  # NAT64 and 6to4 reach the public IPv4 they embed
+        if any(address in net for net in _IPV4_IN_IPV6) and int(address) > 1:
+            embedded = _low_ipv4(address)
+            return _worst([address_refusal_reason(embedded), REASON_MAPPED])
+        candidates = embedded_ipv4(address)
+        if candidates:
+            reason = _worst([address_refusal_reason(v4) for v4 in candidates])
+            if reason is not None:
+                return reason
+            if address.teredo is None:  # NAT64, 6to4 and ISATAP reach the public IPv4 inside
                 return None
     if any(address in net for net in _ALWAYS_REFUSED_NETWORKS):
         return REASON_RESERVED
     if any(address in net for net in _PRIVATE_NETWORKS) or not address.is_global:
         return REASON_PRIVATE
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST:
+        return REASON_RESERVED
     return None
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """Every IPv4 address a translator, tunnel or dual-stack socket could take ``address`` to."""
+    if address in _WELL_KNOWN_NAT64:
+        return (_low_ipv4(address),)
+    if address in _LOCAL_NAT64:
+        return tuple(_rfc6052_ipv4(address, length) for length in _RFC6052_LENGTHS)
+    if any(address in net for net in _IPV4_IN_IPV6) and int(address) > 1:
+        return (_low_ipv4(address),)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return (address.teredo[1],)
+    if (int(address) >> 32) & 0xFFFFFFFF in _ISATAP_IDS:
+        return (_low_ipv4(address),)
+    return ()
+
+
+def _low_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address at the position RFC 6052 gives a prefix of ``prefix_length`` bits."""
+    if prefix_length == 96:
+        return _low_ipv4(address)
+    packed = address.packed
+    start = prefix_length // 8
+    # The 4 octets after the prefix, skipping octet 8 (the "u" octet, bits 64-71).
+    octets = [packed[i] for i in range(start, 16) if i != 8][:4]
+    return ipaddress.IPv4Address(bytes(octets))
+
+
+def _worst(reasons: list[str | None]) -> str | None:
+    present = set(reasons)
+    return next((reason for reason in _REASON_ORDER if reason in present), None)
 
 
 def _parse(url: str) -> httpx.URL:
@@ -270,16 +391,6 @@ def _check_address(address: IPAddress, policy: UrlPolicy) -> None:
     if reason is None or (policy.allow_private and reason in _ALLOWED_WITH_PRIVATE):
         return
     raise _refused(reason)
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if any(address in net for net in _NAT64_NETWORKS):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    return None
 
 
 def _strip_scope(address: IPAddress) -> IPAddress:

@@ -31,6 +31,8 @@ can_read = require("audit:read")
 #: This many failed authentications from one address within BURST_WINDOW make one audit entry.
 BURST_THRESHOLD = 10
 BURST_WINDOW = timedelta(minutes=5)
+#: The largest audit sequence number a query may name (a signed 64-bit column on both databases).
+MAX_SEQUENCE = 2**63 - 1
 #: Addresses tracked at once; the least recently failing are forgotten first.
 MAX_TRACKED_ADDRESSES = 10_000
 
@@ -40,7 +42,9 @@ async def list_audit(
     request: Request,
     principal: Annotated[Principal, Depends(can_read)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Entries with seq below this")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQUENCE, description="Entries with seq below this")
+    ] = None,
 ) -> dict[str, Any]:
     """The caller's account's audit entries, newest first; page with ``before=nextBefore``."""
     runtime = runtime_of(request)

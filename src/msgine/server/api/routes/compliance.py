@@ -25,6 +25,7 @@ from msgine.server.api._schemas import (
     SuppressionRemoved,
     policy_changes_schema,
 )
+from msgine.server.api._text import PlainText
 from msgine.server.audit import record
 from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
 from msgine.server.compliance._inbound import Pricing, inbound_handler
@@ -60,7 +61,7 @@ class ConsentBody(BaseModel):
     )
 
     purpose: Literal["marketing", "transactional"]
-    source: StrictStr = Field(min_length=1, max_length=200)
+    source: PlainText = Field(min_length=1, max_length=200)
     evidence: StrictStr | dict[str, Any] | None = None
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from msgine.server import incident
 from msgine.server import keys as key_service
@@ -20,6 +20,7 @@ from msgine.server.api._schemas import (
     KeyView,
     NewKeyView,
 )
+from msgine.server.api._text import PlainText
 from msgine.server.keys import Principal
 
 router = APIRouter(tags=["keys"])
@@ -32,17 +33,17 @@ class CreateKey(BaseModel):
 
     # Strict: a boolean or a string is not a number of days (nor a list of scopes).
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(default="", max_length=200)
+    name: PlainText = Field(default="", max_length=200)
     mode: Literal["test", "live"] | None = None
     scopes: list[str] | None = None
     allowedIps: list[str] | None = None
-    expiresInDays: int | None = Field(default=None, ge=1, le=3650)
+    expiresInDays: StrictInt | None = Field(default=None, ge=1, le=3650)
     rateLimit: str | None = Field(default=None, max_length=200)
 
 
 class RotateKey(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    graceHours: float = Field(default=24, ge=0, le=key_service.MAX_GRACE_HOURS)
+    graceHours: StrictFloat = Field(default=24, ge=0, le=key_service.MAX_GRACE_HOURS)
 
 
 def created_view(new: key_service.NewKey, now: datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from starlette.responses import JSONResponse, Response
 
 from msgine.server import metrics
@@ -15,6 +15,7 @@ from msgine.server.api._deps import authenticate_request, json_body, require, ru
 from msgine.server.api._openapi import answers, with_body
 from msgine.server.api._responses import JSONBody
 from msgine.server.api._schemas import MessagePage, MessageView
+from msgine.server.errors import InvalidRequest
 from msgine.server.keys import Principal
 from msgine.server.messages import MessageStatus
 from msgine.server.messages._service import (
@@ -24,6 +25,7 @@ from msgine.server.messages._service import (
     get_message,
     list_messages,
 )
+from msgine.server.webhooks import UrlPolicy, checked_url
 
 router = APIRouter(tags=["messages"])
 can_read = require("messages:read")
@@ -43,15 +45,20 @@ class SendBody(BaseModel):
     message: StrictStr
     from_: StrictStr | None = Field(default=None, alias="from")
     callbackUrl: StrictStr | None = None
-    scheduledFor: Annotated[datetime, Strict()] | None = None
+    scheduledFor: datetime | None = None
     idempotencyKey: StrictStr | None = None
     type: Literal["transactional", "marketing"] = "transactional"
 
     @field_validator("scheduledFor", mode="before")
     @classmethod
     def _iso_only(cls, value: Any) -> Any:
-        """pydantic reads a string of digits as a Unix time; the API takes ISO 8601 only."""
-        if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        """pydantic reads a number, or a string of digits, as a Unix time; the API takes ISO
+        8601 text only (a strict datetime would refuse that text too, since the body is parsed
+        before validation)."""
+        numeric = (
+            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        )
+        if numeric or not isinstance(value, str | None):
             raise ValueError("scheduledFor must be an ISO 8601 date and time")
         return value
 
@@ -62,7 +69,7 @@ async def send(request: Request) -> JSONResponse:
     authenticates and parses its own body; ``install`` describes it in the OpenAPI schema."""
     principal = await authenticate_request(request, "messages:send")
     body = await json_body(request, SendBody)
-    idempotency_key = request.headers.get("idempotency-key")
+    idempotency_key = _idempotency_key(request, body.idempotencyKey)
     runtime = runtime_of(request)
     now = runtime.now()
     cmd = build_command(
@@ -72,9 +79,12 @@ async def send(request: Request) -> JSONResponse:
         callback_url=body.callbackUrl,
         scheduled_for=body.scheduledFor,
         message_type=body.type,
-        idempotency_key=idempotency_key or body.idempotencyKey,
+        idempotency_key=idempotency_key,
         now=now,
     )
+    if cmd.callback_url is not None:
+        # The same destination policy as a registered endpoint, before anything is stored.
+        await checked_url(cmd.callback_url, UrlPolicy.from_settings(runtime.settings))
     rejected: dict[str, str] = {}
     for check in request.app.state.send_prechecks:
         rejected.update(await check(request, principal, cmd))
@@ -97,6 +107,18 @@ async def send(request: Request) -> JSONResponse:
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
+
+
+def _idempotency_key(request: Request, in_body: str | None) -> str | None:
+    """The one idempotency key of a send: two headers, or a header and a different body field,
+    are refused rather than one of them silently winning."""
+    headers = [value for value in request.headers.getlist("idempotency-key") if value]
+    if len(headers) > 1 or (headers and in_body is not None and headers[0] != in_body):
+        raise InvalidRequest(
+            "Send one idempotency key: the Idempotency-Key header or idempotencyKey.",
+            details={"field": "Idempotency-Key", "reason": "conflicting_idempotency_keys"},
+        )
+    return headers[0] if headers else in_body
 
 
 SEND_PATHS = ("/messages/sms", "/developers/sms")

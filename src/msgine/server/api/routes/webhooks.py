@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 from starlette.responses import Response
 
 from msgine.server import events
@@ -20,11 +20,12 @@ from msgine.server.api._schemas import (
     WebhookList,
     WebhookView,
 )
+from msgine.server.api._text import PlainText
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
+from msgine.server.webhooks import UrlPolicy, checked_url
 from msgine.server.webhooks import _endpoints as service
 from msgine.server.webhooks._dispatch import Dispatcher
-from msgine.server.webhooks._urlpolicy import UrlPolicy
 
 router = APIRouter(tags=["webhooks"])
 manage = require("webhooks:manage")
@@ -41,24 +42,26 @@ class CreateEndpoint(BaseModel):
     )
     url: StrictStr
     events: list[StrictStr] | None = Field(default=None, max_length=20)
-    description: StrictStr | None = Field(default=None, max_length=500)
+    description: PlainText | None = Field(default=None, max_length=500)
 
 
 class UpdateEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     url: StrictStr | None = None
     events: list[StrictStr] | None = Field(default=None, max_length=20)
-    description: StrictStr | None = Field(default=None, max_length=500)
+    description: PlainText | None = Field(default=None, max_length=500)
     enabled: StrictBool | None = None
 
 
 class RotateSecret(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    graceHours: float = Field(default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS)
+    graceHours: StrictFloat = Field(
+        default=service.DEFAULT_GRACE_HOURS, ge=0, le=service.MAX_GRACE_HOURS
+    )
 
 
 def url_policy(runtime: Runtime) -> UrlPolicy:
-    return UrlPolicy(allow_private=runtime.settings.webhook_allow_private)
+    return UrlPolicy.from_settings(runtime.settings)
 
 
 def secret_view(new: service.NewSecret) -> dict[str, Any]:
@@ -75,7 +78,7 @@ async def create_endpoint(
 ) -> dict[str, Any]:
     """Register an endpoint. Its signing secret is in this response and nowhere else."""
     runtime = runtime_of(request)
-    url = await service.checked_url(body.url, url_policy(runtime))
+    url = await checked_url(body.url, url_policy(runtime))
     subscribed = service.normalise_events(body.events)
     actor, now = actor_of(request, principal), runtime.now()
     row, secret = await runtime.db.awrite(
@@ -121,7 +124,7 @@ async def update_endpoint(
     runtime = runtime_of(request)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude_none=True)
     if body.url is not None:
-        changes["url"] = await service.checked_url(body.url, url_policy(runtime))
+        changes["url"] = await checked_url(body.url, url_policy(runtime))
     if "events" in body.model_fields_set:
         changes["events"] = service.normalise_events(body.events)
     actor, now = actor_of(request, principal), runtime.now()
