@@ -12,6 +12,7 @@ from msgine.server.carriers._base import (
     SubmitRequest,
     SubmitResult,
 )
+from msgine.server.carriers._health import status as carrier_status
 from msgine.server.carriers._registry import (
     SIMULATOR,
     BuildContext,
@@ -48,6 +49,7 @@ __all__ = [
     "SendPricing",
     "SubmitRequest",
     "SubmitResult",
+    "carrier_status",
     "get_kind",
     "kind_names",
     "load_routing",
