@@ -101,3 +101,18 @@ async def test_the_worker_starts_connected_carriers_once_and_stops_them(
     await api.worker.fleet.refresh()
     assert first.stopped
     assert api.worker.fleet.get("mtn") is None
+
+
+async def test_receipts_no_submit_claims_are_purged_after_a_week(api: Any, clock: Any) -> None:
+    from msgine.server.carriers import Receipt
+    from msgine.server.carriers._sink import apply_receipt, purge_unclaimed_receipts
+    from msgine.server.storage._tables import carrier_receipts
+
+    runtime = api.runtime
+    receipt = Receipt("never-ours", "delivered", "DELIVRD")
+    runtime.db.write(lambda c: apply_receipt(c, runtime.vault, "mtn", receipt, runtime.now()))
+    count = sa.select(sa.func.count()).select_from(carrier_receipts)
+    assert runtime.db.write(lambda c: purge_unclaimed_receipts(c, runtime.now())) == 0
+    clock.advance(days=8)
+    assert runtime.db.write(lambda c: purge_unclaimed_receipts(c, runtime.now())) == 1
+    assert runtime.db.read(lambda c: c.execute(count).scalar()) == 0
