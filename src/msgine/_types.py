@@ -18,6 +18,7 @@ MessageStatus = Literal[
     "scheduled",
     "queued",
     "sent",
+    "unknown",
     "delivered",
     "failed",
     "rejected",
@@ -25,7 +26,9 @@ MessageStatus = Literal[
 ]
 """A message's overall status. ``partly_delivered``: every recipient is final, some were
 delivered and some failed or were rejected (a self-hosted gateway's addition; see
-``Message.recipient_counts`` for how many of each)."""
+``Message.recipient_counts`` for how many of each). ``unknown``: the gateway lost a carrier's
+answer in a crash and will not send again; a later delivery receipt settles it (see
+docs/carriers.md)."""
 
 
 def _datetime(value: Any) -> datetime | None:

@@ -300,10 +300,27 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class CarrierState(BaseModel):
+    """One carrier as its workers last published it (docs/carriers.md)."""
+
+    model_config = ConfigDict(extra="allow")
+    state: str
+
+
+class CarriersReadiness(BaseModel):
+    state: Literal["ok", "degraded", "down"]
+    carriers: dict[str, CarrierState]
+    unservedRoutes: list[str]
+
+
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
+    """``degraded``: a carrier is down while its routes' other carriers serve (or a route has
+    none left); the API still accepts and queues. 503 is for the database only."""
+
+    status: Literal["ready", "degraded", "unavailable"]
     database: Literal["ok", "error"]
     redis: str | None = None
+    carriers: CarriersReadiness | None = None
 
 
 # --- the account's policy -----------------------------------------------------------------

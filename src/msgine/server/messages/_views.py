@@ -23,21 +23,23 @@ def iso(value: datetime | None) -> str | None:
     )
 
 
-#: Every value a message's ``status`` can take: the contract's seven, then the one this gateway
-#: adds (see ``aggregate_status``; its name fits the 16-character status column, so adding it
-#: rebuilt no table).
+#: Every value a message's ``status`` can take: the contract's seven, then the two this gateway
+#: adds (``unknown``: a carrier's answer lost in a crash, see docs/carriers.md; and
+#: ``partly_delivered``, see ``aggregate_status``; both fit the 16-character status column, so
+#: adding them rebuilt no table).
 MessageStatus = Literal[
     "pending",
     "scheduled",
     "queued",
     "sent",
+    "unknown",
     "delivered",
     "failed",
     "rejected",
     "partly_delivered",
 ]
 MESSAGE_STATUSES: tuple[str, ...] = get_args(MessageStatus)
-_WAITING = ("pending", "scheduled", "queued", "sent")
+_WAITING = ("pending", "scheduled", "queued", "sent", "unknown")
 
 
 def aggregate_status(statuses: Sequence[str]) -> str:
@@ -45,7 +47,7 @@ def aggregate_status(statuses: Sequence[str]) -> str:
     "Message status" section describes this function):
 
     - while any recipient is on its way, the earliest such stage (pending, scheduled, queued,
-      then sent);
+      sent, then unknown: sent in a crash, settled by a later receipt);
     - once all are final: ``delivered`` if every recipient was delivered; ``partly_delivered``
       if some were delivered and others failed or were rejected; ``failed`` if none was
       delivered and at least one failed; ``rejected`` if all were rejected (or there are none).

@@ -15,6 +15,7 @@ from msgine.server.api._deps import authenticate_request, json_body, require, ru
 from msgine.server.api._openapi import answers, with_body
 from msgine.server.api._responses import JSONBody
 from msgine.server.api._schemas import MessagePage, MessageView
+from msgine.server.carriers import price_for_send
 from msgine.server.errors import InvalidRequest
 from msgine.server.keys import Principal
 from msgine.server.messages import MessageStatus
@@ -89,6 +90,8 @@ async def send(request: Request) -> JSONResponse:
     for check in request.app.state.send_prechecks:
         rejected.update(await check(request, principal, cmd))
     settings = runtime.settings
+    # Each recipient's route price; a live send no real carrier's route covers is refused.
+    pricing = await price_for_send(runtime, principal.account_id, principal.mode, cmd.to)
     result = await runtime.db.awrite(
         lambda conn: accept(
             conn,
@@ -97,8 +100,10 @@ async def send(request: Request) -> JSONResponse:
             cmd,
             now=now,
             price_per_segment=settings.price_per_segment,
-            currency=settings.currency,
+            currency=pricing.currency,
             prechecked=rejected,
+            prices=pricing.prices,
+            notice=pricing.notice,
         )
     )
     if not result.replayed:

@@ -11,6 +11,7 @@ from msgine.server import metrics
 from msgine.server.api._deps import runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import EgressIps, Health, Readiness
+from msgine.server.carriers import carrier_status
 from msgine.server.logging import get_logger
 
 log = get_logger("msgine.metrics")
@@ -49,7 +50,14 @@ async def readyz(request: Request) -> Response:
     if limiter is not None and runtime.settings.redis_url is not None:
         # Redis being down degrades rate limits to per-process counts; the gateway still serves.
         redis = "ok" if await limiter.healthy() else "degraded"
-    return JSONResponse({"status": "ready", "database": "ok", "redis": redis})
+    # Each carrier's state as its workers last published it. A carrier down while its routes'
+    # other carriers serve is degraded service, not an outage, and even a route with none left
+    # is not: the API still accepts and queues (readiness stays 200; 503 is for the database).
+    now = runtime.now()
+    interval = runtime.settings.carrier_health_interval
+    carriers = await runtime.db.aread(lambda conn: carrier_status(conn, now, interval))
+    status = "ready" if carriers["state"] == "ok" else "degraded"
+    return JSONResponse({"status": status, "database": "ok", "redis": redis, "carriers": carriers})
 
 
 @router.get(
