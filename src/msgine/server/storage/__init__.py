@@ -1,6 +1,6 @@
 """Storage: the schema, migrations, engines, group-committed writes and outbox claims."""
 
 from msgine.server.storage._database import Database
-from msgine.server.storage._tables import metadata
+from msgine.server.storage._tables import carrier_throttle, metadata
 
-__all__ = ["Database", "metadata"]
+__all__ = ["Database", "carrier_throttle", "metadata"]

@@ -378,3 +378,12 @@ simulator_submissions = sa.Table(
     sa.Column("calls", sa.Integer, nullable=False),
     sa.Column("submitted_at", Time, nullable=False),
 )
+
+# A carrier's throughput schedule shared by all worker processes (see carriers/_throttle.py):
+# ``tat`` is the Unix time of its next free send slot.
+carrier_throttle = sa.Table(
+    "carrier_throttle",
+    metadata,
+    sa.Column("carrier", sa.String(64), primary_key=True),
+    sa.Column("tat", sa.Float, nullable=False),
+)
