@@ -114,12 +114,13 @@ class SmppCarrier:
 
     async def stop(self) -> None:
         self._stopping.set()
+        await asyncio.gather(
+            *(session.close(unbind=True) for session in list(self._sessions)),
+            return_exceptions=True,
+        )
         for slot in self._slots:
             slot.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
-        await asyncio.gather(
-            *(session.close(unbind=True) for session in self._sessions), return_exceptions=True
-        )
         self._sessions.clear()
         self._slots.clear()
 
