@@ -374,7 +374,8 @@ def _refused(name: str, outcome: str, error_code: str, later_part: bool) -> Subm
 
 
 def _address(address: str, ton: int) -> str:
-    """An MO address as the gateway reads numbers: E.164 with "+" for an international one."""
-    if ton == 1 and address.isdigit():
+    """An MO address as the gateway reads numbers: E.164 with "+" for an international one
+    (more digits than a short code, whatever TON a lax SMSC gives a short code)."""
+    if ton == 1 and address.isdigit() and len(address) > 8:
         return "+" + address
     return address
