@@ -127,7 +127,9 @@ UCS_LONG = "Ответ: да 😀 — Ünïcödé " * 8
 
 @pytest.mark.parametrize("concat", [None, "udh8", "udh16", "sar", "payload"])
 @pytest.mark.parametrize(("text", "coding"), [(GSM_LONG, "gsm"), (UCS_LONG, "ucs2")])
-async def test_mo_messages_reassemble(smsc: Smsc, concat: str | None, text: str, coding: str) -> None:
+async def test_mo_messages_reassemble(
+    smsc: Smsc, concat: str | None, text: str, coding: str
+) -> None:
     if concat is None:
         text = text[:60]
     events = MemoryEvents()
