@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from msgine.server.carriers import InboundMessage, Receipt
+from msgine.server.carriers import InboundMessage, Receipt, SubmitRequest
 from msgine.server.carriers.smpp import SmppCredentials, SmppOptions
+from msgine.server.messages._text import segment_info
 
 SMSC_DIR = Path(__file__).with_name("smsc")
 SYSTEM_ID, PASSWORD = "msgine", "s3cret"
 IN_CI = os.environ.get("CI") == "true"
+TO = "+256701521269"
 
 
 def _unavailable(reason: str) -> None:
@@ -150,3 +152,18 @@ async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def request(content: str = "Hello", key: str = "k1", **extra: Any) -> SubmitRequest:
+    """A submit as the worker makes it, with the segmenter's encoding and count."""
+    info = segment_info(content)
+    return SubmitRequest(
+        submit_key=key,
+        to=extra.pop("to", TO),
+        sender=extra.pop("sender", "MsGine"),
+        content=content,
+        mode="live",
+        encoding=info.encoding,
+        segments=info.segments,
+        **extra,
+    )

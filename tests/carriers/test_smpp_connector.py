@@ -8,27 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from smsc_support import MemoryEvents, Smsc, credentials, eventually
+from smsc_support import TO, MemoryEvents, Smsc, credentials, eventually, request
 
-from msgine.server.carriers import ConnectedCarrier, SubmitRequest
+from msgine.server.carriers import ConnectedCarrier
 from msgine.server.carriers.smpp import COMMAND_STATUSES, SmppCarrier
 from msgine.server.messages._text import segment_info
-
-TO = "+256701521269"
-
-
-def request(content: str = "Hello", key: str = "k1", **extra: Any) -> SubmitRequest:
-    info = segment_info(content)
-    return SubmitRequest(
-        submit_key=key,
-        to=extra.pop("to", TO),
-        sender=extra.pop("sender", "MsGine"),
-        content=content,
-        mode="live",
-        encoding=info.encoding,
-        segments=info.segments,
-        **extra,
-    )
 
 
 @asynccontextmanager

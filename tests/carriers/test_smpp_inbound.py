@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from smsc_support import MemoryEvents, Smsc, credentials, eventually
+from smsc_support import MemoryEvents, Smsc, credentials, eventually, request
 
 from msgine.server.carriers.smpp import RECEIPT_STATES, SmppCarrier
 
@@ -65,8 +65,6 @@ async def test_tlvs_win_over_the_text(smsc: Smsc) -> None:
 
 async def test_receipts_of_submits_over_a_receiver_bind(smsc: Smsc) -> None:
     """tx/rx mode: submits on the transmitter, their receipts come in on the receiver."""
-    from test_smpp_connector import request
-
     smsc.configure(receipts={"stat": "DELIVRD"})
     events = MemoryEvents()
     carrier = await start(smsc, events, bind_mode="transmitter_receiver")

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from smsc_support import MemoryEvents, Smsc, credentials, eventually, start_smsc
+from smsc_support import MemoryEvents, Smsc, credentials, eventually, request, start_smsc
 
 from msgine.server.carriers.smpp import SmppCarrier
-from test_smpp_connector import request
 
 
 @pytest.fixture
@@ -57,7 +56,8 @@ async def test_an_untrusted_certificate_is_refused(
 
 async def test_plain_smpp_to_a_tls_port_does_not_bind(tls_smsc: tuple[Smsc, Path]) -> None:
     smsc, _ = tls_smsc
-    carrier = SmppCarrier("plain", smsc.options(connect_timeout=1, response_timeout=1), credentials())
+    options = smsc.options(connect_timeout=1, response_timeout=1)
+    carrier = SmppCarrier("plain", options, credentials())
     await carrier.start(MemoryEvents())
     try:
         await eventually(lambda: carrier.health().detail is not None)
