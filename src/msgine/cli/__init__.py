@@ -5,6 +5,7 @@ from __future__ import annotations
 from msgine.cli import (  # noqa: F401  (importing registers the commands)
     _accounts,
     _audit,
+    _carriers,
     _crypto,
     _keys,
     _privacy,

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     currency: str = "UGX"
 
     simulator_dlr_delay: float = Field(default=0.5, ge=0)
+    # Staging only: live keys' messages may go to the simulator when no real carrier's route
+    # covers a destination (the send response then says so). Off: such sends are refused.
+    allow_simulator_for_live: bool = False
+    # How often each worker publishes its carriers' health (for /readyz and carriers status).
+    carrier_health_interval: float = Field(default=5.0, gt=0, le=60)
     worker_poll_interval: float = Field(default=0.2, gt=0)
     worker_batch_size: int = Field(default=100, ge=1, le=1000)
     job_lease_seconds: float = Field(default=60.0, gt=0)

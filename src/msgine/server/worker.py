@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
-from msgine.server.carriers import Carrier, SubmitRequest, SubmitResult
+from msgine.server.carriers import SIMULATOR, Carrier, Routing, SubmitRequest, SubmitResult
+from msgine.server.carriers._fleet import Fleet
+from msgine.server.carriers._health import publish, withdraw
+from msgine.server.carriers._metrics import observe_health, observe_submit
+from msgine.server.carriers._sink import DurableEvents, apply_early_receipts
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
 from msgine.server.compliance._gate import Decision
 from msgine.server.logging import get_logger
@@ -30,6 +36,7 @@ from msgine.server.messages._lifecycle import (
     TERMINAL,
     Outgoing,
     load_outgoing,
+    note_history,
     recheck,
     record_status,
 )
@@ -48,6 +55,8 @@ JobWrite = Callable[[sa.Connection], object]
 JobHandler = Callable[["Worker", list[Job]], Awaitable[None]]
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 MAX_JOB_ATTEMPTS = 10
+#: Statuses after a submit went out: the carrier's receipt moves them on, not a new submit.
+AWAITING_RECEIPT = frozenset({"sent", "unknown"})
 
 _DELETE_JOB = Direct(sa.delete(jobs).where(jobs.c.id == sa.bindparam("job_id")))
 _UPDATE_JOB = Direct(sa.update(jobs).where(jobs.c.id == sa.bindparam("job_id")))
@@ -64,11 +73,32 @@ class Worker:
 
     def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
         self.runtime = runtime
-        self.carrier = carrier or SimulatorCarrier(runtime)
+        #: The carriers of this process; ``carrier`` replaces the built-in simulator.
+        self.fleet = Fleet(runtime, DurableEvents(runtime), carrier or SimulatorCarrier(runtime))
         self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_jobs, DLR_JOB: receipt_jobs}
         self._claim: tuple[tuple[str, ...], Claim] | None = None
 
+    @property
+    def carrier(self) -> Carrier:
+        """The built-in simulator (test keys' carrier)."""
+        return self.fleet.builtin
+
+    @carrier.setter
+    def carrier(self, carrier: Carrier) -> None:
+        self.fleet.builtin = carrier
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Start the carriers, run jobs until ``stop``, then stop the carriers."""
+        try:
+            await self.fleet.refresh()
+        except Exception as exc:  # the database may be down at start: the loop retries
+            log.error("carriers_start_failed", error_type=type(exc).__name__)
+        try:
+            await self._loop(stop)
+        finally:
+            await self.fleet.stop_all()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         interval = self.runtime.settings.worker_poll_interval
         while not stop.is_set():
             try:
@@ -126,11 +156,12 @@ class Worker:
 
         return write
 
-    def retry(self, job: Job, exc: Exception) -> JobWrite:
-        """A failed job's outcome: it runs again later (see ``_retry_later``)."""
+    def retry(self, job: Job, exc: Exception, *, delay: float | None = None) -> JobWrite:
+        """A failed job's outcome: it runs again later (see ``_retry_later``); ``delay``: the
+        carrier said when (a throttle's retry-after)."""
         log.warning("job_failed", kind=job["kind"], job_id=job["id"], error_type=type(exc).__name__)
         runtime = self.runtime
-        return lambda conn: _retry_later(conn, runtime, job, exc)
+        return lambda conn: _retry_later(conn, runtime, job, exc, delay)
 
     async def settle(self, outcomes: Sequence[tuple[Job, JobWrite]]) -> None:
         """Write the outcomes of a batch's jobs in one transaction.
@@ -164,9 +195,12 @@ def _write_all(conn: sa.Connection, writes: Sequence[JobWrite]) -> list[None]:
     return [None] * len(writes)
 
 
-def _retry_later(conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception) -> None:
-    """Back off exponentially (at most 5 minutes). A submit that keeps failing ends as
-    ``failed``/``carrier_error``; other jobs (delivery receipts) are never dropped."""
+def _retry_later(
+    conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception, delay: float | None = None
+) -> None:
+    """Back off exponentially (at most 5 minutes), or as long as the carrier asked. A submit
+    that keeps failing ends as ``failed``/``carrier_error``; other jobs (delivery receipts)
+    are never dropped."""
     attempts = job["attempts"] + 1
     now = runtime.now()
     if attempts >= MAX_JOB_ATTEMPTS and job["kind"] == SUBMIT_JOB:
@@ -181,7 +215,7 @@ def _retry_later(conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception
         {
             "job_id": job["id"],
             "attempts": attempts,
-            "due_at": now + timedelta(seconds=min(2**attempts, 300)),
+            "due_at": now + timedelta(seconds=min(2**attempts, 300) if delay is None else delay),
             "lease_until": None,
             "last_error": type(exc).__name__[:200],
         },
@@ -189,6 +223,26 @@ def _retry_later(conn: sa.Connection, runtime: Runtime, job: Job, exc: Exception
 
 
 # --- submitting ---------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    """One recipient's submit to one carrier, and what its outcome write needs.
+
+    ``marks``: the carrier cannot dedupe a repeated submit, so the submit is recorded as begun
+    (``recipients.submitted_at``) in its own commit before it goes out; a worker that finds
+    that mark with no outcome knows a submit may have been in flight (see ``_plan``)."""
+
+    job: Job
+    out: Outgoing
+    name: str
+    carrier: Carrier
+    following: str | None
+    policy: str
+    retry_budget: int
+    marks: bool
+    early_receipts: bool
+    notes: list[str]
 
 
 async def submit_jobs(worker: Worker, batch: list[Job]) -> None:
@@ -218,12 +272,21 @@ async def submit_jobs(worker: Worker, batch: list[Job]) -> None:
             outcomes.append((job, _defer(job, out.recipient_id, decision.due_at, now)))
         else:
             sending.append((job, out))
-    results = await asyncio.gather(
-        *(_submit(worker.carrier, out) for _, out in sending), return_exceptions=True
-    )
+    # Live traffic is routed by the current configuration; test traffic reads none.
+    live = any(out.mode == "live" for _, out in sending)
+    routing = await worker.fleet.refresh() if live else worker.fleet.routing
+    attempts: list[Attempt] = []
+    for job, out in sending:
+        step = _plan(worker, routing, job, out, now)
+        if isinstance(step, Attempt):
+            attempts.append(step)
+        else:
+            outcomes.append((job, step))
+    attempts = await _mark_in_flight(worker, attempts, outcomes, now)
+    results = await asyncio.gather(*(_timed_submit(a) for a in attempts))
     submitted_at = runtime.now()
-    for (job, out), result in zip(sending, results, strict=True):
-        outcomes.append((job, _submitted(worker, job, out, result, submitted_at)))
+    for attempt, (result, seconds) in zip(attempts, results, strict=True):
+        outcomes.append((attempt.job, _submitted(worker, attempt, result, seconds, submitted_at)))
     await worker.settle(outcomes)
 
 
@@ -231,12 +294,12 @@ def _outgoing_and_decisions(
     conn: sa.Connection, runtime: Runtime, batch: Sequence[Job], now: datetime
 ) -> list[tuple[Outgoing, Decision] | None]:
     """Each job's recipient and the compliance gate's answer now; None where there is nothing
-    left to do (already sent or final)."""
+    left to do (already sent, its outcome unknown, or final)."""
     found: list[tuple[Outgoing, Decision] | None] = [None] * len(batch)
     todo: list[tuple[int, Outgoing]] = []
     for position, job in enumerate(batch):
         out = load_outgoing(conn, runtime.vault, job["ref"])
-        if out is not None and out.status not in TERMINAL and out.status != "sent":
+        if out is not None and out.status not in TERMINAL and out.status not in AWAITING_RECEIPT:
             todo.append((position, out))
     decisions = recheck(conn, [out for _, out in todo], now)
     for (position, out), decision in zip(todo, decisions, strict=True):
@@ -244,47 +307,272 @@ def _outgoing_and_decisions(
     return found
 
 
-async def _submit(carrier: Carrier, out: Outgoing) -> SubmitResult:
+def _plan(
+    worker: Worker, routing: Routing, job: Job, out: Outgoing, now: datetime
+) -> Attempt | JobWrite:
+    """Which carrier gets this recipient now, or its outcome without a submit.
+
+    Test traffic goes to the built-in simulator. Live traffic follows its route's carriers in
+    order, from the one it is already with (after a failover); a carrier that cannot take a
+    submit now (down, not built) hands over to the next, with the reason in the history. A
+    submit mark with no outcome means a worker died mid-submit: the carrier's policy decides
+    (``mark_unknown``: the recipient becomes ``unknown`` and a receipt settles it; ``resubmit``:
+    sent to the same carrier again)."""
+    runtime = worker.runtime
+    settings = runtime.settings
+    chain: tuple[str, ...] = (SIMULATOR,)
+    if out.mode == "live":
+        assert out.to is not None  # erased numbers are rejected by the recheck
+        plan = routing.plan(
+            account_id=out.account_id,
+            mode=out.mode,
+            number=out.to,
+            region=out.region,
+            default_price=settings.price_per_segment,
+            default_currency=settings.currency,
+            allow_simulator_for_live=settings.allow_simulator_for_live,
+        )
+        if plan is None:
+            return worker.done(job, _status(runtime, out, "failed", now, error_code="no_route"))
+        chain = plan.carriers
+    notes: list[str] = []
+    if out.submitted_at is not None and out.carrier is not None:
+        row = routing.carriers.get(out.carrier)
+        policy = row.on_uncertain_submit if row is not None else "mark_unknown"
+        if policy != "resubmit":
+            return worker.done(job, _uncertain(runtime, out, out.carrier, now, CRASHED))
+        notes.append(f"resubmitting to {out.carrier} after an uncertain submit")
+        chain = (out.carrier, *(name for name in chain if name != out.carrier))
+    position = chain.index(out.carrier) if out.carrier in chain else 0
+    while position < len(chain) - 1:
+        why = worker.fleet.is_down(chain[position])
+        if why is None:
+            break
+        notes.append(f"failover {chain[position]} -> {chain[position + 1]}: {why}")
+        position += 1
+    name = chain[position]
+    carrier, kind = worker.fleet.get(name), worker.fleet.kind(name)
+    if carrier is None or kind is None:  # the last carrier of the route cannot be built
+        return _retry_on(worker, job, out, name, RuntimeError("carrier unavailable"), notes=notes)
+    row = routing.carriers.get(name)
+    return Attempt(
+        job=job,
+        out=out,
+        name=name,
+        carrier=carrier,
+        following=chain[position + 1] if position + 1 < len(chain) else None,
+        policy=row.on_uncertain_submit if row is not None else "mark_unknown",
+        retry_budget=row.retry_budget if row is not None else MAX_JOB_ATTEMPTS,
+        marks=not kind.idempotent,
+        early_receipts=name != SIMULATOR,
+        notes=notes,
+    )
+
+
+CRASHED = "a worker stopped between the submit and its answer; a delivery receipt settles it"
+_MARK = Direct(
+    sa.update(recipients)
+    .where(recipients.c.id == sa.bindparam("rid"))
+    .values(submitted_at=sa.bindparam("now"), carrier=sa.bindparam("name"))
+)
+_UNMARK = Direct(
+    sa.update(recipients)
+    .where(recipients.c.id == sa.bindparam("rid"))
+    .values(submitted_at=None, carrier=sa.bindparam("name"))
+)
+
+
+async def _mark_in_flight(
+    worker: Worker,
+    attempts: list[Attempt],
+    outcomes: list[tuple[Job, JobWrite]],
+    now: datetime,
+) -> list[Attempt]:
+    """Commit the submit marks (one write for the batch) before anything goes out; an attempt
+    whose mark could not be written is not submitted but retried."""
+    marked = [a for a in attempts if a.marks]
+    if not marked:
+        return attempts
+    errors = await each(
+        worker.runtime.db.awrite,
+        lambda conn, some: [
+            _MARK.execute(conn, {"rid": a.out.recipient_id, "now": now, "name": a.name})
+            for a in some
+        ],
+        marked,
+    )
+    failed = set()
+    for attempt, error in zip(marked, errors, strict=True):
+        if isinstance(error, Exception):
+            failed.add(id(attempt))
+            outcomes.append((attempt.job, worker.retry(attempt.job, error)))
+    return [a for a in attempts if id(a) not in failed]
+
+
+async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, float]:
+    out = attempt.out
     assert out.to is not None  # erased numbers are rejected by the recheck
     assert out.content is not None
-    return await carrier.submit(
-        SubmitRequest(
-            submit_key=out.recipient_id,
-            to=out.to,
-            sender=out.sender,
-            content=out.content,
-            mode=out.mode,
-        )
+    request = SubmitRequest(
+        submit_key=out.recipient_id,
+        to=out.to,
+        sender=out.sender,
+        content=out.content,
+        mode=out.mode,
+        encoding=out.encoding,
+        segments=out.segments,
     )
+    started = time.perf_counter()
+    try:
+        result: SubmitResult | Exception = await attempt.carrier.submit(request)
+    except Exception as exc:
+        result = exc
+    return result, time.perf_counter() - started
 
 
 def _submitted(
     worker: Worker,
-    job: Job,
-    out: Outgoing,
-    result: SubmitResult | BaseException,
+    attempt: Attempt,
+    result: SubmitResult | Exception,
+    seconds: float,
     now: datetime,
 ) -> JobWrite:
     """The outcome of one carrier submit."""
-    if isinstance(result, BaseException):
-        if not isinstance(result, Exception):
-            raise result
-        return worker.retry(job, result)
+    job, out, name = attempt.job, attempt.out, attempt.name
+    runtime = worker.runtime
+    if isinstance(result, Exception):
+        observe_submit(name, "error", type(result).__name__, seconds)
+        if attempt.marks and attempt.policy != "resubmit":
+            why = f"submit to {name} raised {type(result).__name__}: outcome unknown"
+            return worker.done(job, _uncertain(runtime, out, name, now, why, attempt.notes))
+        # resubmit policy: the mark stays, so the next attempt notes the resubmit
+        return _retry_on(worker, job, out, name, result, notes=attempt.notes, unmark=False)
     if result.accepted:
-        status, error = "sent", None
-    elif result.retryable:
-        return worker.retry(job, RuntimeError("carrier asked to retry"))
-    else:
-        status, error = "failed", result.error_code or "carrier_rejected"
+        observe_submit(name, "accepted", result.detail, seconds)
+        return worker.done(job, _accepted(runtime, attempt, result, now))
+    exhausted = result.retryable and job["attempts"] + 1 >= attempt.retry_budget
+    if (result.failover or exhausted) and attempt.following is not None:
+        observe_submit(name, "failover", result.detail or result.error_code, seconds)
+        reason = "retry budget spent" if not result.failover else "refused"
+        why = f"failover {name} -> {attempt.following}: {reason} ({_word(result)})"
+        return _failover(worker, job, out, attempt.following, [*attempt.notes, why], now)
+    if result.retryable:
+        observe_submit(name, "retry", result.detail or result.error_code, seconds)
+        return _retry_on(
+            worker,
+            job,
+            out,
+            name,
+            RuntimeError("carrier asked to retry"),
+            notes=attempt.notes,
+            delay=result.retry_after,
+            unmark=attempt.marks,
+        )
+    observe_submit(name, "failed", result.detail or result.error_code, seconds)
+    error = result.error_code or "carrier_rejected"
     change = _status(
-        worker.runtime,
-        out,
-        status,
-        now,
-        error_code=error,
-        carrier_message_id=result.carrier_message_id,
+        runtime, out, "failed", now, error_code=error, carrier=name, detail=_word(result)
     )
-    return worker.done(job, change)
+    return worker.done(job, _noted(out, name, attempt.notes, now, change))
+
+
+def _word(result: SubmitResult) -> str:
+    return result.detail or result.error_code or "no reason given"
+
+
+def _accepted(runtime: Runtime, attempt: Attempt, result: SubmitResult, now: datetime) -> JobWrite:
+    """Record the carrier's id; apply any receipt that came before this record."""
+    out, name = attempt.out, attempt.name
+    change = _status(
+        runtime,
+        out,
+        "sent",
+        now,
+        error_code=None,
+        carrier_message_id=result.carrier_message_id,
+        carrier=name,
+        detail=result.detail,
+    )
+    if not attempt.early_receipts or result.carrier_message_id is None:
+        return _noted(out, name, attempt.notes, now, change)
+    carrier_id = result.carrier_message_id
+
+    def write(conn: sa.Connection) -> None:
+        change(conn)
+        apply_early_receipts(conn, runtime.vault, name, carrier_id, out.recipient_id, now)
+
+    return _noted(out, name, attempt.notes, now, write)
+
+
+def _noted(
+    out: Outgoing, carrier: str, notes: list[str], now: datetime, fn: JobWrite | None = None
+) -> JobWrite:
+    """``fn`` after the history lines of this attempt (failovers, a resubmit)."""
+    if not notes:
+        return fn or (lambda conn: None)
+
+    def write(conn: sa.Connection) -> None:
+        for note in notes:
+            note_history(conn, out, "queued", now=now, carrier=carrier, detail=note)
+        if fn is not None:
+            fn(conn)
+
+    return write
+
+
+def _uncertain(
+    runtime: Runtime,
+    out: Outgoing,
+    carrier: str,
+    now: datetime,
+    why: str,
+    notes: list[str] | None = None,
+) -> JobWrite:
+    change = _status(
+        runtime, out, "unknown", now, error_code="uncertain_submit", carrier=carrier, detail=why
+    )
+    return _noted(out, carrier, notes or [], now, change)
+
+
+def _failover(
+    worker: Worker, job: Job, out: Outgoing, following: str, notes: list[str], now: datetime
+) -> JobWrite:
+    """Hand the recipient to the route's next carrier at once, with a fresh retry budget."""
+    name = following
+
+    def write(conn: sa.Connection) -> None:
+        _noted(out, name, notes, now)(conn)
+        _UNMARK.execute(conn, {"rid": out.recipient_id, "name": name})
+        _UPDATE_JOB.execute(
+            conn,
+            {"job_id": job["id"], "attempts": 0, "due_at": now, "lease_until": None},
+        )
+
+    return write
+
+
+def _retry_on(
+    worker: Worker,
+    job: Job,
+    out: Outgoing,
+    carrier: str,
+    exc: Exception,
+    *,
+    notes: list[str],
+    delay: float | None = None,
+    unmark: bool = True,
+) -> JobWrite:
+    """Retry later on the same carrier; ``unmark``: the submit is known not to have gone out."""
+    retry = worker.retry(job, exc, delay=delay)
+    now = worker.runtime.now()
+
+    def write(conn: sa.Connection) -> None:
+        _noted(out, carrier, notes, now)(conn)
+        if unmark:
+            _UNMARK.execute(conn, {"rid": out.recipient_id, "name": carrier})
+        retry(conn)
+
+    return write
 
 
 def _status(
@@ -295,6 +583,8 @@ def _status(
     *,
     error_code: str | None,
     carrier_message_id: str | None = None,
+    carrier: str | None = None,
+    detail: str | None = None,
 ) -> JobWrite:
     return partial(
         record_status,
@@ -304,6 +594,8 @@ def _status(
         now=now,
         error_code=error_code,
         carrier_message_id=carrier_message_id,
+        carrier=carrier,
+        detail=detail,
     )
 
 
@@ -344,14 +636,53 @@ def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
     return write
 
 
+# --- carrier health -----------------------------------------------------------------------
+
+
+async def publish_health(worker: Worker) -> None:
+    """Follow configuration changes (start, rebuild, stop carriers) and publish this process's
+    carriers' health for /readyz and ``msgine carriers status``."""
+    runtime = worker.runtime
+    await worker.fleet.refresh()
+    healths = worker.fleet.health()
+    observe_health(healths)
+    now = runtime.now()
+    await runtime.db.awrite(lambda conn: publish(conn, worker.fleet.worker, healths, now))
+
+
+async def health_loop(worker: Worker, stop: asyncio.Event) -> None:
+    interval = worker.runtime.settings.carrier_health_interval
+    try:
+        while not stop.is_set():
+            try:
+                await publish_health(worker)
+            except Exception as exc:  # the database may be away for a moment: try again
+                log.error("carrier_health_failed", error_type=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        name = worker.fleet.worker
+        with contextlib.suppress(Exception):
+            await worker.runtime.db.awrite(lambda conn: withdraw(conn, name))
+
+
 def background_tasks(runtime: Runtime) -> list[BackgroundTask]:
-    """Everything a worker process runs: the job loop plus each domain's own loops."""
+    """Everything a worker process runs: the job loop, the carriers' health, plus each
+    domain's own loops."""
     worker = Worker(runtime)
 
     async def job_loop(_runtime: Runtime, stop: asyncio.Event) -> None:
         await worker.run(stop)
 
+    async def carrier_health(_runtime: Runtime, stop: asyncio.Event) -> None:
+        await health_loop(worker, stop)
+
     from msgine.server.compliance import _retention
     from msgine.server.webhooks import _dispatch
 
-    return [job_loop, *_dispatch.background_tasks(runtime), *_retention.background_tasks(runtime)]
+    return [
+        job_loop,
+        carrier_health,
+        *_dispatch.background_tasks(runtime),
+        *_retention.background_tasks(runtime),
+    ]

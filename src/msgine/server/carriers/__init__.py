@@ -1,4 +1,5 @@
-"""Carrier connectors: the interface, and the adapters that implement it (one module each)."""
+"""Carrier connectors: the interface, the kinds the gateway can build, routes, and the adapters
+that implement them (one module each)."""
 
 from msgine.server.carriers._base import (
     Carrier,
@@ -11,15 +12,47 @@ from msgine.server.carriers._base import (
     SubmitRequest,
     SubmitResult,
 )
+from msgine.server.carriers._health import status as carrier_status
+from msgine.server.carriers._registry import (
+    SIMULATOR,
+    BuildContext,
+    CarrierKind,
+    get_kind,
+    kind_names,
+    register_kind,
+)
+from msgine.server.carriers._routing import (
+    EMPTY_ROUTING,
+    NoRoute,
+    Plan,
+    Routing,
+    SendPricing,
+    load_routing,
+    price_send,
+)
 
 __all__ = [
+    "EMPTY_ROUTING",
+    "SIMULATOR",
+    "BuildContext",
     "Carrier",
     "CarrierEvents",
     "CarrierHealth",
+    "CarrierKind",
     "ConnectedCarrier",
     "InboundMessage",
+    "NoRoute",
+    "Plan",
     "Receipt",
     "ReceiptStatus",
+    "Routing",
+    "SendPricing",
     "SubmitRequest",
     "SubmitResult",
+    "carrier_status",
+    "get_kind",
+    "kind_names",
+    "load_routing",
+    "price_send",
+    "register_kind",
 ]

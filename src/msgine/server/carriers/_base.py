@@ -69,6 +69,9 @@ class Receipt:
     carrier_state: str
     error_code: str | None = None
     done_at: datetime | None = None
+    #: The destination number, where the receipt names it (an SMPP ``deliver_sm``'s source
+    #: address): used only to settle a recipient whose submit's answer was lost in a crash.
+    to: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,11 @@ class CarrierEvents(Protocol):
 
 class Carrier(Protocol):
     """A connector. The worker calls ``submit`` once per recipient, for a whole batch at once
-    (concurrently), so a connector's round trips overlap; an exception or a ``retryable``
-    result puts that recipient back in the queue with backoff."""
+    (concurrently), so a connector's round trips overlap; a ``retryable`` result puts that
+    recipient back in the queue with backoff. Return a result whenever the carrier's answer is
+    known (``retryable`` or ``failover`` when nothing was sent); raise only when it is not (the
+    connection dropped with the submit in flight, a timeout): the gateway then applies the
+    carrier's crash policy (``on_uncertain_submit``) instead of sending blindly again."""
 
     name: str
 

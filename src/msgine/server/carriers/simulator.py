@@ -30,9 +30,8 @@ _Pending = tuple[tuple[str, str], "asyncio.Future[str]"]
 
 
 class SimulatorCarrier:
-    name = "simulator"
-
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, name: str = "simulator") -> None:
+        self.name = name
         self._runtime = runtime
         self._pending: list[_Pending] = []
         self._flushing: asyncio.Task[None] | None = None  # held: the loop keeps weak references

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from msgine.server import events
+from msgine.server._ids import new_id
 from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.audit import Actor, record
 from msgine.server.compliance import _suppressions
@@ -191,6 +192,37 @@ def handle_inbound(
     )
     ctx = _Context(conn, vault, inbound, now, policy, lists, pricing)
     return {"keyword": category, **_ACTIONS[category](ctx)}
+
+
+def store_inbound(
+    conn: sa.Connection,
+    vault: Vault,
+    account_id: str,
+    phone: str,
+    to: str | None,
+    body: str,
+    now: Any,
+    *,
+    carrier: str | None = None,
+    carrier_message_id: str | None = None,
+) -> dict[str, Any]:
+    """Store one inbound SMS (number and text encrypted); the dict the inbound handlers take."""
+    inbound_id = new_id("in")
+    row = {
+        "id": inbound_id,
+        "account_id": account_id,
+        "phone": vault.encrypt_str(
+            phone, table="inbound_messages", column="phone", row_id=inbound_id
+        ),
+        "phone_index": vault.blind_index(account_id, phone),
+        "to_number": to,
+        "body": vault.encrypt_str(body, table="inbound_messages", column="body", row_id=inbound_id),
+        "received_at": now,
+        "carrier": carrier,
+        "carrier_message_id": carrier_message_id,
+    }
+    conn.execute(sa.insert(inbound_messages).values(**row))
+    return {**row, "from": phone, "text": body}
 
 
 def inbound_handler(pricing: Pricing) -> InboundHandler:

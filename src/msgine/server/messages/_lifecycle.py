@@ -38,6 +38,13 @@ class Outgoing:
     to: str | None = field(repr=False)
     content: str | None = field(repr=False)
     sender: str | None
+    region: str | None = None
+    #: The carrier last given this recipient, and when a submit to it began (cleared when it
+    #: is known not to have been sent): both set with no outcome means one may be in flight.
+    carrier: str | None = None
+    submitted_at: datetime | None = None
+    encoding: str = "GSM-7"
+    segments: int = 1
 
 
 _OUTGOING = Direct(
@@ -48,6 +55,8 @@ _OUTGOING = Direct(
         messages.c.type,
         messages.c.content,
         messages.c.sender,
+        messages.c.encoding,
+        messages.c.segments,
     )
     .join(messages, messages.c.id == recipients.c.message_id)
     .where(recipients.c.id == sa.bindparam("rid"))
@@ -70,6 +79,11 @@ def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgo
         to=_views.decrypt_phone(vault, row),
         content=_views.decrypt_content(vault, {"id": row["message_id"], "content": row["content"]}),
         sender=row["sender"],
+        region=row["region"],
+        carrier=row["carrier"],
+        submitted_at=row["submitted_at"],
+        encoding=row["encoding"],
+        segments=row["segments"],
     )
 
 
@@ -182,11 +196,17 @@ def record_status(
     now: datetime,
     error_code: str | None = None,
     carrier_message_id: str | None = None,
+    carrier: str | None = None,
+    detail: str | None = None,
 ) -> bool:
-    """Move one recipient to ``status``; False (and nothing written) if it is already final."""
+    """Move one recipient to ``status``; False (and nothing written) if it is already final.
+    ``carrier`` records which carrier it is with; ``detail`` (the carrier's state word, why)
+    goes to the status history only."""
     values: dict[str, Any] = {"status": status, "error_code": error_code, "updated_at": now}
     if carrier_message_id is not None:
         values["carrier_message_id"] = carrier_message_id
+    if carrier is not None:
+        values["carrier"] = carrier
     if status in _TIME_COLUMN:
         values[_TIME_COLUMN[status]] = now
     row = _SET_STATUS.first(conn, {"rid": recipient_id, "new_status": status, **values})
@@ -204,6 +224,8 @@ def record_status(
                 "error_code": error_code,
                 "carrier_message_id": row["carrier_message_id"],
                 "occurred_at": now,
+                "carrier": carrier,
+                "detail": detail,
             }
         ],
     )
@@ -213,6 +235,34 @@ def record_status(
     if status in _EVENT:
         _emit_status_event(conn, vault, message, row, status, now)
     return True
+
+
+def note_history(
+    conn: sa.Connection,
+    out: Outgoing,
+    status: str,
+    *,
+    now: datetime,
+    carrier: str | None,
+    detail: str,
+    error_code: str | None = None,
+) -> None:
+    """A status-history line with no status change: a failover, a resubmit and their reason."""
+    _INSERT_STATUS_EVENT.defer(
+        conn,
+        [
+            {
+                "message_id": out.message_id,
+                "recipient_id": out.recipient_id,
+                "status": status,
+                "error_code": error_code,
+                "carrier_message_id": None,
+                "occurred_at": now,
+                "carrier": carrier,
+                "detail": detail[:200],
+            }
+        ],
+    )
 
 
 def _refresh_message(

@@ -171,12 +171,17 @@ def accept(
     currency: str,
     prechecked: Mapping[str, str] | None = None,
     system_reply: bool = False,
+    prices: Sequence[int] | None = None,
+    notice: Mapping[str, Any] | None = None,
 ) -> SendResult:
     """Store the message (or return the earlier response for a repeated idempotency key).
 
     ``prechecked`` maps a recipient number to an error code decided before the transaction
     (rate limits, geo permissions); those recipients are rejected, the others go ahead.
     ``system_reply`` marks an opt-out confirmation or help answer (see ``accept_reply``).
+    ``prices`` is each recipient's price per segment from its route (default: the one
+    ``price_per_segment``); ``notice`` adds fields to the response (a live message the
+    simulator serves says so).
     """
     replay = _replay(conn, vault, principal.account_id, cmd, now)
     if replay is not None:
@@ -203,7 +208,8 @@ def accept(
         Decision("rejected", rejected_early[n]) if n in rejected_early else d
         for n, d in zip(cmd.to, decisions, strict=True)
     ]
-    billable = sum(1 for d in decisions if d.status != "rejected")
+    each_price = list(prices) if prices is not None else [price_per_segment] * len(cmd.to)
+    billable = sum(p for p, d in zip(each_price, decisions, strict=True) if d.status != "rejected")
     message_id = new_id("msg")
     message_row = {
         "id": message_id,
@@ -217,7 +223,7 @@ def accept(
         ),
         "encoding": info.encoding,
         "segments": info.segments,
-        "cost": info.segments * billable * price_per_segment,
+        "cost": info.segments * billable,
         "currency": currency,
         "callback_url": cmd.callback_url,
         "status": _views.aggregate_status([d.status for d in decisions]),
@@ -271,6 +277,8 @@ def accept(
     _INSERT_STATUS_EVENTS.defer(conn, event_rows)
     _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
+    if notice:
+        response.update(notice)
     if cmd.idempotency_key is not None:
         row_id = f"{account_id}/{cmd.idempotency_key}"
         _INSERT_IDEMPOTENCY_KEY.execute(

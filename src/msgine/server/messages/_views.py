@@ -28,7 +28,7 @@ def aggregate_status(statuses: Sequence[str]) -> str:
     present = set(statuses)
     if not present or present == {"rejected"}:
         return "rejected"
-    for waiting in ("pending", "scheduled", "queued", "sent"):
+    for waiting in ("pending", "scheduled", "queued", "sent", "unknown"):
         if waiting in present:
             return waiting
     return "delivered" if "delivered" in present else "failed"

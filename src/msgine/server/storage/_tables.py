@@ -187,7 +187,14 @@ recipients = sa.Table(
     sa.Column("delivered_at", Time),
     sa.Column("failed_at", Time),
     sa.Column("updated_at", Time, nullable=False),
+    # The carrier that has (or is being given) this recipient; with ``submitted_at`` set and no
+    # outcome yet, a submit to it may have been in flight when a worker died.
+    sa.Column("carrier", sa.String(64)),
     sa.Index("ix_recipients_account_phone", "account_id", "phone_index"),
+    # Receipts are matched by the carrier's own message id.
+    sa.Index("ix_recipients_carrier_message", "carrier", "carrier_message_id"),
+    # The few recipients whose outcome nobody knows, for a late receipt to settle.
+    _partial("ix_recipients_unknown", ["carrier"], sa.text("status = 'unknown'")),
 )
 
 status_events = sa.Table(
@@ -200,6 +207,9 @@ status_events = sa.Table(
     sa.Column("error_code", sa.String(64)),
     sa.Column("carrier_message_id", sa.String(64)),
     sa.Column("occurred_at", Time, nullable=False),
+    sa.Column("carrier", sa.String(64)),
+    # Why, for operators: a failover's reason, a carrier's state word. Never personal data.
+    sa.Column("detail", sa.String(200)),
 )
 
 jobs = sa.Table(
@@ -243,7 +253,10 @@ inbound_messages = sa.Table(
     sa.Column("carrier_message_id", sa.String(64)),
     sa.Column("received_at", Time, nullable=False),
     sa.Column("purged_at", Time),
+    sa.Column("carrier", sa.String(64)),
     sa.Index("ix_inbound_account_phone", "account_id", "phone_index"),
+    # A carrier redelivers a message it saw no acknowledgement for: stored once.
+    sa.Index("ix_inbound_carrier_message", "carrier", "carrier_message_id"),
     _unpurged("ix_inbound_unpurged", "received_at"),
 )
 
@@ -377,6 +390,68 @@ simulator_submissions = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("calls", sa.Integer, nullable=False),
     sa.Column("submitted_at", Time, nullable=False),
+)
+
+# --- carriers and routes: operator configuration ------------------------------------------
+
+carriers = sa.Table(
+    "carriers",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # The kind's non-secret settings, validated by its options model.
+    sa.Column("options", sa.JSON, nullable=False),
+    # The kind's credentials model as JSON, envelope-encrypted (bound to this row).
+    sa.Column("credentials", sa.LargeBinary),
+    sa.Column("on_uncertain_submit", sa.String(16), nullable=False),
+    sa.Column("retry_budget", sa.Integer, nullable=False),
+    sa.Column("inbound_account_id", Id),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    _id(),
+    # An account's own route overrides the gateway-wide ones (account_id NULL).
+    sa.Column("account_id", Id, sa.ForeignKey("accounts.id")),
+    sa.Column("prefix", sa.String(16)),
+    sa.Column("country", sa.String(2)),
+    sa.Column("carriers", sa.JSON, nullable=False),
+    sa.Column("price_per_segment", sa.Integer, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+carrier_health = sa.Table(
+    "carrier_health",
+    metadata,
+    sa.Column("carrier", sa.String(64), primary_key=True),
+    sa.Column("worker", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("binds_up", sa.Integer, nullable=False),
+    sa.Column("binds_wanted", sa.Integer, nullable=False),
+    sa.Column("window_in_use", sa.Integer, nullable=False),
+    sa.Column("detail", sa.String(200)),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+carrier_receipts = sa.Table(
+    "carrier_receipts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("carrier", sa.String(64), nullable=False),
+    sa.Column("carrier_message_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("carrier_state", sa.String(32), nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("done_at", Time),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Index("ix_carrier_receipts_message", "carrier", "carrier_message_id"),
 )
 
 # A carrier's throughput schedule shared by all worker processes (see carriers/_throttle.py):

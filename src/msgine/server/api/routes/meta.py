@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
 from msgine.server.api._deps import runtime_of
+from msgine.server.carriers import carrier_status
 
 router = APIRouter(tags=["operations"])
 api_router = APIRouter(tags=["meta"])
@@ -21,6 +22,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
 async def readyz(request: Request) -> Response:
+    """Readiness: the database answers (else 503). Also Redis, and each carrier's state as its
+    workers last published it (``degraded`` while a route still has a carrier serving,
+    ``down`` when a route has none)."""
     runtime = runtime_of(request)
     try:
         await runtime.db.aread(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
@@ -31,7 +35,13 @@ async def readyz(request: Request) -> Response:
     if limiter is not None and runtime.settings.redis_url is not None:
         # Redis being down degrades rate limits to per-process counts; the gateway still serves.
         redis = "ok" if await limiter.healthy() else "degraded"
-    return JSONResponse({"status": "ready", "database": "ok", "redis": redis})
+    now = runtime.now()
+    interval = runtime.settings.carrier_health_interval
+    carriers = await runtime.db.aread(lambda conn: carrier_status(conn, now, interval))
+    # A carrier down while its routes' other carriers serve is degraded service, not an
+    # outage: the API still accepts and queues (readiness stays 200 either way).
+    status = "ready" if carriers["state"] == "ok" else "degraded"
+    return JSONResponse({"status": status, "database": "ok", "redis": redis, "carriers": carriers})
 
 
 @router.get("/metrics")

@@ -9,14 +9,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StrictStr
 
-from msgine.server._ids import new_id
 from msgine.server.api._deps import require, runtime_of
+from msgine.server.compliance._inbound import store_inbound
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden
 from msgine.server.keys import Principal
 from msgine.server.messages._numbers import normalize_number
 from msgine.server.messages._text import sanitize
-from msgine.server.storage._tables import inbound_messages
 
 router = APIRouter(tags=["simulator"])
 can_send = require("messages:send")
@@ -30,31 +29,6 @@ class InboundBody(BaseModel):
     from_: StrictStr = Field(alias="from")
     to: StrictStr | None = None
     message: StrictStr = Field(max_length=2000)
-
-
-def store_inbound(
-    conn: sa.Connection,
-    vault: Vault,
-    account_id: str,
-    phone: str,
-    to: str | None,
-    body: str,
-    now: Any,
-) -> dict[str, Any]:
-    inbound_id = new_id("in")
-    row = {
-        "id": inbound_id,
-        "account_id": account_id,
-        "phone": vault.encrypt_str(
-            phone, table="inbound_messages", column="phone", row_id=inbound_id
-        ),
-        "phone_index": vault.blind_index(account_id, phone),
-        "to_number": to,
-        "body": vault.encrypt_str(body, table="inbound_messages", column="body", row_id=inbound_id),
-        "received_at": now,
-    }
-    conn.execute(sa.insert(inbound_messages).values(**row))
-    return {**row, "from": phone, "text": body}
 
 
 @router.post("/simulator/inbound", status_code=201)

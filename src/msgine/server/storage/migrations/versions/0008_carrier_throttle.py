@@ -4,7 +4,7 @@ One row per carrier with a throughput cap: the time of its next free send slot, 
 atomically by every worker process that sends through the carrier.
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0007
 Create Date: 2026-12-02 16:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0002"
+down_revision: str | None = "0007"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

@@ -1,0 +1,98 @@
+"""Helpers of the carrier framework's tests: configuring carriers and routes through the same
+service functions the CLI calls, and reading the status history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import carrier_stub
+import sqlalchemy as sa
+
+TOKEN = "stub-token-Zq8v1XK3pw"  # a credential that must never show anywhere
+UG = "+256701521269"
+KE = "+254712345678"
+
+
+@dataclass
+class Operator:
+    """Configures carriers and routes on a runtime, as ``cli:test``."""
+
+    runtime: Any
+    logs: Path
+
+    @property
+    def actor(self) -> Any:
+        from msgine.server.audit import Actor
+
+        return Actor(name="cli:test")
+
+    def log_of(self, name: str) -> Path:
+        return self.logs / f"{name}.jsonl"
+
+    def add_carrier(self, name: str, **options: Any) -> dict[str, Any]:
+        from msgine.server.carriers._config import add_carrier
+
+        extra = {k: options.pop(k) for k in ("on_uncertain_submit", "retry_budget") if k in options}
+        options.setdefault("log_path", str(self.log_of(name)))
+        return self.runtime.db.write(
+            lambda conn: add_carrier(
+                conn,
+                self.runtime.vault,
+                name=name,
+                kind="stub",
+                options=options,
+                credentials={"token": TOKEN},
+                now=self.runtime.now(),
+                actor=self.actor,
+                **extra,
+            )
+        )
+
+    def update_carrier(self, name: str, **changes: Any) -> dict[str, Any]:
+        from msgine.server.carriers._config import update_carrier
+
+        return self.runtime.db.write(
+            lambda conn: update_carrier(
+                conn, self.runtime.vault, name, now=self.runtime.now(), actor=self.actor, **changes
+            )
+        )
+
+    def add_route(self, carriers: list[str], **kwargs: Any) -> dict[str, Any]:
+        from msgine.server.carriers._config import add_route
+
+        kwargs.setdefault("price_per_segment", 25)
+        kwargs.setdefault("currency", "UGX")
+        if "prefix" not in kwargs and "country" not in kwargs:
+            kwargs["country"] = "UG"
+        return self.runtime.db.write(
+            lambda conn: add_route(
+                conn,
+                self.runtime.vault,
+                carrier_names=carriers,
+                now=self.runtime.now(),
+                actor=self.actor,
+                **kwargs,
+            )
+        )
+
+    def submits(self, name: str) -> list[dict[str, Any]]:
+        return carrier_stub.submits(self.log_of(name))
+
+
+def history(runtime: Any, recipient_id: str | None = None) -> list[dict[str, Any]]:
+    """The status history, oldest first (one recipient's, or all)."""
+    from msgine.server.storage._tables import status_events
+
+    query = sa.select(status_events).order_by(status_events.c.id)
+    if recipient_id is not None:
+        query = query.where(status_events.c.recipient_id == recipient_id)
+    return [dict(r) for r in runtime.db.read(lambda c: c.execute(query).mappings().all())]
+
+
+def recipient(runtime: Any, message_id: str) -> dict[str, Any]:
+    from msgine.server.storage._tables import recipients
+
+    query = sa.select(recipients).where(recipients.c.message_id == message_id)
+    return dict(runtime.db.read(lambda c: c.execute(query).mappings().one()))
