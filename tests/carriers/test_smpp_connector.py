@@ -11,7 +11,7 @@ import pytest
 from smsc_support import TO, MemoryEvents, Smsc, credentials, eventually, request
 
 from msgine.server.carriers import ConnectedCarrier
-from msgine.server.carriers.smpp import COMMAND_STATUSES, SmppCarrier
+from msgine.server.carriers.smpp import COMMAND_STATUSES, OutcomeUnknown, SmppCarrier
 from msgine.server.messages._text import segment_info
 
 
@@ -210,3 +210,26 @@ async def test_no_receipt_asked_when_not_wanted(smsc: Smsc) -> None:
     async with running(smsc) as carrier:
         assert (await carrier.submit(request(want_receipt=False))).accepted
     assert smsc.state()["submits"][0]["registeredDelivery"] == 0
+
+
+async def test_a_submit_lost_in_flight_raises_outcome_unknown(smsc: Smsc) -> None:
+    """The SMSC got the submit_sm but the bind dropped before its response: the connector
+    cannot know whether it was taken, so it raises, and the gateway's crash policy decides."""
+    smsc.configure(silent=True)
+    async with running(smsc) as carrier:
+        await bound(carrier)
+        submit = asyncio.create_task(carrier.submit(request()))
+        await eventually(lambda: len(smsc.state()["submits"]) == 1)
+        smsc.drop()
+        with pytest.raises(OutcomeUnknown):
+            await submit
+
+
+async def test_a_submit_unanswered_in_time_raises_outcome_unknown(smsc: Smsc) -> None:
+    smsc.configure(silent=True)
+    async with running(smsc, response_timeout=0.3) as carrier:
+        await bound(carrier)
+        with pytest.raises(OutcomeUnknown):
+            await carrier.submit(request())
+        # The silent SMSC's bind was dropped and bound again.
+        await eventually(lambda: len([b for b in smsc.state()["binds"] if b["ok"]]) == 2)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio
 import sqlalchemy as sa
@@ -32,11 +32,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from msgine.server.storage import Database, carrier_throttle
 
+if TYPE_CHECKING:
+    from msgine.server.runtime import Runtime
+
 
 class Schedule(Protocol):
     """Reserves ``count`` slots of ``rate`` per second; returns the seconds until the first."""
 
     async def reserve(self, count: int) -> float: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Throttle:
@@ -52,6 +57,10 @@ class Throttle:
 
     def __repr__(self) -> str:
         return f"Throttle(rate={self.rate})"
+
+    async def aclose(self) -> None:
+        """Release the schedule's connection (the carrier using it stopped)."""
+        await self._schedule.aclose()
 
     async def acquire(self, count: int = 1) -> None:
         if count <= 0:
@@ -102,6 +111,9 @@ class LocalSchedule:
         self._tat = start + count / self._rate
         return start - now
 
+    async def aclose(self) -> None:
+        return None
+
 
 # The slot arithmetic on Redis's clock; the result is a string (Redis truncates Lua numbers).
 _RESERVE_LUA = """
@@ -119,15 +131,22 @@ return string.format('%.6f', start - now)
 class RedisSchedule:
     """The schedule in Redis, shared by every process that uses the same key."""
 
-    def __init__(self, client: redis.asyncio.Redis[Any], key: str, rate: float) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis[Any], key: str, rate: float, *, owned: bool = False
+    ) -> None:
         self._client = client
         self._key = key
         self._rate = rate
+        self._owned = owned
         self._script = client.register_script(_RESERVE_LUA)
 
     async def reserve(self, count: int) -> float:
         wait = await self._script(keys=[self._key], args=[count, repr(self._rate)])
         return float(wait)
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.connection_pool.disconnect()
 
 
 _TAT = carrier_throttle.c.tat
@@ -170,6 +189,20 @@ class DatabaseSchedule:
             return float(tat) - cost - now
 
         return await self._db.awrite(advance)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def throttle_for(runtime: Runtime, carrier: str, rate: float) -> Throttle:
+    """The deployment's shared throttle of ``carrier``: Redis when MSGINE_REDIS_URL is set,
+    else the gateway's database."""
+    settings = runtime.settings
+    if settings.redis_url is not None:
+        client = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
+        key = f"{settings.redis_key_prefix}:throttle:{carrier}"
+        return Throttle(rate, RedisSchedule(client, key, rate, owned=True))
+    return Throttle(rate, DatabaseSchedule(runtime.db, carrier, rate))
 
 
 def shared_throttle(

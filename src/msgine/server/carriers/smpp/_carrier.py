@@ -122,6 +122,8 @@ class SmppCarrier:
             slot.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
         self._sessions.clear()
+        if self._throttle is not None:
+            await self._throttle.aclose()
         self._slots.clear()
 
     def health(self) -> CarrierHealth:
@@ -214,7 +216,8 @@ class SmppCarrier:
     async def _submit_part(
         self, session: Session, pdu: smpp34.SubmitSm, *, later_part: bool
     ) -> str | SubmitResult:
-        """The part's message id, or the result the whole submit ends with."""
+        """The part's message id, or the result the whole submit ends with; raises
+        :class:`OutcomeUnknown` when the SMSC may have taken it without our knowing."""
         retries = self.options.part_retries if later_part else 0
         for attempt in range(retries + 1):
             try:
@@ -344,8 +347,14 @@ def _submit_sm(
     )
 
 
+class OutcomeUnknown(Exception):
+    """The bind went away after a submit_sm was written and before its response: the SMSC may
+    have taken the message. Raised (not returned) so that the gateway applies the carrier's
+    crash policy instead of sending it again blindly."""
+
+
 def _lost(closed: SessionClosed, later_part: bool) -> SubmitResult:
-    """The bind went away during a submit."""
+    """The bind went away during a submit: retry (or fail over) if nothing was sent."""
     if not closed.sent and not later_part:
         return SubmitResult(
             accepted=False,
@@ -354,10 +363,7 @@ def _lost(closed: SessionClosed, later_part: bool) -> SubmitResult:
             failover=True,
             detail="bind lost before the submit",
         )
-    # The SMSC may have taken the message: submitting it again could send it twice.
-    return SubmitResult(
-        accepted=False, error_code="outcome_unknown", detail="bind lost awaiting submit_sm_resp"
-    )
+    raise OutcomeUnknown("bind lost awaiting submit_sm_resp")
 
 
 def _refused(name: str, outcome: str, error_code: str, later_part: bool) -> SubmitResult:
