@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import random
 import ssl
@@ -110,7 +111,17 @@ class SmppCarrier:
             kinds = ["transceiver"] * self.options.binds
         else:
             kinds = ["transmitter"] * self.options.binds + ["receiver"] * self.options.receivers
-        self._slots = [asyncio.create_task(self._keep_bound(kind)) for kind in kinds]
+        attempted = [asyncio.Event() for _ in kinds]
+        self._slots = [
+            asyncio.create_task(self._keep_bound(kind, tried))
+            for kind, tried in zip(kinds, attempted, strict=True)
+        ]
+        # Return once every bind was tried (bound or refused), so the carrier's health is
+        # known when the worker first routes: a carrier still connecting is not "down".
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(tried.wait() for tried in attempted)), self.options.bind_wait
+            )
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -140,7 +151,7 @@ class SmppCarrier:
             detail=None if state == "up" else self._last_error,
         )
 
-    async def _keep_bound(self, kind: str) -> None:
+    async def _keep_bound(self, kind: str, tried: asyncio.Event) -> None:
         attempt = 0
         while not self._stopping.is_set():
             session = Session(self.options, self._credentials, kind, self._on_deliver)
@@ -156,6 +167,7 @@ class SmppCarrier:
                 attempt = 0
                 self._sessions.append(session)
                 self._bound.set()
+                tried.set()
                 log.info("smpp_bound", carrier=self.name, bind=kind)
                 try:
                     await session.closed.wait()
@@ -165,6 +177,7 @@ class SmppCarrier:
                         self._bound.clear()
                 self._last_error = "bind lost"
                 log.warning("smpp_unbound", carrier=self.name, bind=kind)
+            tried.set()
             delay = random.uniform(
                 0, min(self.options.reconnect_max, self.options.reconnect_first * 2**attempt)
             )
@@ -256,7 +269,10 @@ class SmppCarrier:
             # Answered all the same: refusing it would only make the SMSC send it forever.
             log.warning("smpp_receipt_unreadable", carrier=self.name, reason=str(exc))
             return ESME_ROK
-        await events.receipt(self.name, receipt)
+        # The receipt's source is the handset: it lets a receipt settle a submit whose answer
+        # was lost in a crash (its carrier id was never recorded).
+        to = _address(deliver.source_addr, deliver.source_addr_ton) or None
+        await events.receipt(self.name, dataclasses.replace(receipt, to=to))
         return ESME_ROK
 
     async def _on_mo(
