@@ -10,6 +10,7 @@
 //   GET  /state          what it saw: binds, submits (with times), reassembled messages, ...
 //   POST /config         {submitStatus, throttleFirst, refuseBinds, responseDelayMs, silent,
 //                         receipts: {stat, tlv, delayMs} | null}
+//   POST /answer         answer the submit_sm held while silent (and stop being silent)
 //   POST /drop           close every connection at once (no unbind)
 //   POST /receipt        {messageId, stat, tlv, text, err}  one receipt deliver_sm
 //   POST /mo             {from, to, text, coding: "gsm"|"ucs2", concat: "udh8"|"udh16"|"sar"|
@@ -61,6 +62,7 @@ let nextSession = 1;
 const partials = new Map(); // reassembly key -> {parts: Map(seq -> text), total, ...}
 const sessions = new Set();
 const outbox = []; // deliver_sm not yet answered ESME_ROK: {pdu fields, kind, messageId}
+const held = []; // answers of submit_sm held back while silent, sent by POST /answer
 
 function now() {
   return Date.now() / 1000;
@@ -235,7 +237,6 @@ function onSubmit(session, pdu) {
     registeredDelivery: pdu.registered_delivery, session: session.id, inFlight: session.inFlight,
   };
   state.submits.push(record);
-  if (config.silent) return;
   const answer = () => {
     session.inFlight -= 1;
     if (status !== 0) {
@@ -254,7 +255,8 @@ function onSubmit(session, pdu) {
       }), receipt.delayMs || 0);
     }
   };
-  if (config.responseDelayMs > 0) setTimeout(answer, config.responseDelayMs);
+  if (config.silent) held.push(answer);
+  else if (config.responseDelayMs > 0) setTimeout(answer, config.responseDelayMs);
   else answer();
 }
 
@@ -335,6 +337,9 @@ const control = http.createServer(async (req, res) => {
     reply = Object.assign({ bound: [...sessions].filter((s) => s.bound).length, pendingDeliveries: outbox.length }, state);
   } else if (req.url === '/config') {
     Object.assign(config, body);
+  } else if (req.url === '/answer') {
+    config.silent = false;
+    held.splice(0).forEach((answer) => answer());
   } else if (req.url === '/drop') {
     for (const session of sessions) session.destroy();
   } else if (req.url === '/receipt') {
