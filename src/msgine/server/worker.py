@@ -28,7 +28,11 @@ from msgine.server.carriers import SIMULATOR, Carrier, Routing, SubmitRequest, S
 from msgine.server.carriers._fleet import Fleet
 from msgine.server.carriers._health import publish, withdraw
 from msgine.server.carriers._metrics import observe_health, observe_submit
-from msgine.server.carriers._sink import DurableEvents, apply_early_receipts
+from msgine.server.carriers._sink import (
+    DurableEvents,
+    apply_early_receipts,
+    purge_unclaimed_receipts,
+)
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
 from msgine.server.compliance._gate import Decision
 from msgine.server.logging import get_logger
@@ -651,11 +655,18 @@ async def publish_health(worker: Worker) -> None:
 
 
 async def health_loop(worker: Worker, stop: asyncio.Event) -> None:
-    interval = worker.runtime.settings.carrier_health_interval
+    """Publish health every interval; once an hour, purge receipts no submit ever claimed."""
+    runtime = worker.runtime
+    interval = runtime.settings.carrier_health_interval
+    purged_at = None
     try:
         while not stop.is_set():
             try:
                 await publish_health(worker)
+                now = runtime.now()
+                if purged_at is None or now - purged_at >= timedelta(hours=1):
+                    await runtime.db.awrite(partial(purge_unclaimed_receipts, now=now))
+                    purged_at = now
             except Exception as exc:  # the database may be away for a moment: try again
                 log.error("carrier_health_failed", error_type=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
@@ -663,7 +674,7 @@ async def health_loop(worker: Worker, stop: asyncio.Event) -> None:
     finally:
         name = worker.fleet.worker
         with contextlib.suppress(Exception):
-            await worker.runtime.db.awrite(lambda conn: withdraw(conn, name))
+            await runtime.db.awrite(lambda conn: withdraw(conn, name))
 
 
 def background_tasks(runtime: Runtime) -> list[BackgroundTask]:

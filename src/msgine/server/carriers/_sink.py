@@ -14,7 +14,7 @@ matched by the destination number the receipt names, when the connector provides
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,6 +160,19 @@ def apply_early_receipts(
         _settle(conn, vault, carrier, recipient_id, receipt, now)
         _DROP_EARLY.execute(conn, {"receipt_id": row["id"]})
     return len(early)
+
+
+#: How long a receipt no submit ever claimed is kept (a carrier answering for messages another
+#: system sent, or a submit whose record never landed); then it is purged.
+EARLY_RECEIPT_TTL = timedelta(days=7)
+
+
+def purge_unclaimed_receipts(conn: sa.Connection, now: datetime) -> int:
+    """Drop receipts no submit claimed within ``EARLY_RECEIPT_TTL``; returns how many."""
+    done = conn.execute(
+        sa.delete(carrier_receipts).where(carrier_receipts.c.received_at < now - EARLY_RECEIPT_TTL)
+    )
+    return int(done.rowcount or 0)
 
 
 InboundHandler = Callable[[sa.Connection, Vault, dict[str, Any], datetime], dict[str, Any]]
