@@ -44,7 +44,7 @@ def _check_cap(times: list[float]) -> None:
     # Each process alone may send RATE per second: without a shared schedule the busiest
     # second holds about 2 * RATE. With it, RATE, give or take the timers' jitter (messages
     # released a few milliseconds late bunch up with the next ones).
-    assert _busiest_second(times) <= RATE * 1.1
+    assert _busiest_second(times) <= RATE * 1.15
     # On average no faster than the cap, and a rate, not a stall: 120 at 40/s take about 3 s.
     span = max(times) - min(times)
     assert (len(times) - 1) / span <= RATE * 1.03
