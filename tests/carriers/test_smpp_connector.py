@@ -233,3 +233,24 @@ async def test_a_submit_unanswered_in_time_raises_outcome_unknown(smsc: Smsc) ->
             await carrier.submit(request())
         # The silent SMSC's bind was dropped and bound again.
         await eventually(lambda: len([b for b in smsc.state()["binds"] if b["ok"]]) == 2)
+
+
+async def test_credentials_show_nowhere(smsc: Smsc, capsys: pytest.CaptureFixture[str]) -> None:
+    """A refused bind is logged and shown in health with its status, never with the system_id
+    or the password; nor do the models' or the carrier's reprs carry them."""
+    from msgine.server.carriers.smpp import SmppCredentials
+
+    secret = SmppCredentials(system_id="sysLeak9", password="pwLeak77")
+    carrier = SmppCarrier("smsc1", smsc.options(bind_wait=0.2), secret)
+    await carrier.start(MemoryEvents())
+    try:
+        await eventually(lambda: smsc.state()["refusedBinds"] >= 1)
+        shown = [repr(secret), str(secret), repr(carrier), repr(carrier.health())]
+    finally:
+        await carrier.stop()
+    captured = capsys.readouterr()
+    shown += [captured.out, captured.err, repr(carrier.options)]
+    assert "smpp_bind_refused" in captured.out + captured.err  # the log line exists
+    for text in shown:
+        assert "pwLeak77" not in text
+        assert "sysLeak9" not in text
