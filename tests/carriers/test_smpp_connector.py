@@ -254,3 +254,35 @@ async def test_credentials_show_nowhere(smsc: Smsc, capsys: pytest.CaptureFixtur
     for text in shown:
         assert "pwLeak77" not in text
         assert "sysLeak9" not in text
+
+
+class _BrokenSchedule:
+    async def reserve(self, count: int) -> float:
+        raise ConnectionError("schedule store down")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_an_unavailable_throughput_schedule_sends_nothing_and_retries(smsc: Smsc) -> None:
+    """Raising would read as "outcome unknown"; nothing went out, so it is a plain retry."""
+    from msgine.server.carriers._throttle import Throttle
+
+    carrier = SmppCarrier(
+        "smsc1", smsc.options(), credentials(), throttle=Throttle(10, _BrokenSchedule())
+    )
+    await carrier.start(MemoryEvents())
+    try:
+        result = await carrier.submit(request())
+    finally:
+        await carrier.stop()
+    assert (result.accepted, result.retryable, result.error_code) == (False, True, "carrier_busy")
+    assert smsc.state()["submits"] == []
+
+
+async def test_a_sender_the_pdu_cannot_carry_is_refused_before_sending(smsc: Smsc) -> None:
+    async with running(smsc, default_sender="x" * 20) as carrier:
+        result = await carrier.submit(request(sender="Ünïcødé"))
+    assert (result.accepted, result.failover, result.retryable) == (False, True, False)
+    assert result.error_code == "invalid_message"
+    assert smsc.state()["submits"] == []

@@ -188,7 +188,16 @@ class SmppCarrier:
     # --- submits ---------------------------------------------------------------------------------
 
     async def submit(self, request: SubmitRequest) -> SubmitResult:
-        parts = submit_parts(request.content, self.options, next(self._references) % 256)
+        try:
+            pdus = self._encode(request)
+        except (ValueError, smpp34.SmppError) as exc:
+            # Nothing was sent: this carrier cannot carry this text or sender, another may.
+            return SubmitResult(
+                accepted=False,
+                error_code="invalid_message",
+                failover=True,
+                detail=f"not encodable: {type(exc).__name__}",
+            )
         session = await self._session()
         if session is None:
             return SubmitResult(
@@ -199,18 +208,43 @@ class SmppCarrier:
                 detail="no bind up",
             )
         if self._throttle is not None:
-            await self._throttle.acquire(len(parts))
-        source = source_address(request.sender, self.options)
-        destination = request.to.lstrip("+")
+            try:
+                await self._throttle.acquire(len(pdus))
+            except Exception as exc:  # Redis or the database did not answer: nothing was sent
+                log.warning(
+                    "smpp_throttle_failed", carrier=self.name, error_type=type(exc).__name__
+                )
+                return SubmitResult(
+                    accepted=False,
+                    error_code="carrier_busy",
+                    retryable=True,
+                    retry_after=1.0,
+                    detail="throughput schedule unavailable",
+                )
         message_id = ""
-        for index, part in enumerate(parts):
-            receipt = self.options.registered_delivery if part.last and request.want_receipt else 0
-            pdu = _submit_sm(self.options, source, destination, part, receipt)
+        for index, pdu in enumerate(pdus):
             outcome = await self._submit_part(session, pdu, later_part=index > 0)
             if isinstance(outcome, SubmitResult):
                 return outcome
             message_id = outcome
         return SubmitResult(accepted=True, carrier_message_id=message_id)
+
+    def _encode(self, request: SubmitRequest) -> list[bytes]:
+        """Every part's submit_sm, encoded before anything is sent (sequence number 0: the
+        session writes its own), so a text or sender the PDU cannot carry is known up front."""
+        parts = submit_parts(request.content, self.options, next(self._references) % 256)
+        source = source_address(request.sender, self.options)
+        destination = request.to.lstrip("+")
+        return [
+            _submit_sm(
+                self.options,
+                source,
+                destination,
+                part,
+                self.options.registered_delivery if part.last and request.want_receipt else 0,
+            ).encode()
+            for part in parts
+        ]
 
     async def _session(self) -> Session | None:
         """The bound session with the fewest PDUs in flight, waiting up to ``bind_wait``."""
@@ -227,7 +261,7 @@ class SmppCarrier:
                 await asyncio.wait_for(self._bound.wait(), remaining)
 
     async def _submit_part(
-        self, session: Session, pdu: smpp34.SubmitSm, *, later_part: bool
+        self, session: Session, pdu: bytes, *, later_part: bool
     ) -> str | SubmitResult:
         """The part's message id, or the result the whole submit ends with; raises
         :class:`OutcomeUnknown` when the SMSC may have taken it without our knowing."""

@@ -48,7 +48,8 @@ class Part:
 
 def source_address(sender: str | None, options: SmppOptions) -> tuple[str, int, int]:
     """(source_addr, TON, NPI): alphanumeric 5/0, short code 3/0, a number 1/1 (without its
-    "+"); the carrier's configured TON/NPI win when set."""
+    "+"); the carrier's configured TON/NPI win when set. Raises ``ValueError`` for a sender
+    that SMPP cannot carry (not ASCII, longer than 20 characters)."""
     sender = sender or options.default_sender or ""
     if _NUMBER.fullmatch(sender):
         address, ton, npi = sender.lstrip("+"), TON_INTERNATIONAL, NPI_ISDN
@@ -58,6 +59,9 @@ def source_address(sender: str | None, options: SmppOptions) -> tuple[str, int, 
         address, ton, npi = sender, TON_ALPHANUMERIC, NPI_UNKNOWN
     else:
         address, ton, npi = "", 0, 0
+    if not address.isascii() or not address.isprintable() or len(address) > 20:
+        # source_addr is an ASCII C-Octet String of at most 21 octets with its NUL.
+        raise ValueError("sender not representable as an SMPP source_addr")
     if options.source_ton is not None:
         ton = options.source_ton
     if options.source_npi is not None:

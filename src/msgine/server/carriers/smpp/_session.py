@@ -125,8 +125,9 @@ class Session:
             raise BindRefused(status)
         self._spawn(self._enquire_loop())
 
-    async def submit(self, pdu: smpp34.SubmitSm) -> SubmitResponse:
-        """Send a submit_sm (its sequence number is ours to set) and wait for its response."""
+    async def submit(self, pdu: bytes) -> SubmitResponse:
+        """Send an encoded submit_sm (its sequence number is ours to set) and wait for its
+        response."""
         async with self._window:
             self.in_flight += 1
             try:
@@ -248,8 +249,6 @@ class Session:
                 return
 
 
-def _with_sequence(pdu: smpp34.SubmitSm, sequence: int) -> bytes:
+def _with_sequence(pdu: bytes, sequence: int) -> bytes:
     """The encoded PDU with ``sequence`` written into its header (bytes 12-15)."""
-    encoded = bytearray(pdu.encode())
-    encoded[12:16] = sequence.to_bytes(4, "big")
-    return bytes(encoded)
+    return pdu[:12] + sequence.to_bytes(4, "big") + pdu[16:]
