@@ -1,13 +1,15 @@
-"""Fixtures of the carrier framework's tests: the stub kind registered, and an operator."""
+"""Fixtures of the carrier tests: the stub kind registered, an operator, a Node SMSC."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import carrier_stub
 import pytest
 from carriers_helpers import Operator
+from smsc_support import Smsc, start_smsc
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +20,12 @@ def stub_kind() -> None:
 @pytest.fixture
 def operator(runtime: Any, tmp_path: Path) -> Operator:
     return Operator(runtime, tmp_path)
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    peer = start_smsc()
+    try:
+        yield peer
+    finally:
+        peer.stop()

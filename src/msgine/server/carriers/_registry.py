@@ -79,7 +79,13 @@ def _smpp() -> CarrierKind:
     module: Any = importlib.import_module("msgine.server.carriers.smpp")
 
     def build(ctx: BuildContext) -> Carrier:
-        carrier: Carrier = module.SmppCarrier(ctx.name, ctx.options, ctx.credentials)
+        from msgine.server.carriers._throttle import throttle_for
+
+        rate = getattr(ctx.options, "throughput", None)
+        throttle = throttle_for(ctx.runtime, ctx.name, rate) if rate else None
+        carrier: Carrier = module.SmppCarrier(
+            ctx.name, ctx.options, ctx.credentials, throttle=throttle
+        )
         return carrier
 
     return CarrierKind(

@@ -1,5 +1,12 @@
 """Messages: numbers, text, encodings and segments, the message lifecycle."""
 
+from msgine.server.messages._text import (
+    Encoding,
+    encoding_of,
+    gsm7_decode,
+    gsm7_encode,
+    split_segments,
+)
 from msgine.server.messages._views import (
     MESSAGE_STATUSES,
     MessageStatus,
@@ -7,4 +14,14 @@ from msgine.server.messages._views import (
     recipient_counts,
 )
 
-__all__ = ["MESSAGE_STATUSES", "MessageStatus", "aggregate_status", "recipient_counts"]
+__all__ = [
+    "MESSAGE_STATUSES",
+    "Encoding",
+    "MessageStatus",
+    "aggregate_status",
+    "encoding_of",
+    "gsm7_decode",
+    "gsm7_encode",
+    "recipient_counts",
+    "split_segments",
+]

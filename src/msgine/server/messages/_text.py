@@ -116,16 +116,28 @@ def validate_content(text: str) -> str:
 
 # --- encodings and segments ------------------------------------------------------------------
 
-# GSM 03.38 default alphabet, positions 0x00-0x7F in order, with ESC (0x1B) left out: it is the
-# escape to the extension table, not a character.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ"
-    "ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+# GSM 03.38 default alphabet, positions 0x00-0x7F in order; position 0x1B is ESC, the escape to
+# the extension table, not a character.
+_ESC = 0x1B
+_GSM7_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-# GSM 03.38 extension table: each is sent as ESC + code, two septets.
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7_BASIC = frozenset(_GSM7_TABLE.replace("\x1b", ""))
+# GSM 03.38 extension table: each is sent as ESC + its code here, two septets.
+_GSM7_EXTENSION_CODES = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
+GSM7_EXTENSION = frozenset(_GSM7_EXTENSION_CODES)
 _GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
 
 _LIMITS: dict[Encoding, tuple[int, int]] = {
@@ -207,3 +219,45 @@ def split_segments(text: str) -> list[str]:
     encoding = encoding_of(text)
     starts = _segment_starts(text, encoding, _units(text, encoding))
     return [text[start:end] for start, end in pairwise([*starts, len(text)])]
+
+
+# --- GSM 03.38 septets (for carrier connectors) ----------------------------------------------
+
+_GSM7_CODES = {char: code for code, char in enumerate(_GSM7_TABLE) if code != _ESC}
+_GSM7_EXTENSION_CHARS = {code: char for char, code in _GSM7_EXTENSION_CODES.items()}
+
+
+def gsm7_encode(text: str) -> bytes:
+    """``text`` as unpacked GSM 03.38 septets, one per byte (SMPP's default alphabet): an
+    extension character becomes ESC + its code. Raises ``ValueError`` for a character outside
+    both tables (check :func:`encoding_of` first)."""
+    out = bytearray()
+    for char in text:
+        code = _GSM7_CODES.get(char)
+        if code is not None:
+            out.append(code)
+            continue
+        extension = _GSM7_EXTENSION_CODES.get(char)
+        if extension is None:
+            raise ValueError("character outside the GSM 03.38 alphabet")
+        out += bytes((_ESC, extension))
+    return bytes(out)
+
+
+def gsm7_decode(data: bytes) -> str:
+    """Unpacked GSM 03.38 septets back to text. Never raises: a septet outside the table (the
+    high bit set) or an unknown escape reads as a space or the base character, as handsets
+    show them (3GPP TS 23.038: an unknown extension code displays as its default-table
+    character)."""
+    chars: list[str] = []
+    escaped = False
+    for byte in data:
+        code = byte & 0x7F
+        if escaped:
+            escaped = False
+            chars.append(_GSM7_EXTENSION_CHARS.get(code) or _GSM7_TABLE[code].replace("\x1b", " "))
+        elif code == _ESC:
+            escaped = True
+        else:
+            chars.append(_GSM7_TABLE[code])
+    return "".join(chars)

@@ -469,3 +469,12 @@ carrier_receipts = sa.Table(
     sa.Column("received_at", Time, nullable=False),
     sa.Index("ix_carrier_receipts_message", "carrier", "carrier_message_id"),
 )
+
+# A carrier's throughput schedule shared by all worker processes (see carriers/_throttle.py):
+# ``tat`` is the Unix time of its next free send slot.
+carrier_throttle = sa.Table(
+    "carrier_throttle",
+    metadata,
+    sa.Column("carrier", sa.String(64), primary_key=True),
+    sa.Column("tat", sa.Float, nullable=False),
+)
