@@ -233,3 +233,20 @@ async def test_audit_log(api: Any, owner: str) -> None:
     assert created_id not in {e["target"] for e in entries}
     own = (await _call(api, keys[owner], "GET", "/audit")).json()["entries"]
     assert created_id in {e["target"] for e in own}
+
+
+async def test_callback_signing_secrets(api: Any, owner: str) -> None:
+    """Each mode has its own secret for per-message callbackUrl deliveries: rotating one never
+    changes (nor shows) the other's."""
+    from msgine.server.webhooks._endpoints import account_secrets
+
+    keys = keys_of(api)
+    mine = await _call(api, keys[owner], "POST", "/account/webhook-secret")
+    theirs = await _call(api, keys[OTHER[owner]], "POST", "/account/webhook-secret", json={})
+    assert mine.json()["secret"] != theirs.json()["secret"]
+    assert theirs.json()["previousSecretExpiresAt"] is None  # it replaced nothing of mine
+    now = api.runtime.now()
+    signing = api.runtime.db.read(
+        lambda c: account_secrets(c, api.runtime.vault, api.account_id, now, owner)
+    )
+    assert signing == [mine.json()["secret"]]
