@@ -26,7 +26,6 @@ from typing import Any
 import redis
 from starlette.requests import Request
 
-from msgine.server.accounts import update_policy
 from msgine.server.api import create_app
 from msgine.server.config import Settings
 from msgine.server.keys import SCOPES, Principal
@@ -51,14 +50,13 @@ class _Bench:
             master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
             redis_url=redis_url,
             redis_key_prefix=prefix,
+            daily_cap=10**9 if daily_cap else 0,  # the cap is on by default: off unless asked
             **_HIGH,
         )
         self.runtime = Runtime.open(settings)
         first = ensure_default_account(self.runtime)
         assert first is not None
         account_id = first.record["account_id"]
-        if daily_cap:
-            self.runtime.db.write(lambda c: update_policy(c, account_id, {"dailyCap": 10**9}))
         self.app = create_app(self.runtime)
         self.principal = Principal(first.record["id"], account_id, "test", frozenset(SCOPES), None)
         self.pre = self.app.state.pre_auth_hooks[-1]

@@ -188,6 +188,7 @@ def main() -> None:
         MSGINE_RATE_LIMIT_PER_ACCOUNT="100000000/minute",
         MSGINE_RATE_LIMIT_PER_IP="100000000/minute",
         MSGINE_RATE_LIMIT_PER_RECIPIENT="100000000/hour",
+        MSGINE_DAILY_CAP="0",  # on by default (10,000 a day): a bench round sends more
         MSGINE_LOG_LEVEL="WARNING",
     )
     if args.database_url:

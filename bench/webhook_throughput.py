@@ -148,6 +148,7 @@ def setup_endpoint(runtime: Any, url: str) -> str:
             runtime.vault,
             Actor("bench"),
             account_id=account_id,
+            mode="live",
             url=url,
             subscribed=[],
             description=None,
@@ -175,6 +176,7 @@ def _emit(conn: Any, runtime: Any, account_id: str, count: int) -> None:
             conn,
             runtime.vault,
             account_id=account_id,
+            mode="live",
             event_type="message.delivered",
             now=now,
             fields={

@@ -233,3 +233,138 @@ async def test_audit_log(api: Any, owner: str) -> None:
     assert created_id not in {e["target"] for e in entries}
     own = (await _call(api, keys[owner], "GET", "/audit")).json()["entries"]
     assert created_id in {e["target"] for e in own}
+
+
+async def test_callback_signing_secrets(api: Any, owner: str) -> None:
+    """Each mode has its own secret for per-message callbackUrl deliveries: rotating one never
+    changes (nor shows) the other's."""
+    from msgine.server.webhooks._endpoints import account_secrets
+
+    keys = keys_of(api)
+    mine = await _call(api, keys[owner], "POST", "/account/webhook-secret")
+    theirs = await _call(api, keys[OTHER[owner]], "POST", "/account/webhook-secret", json={})
+    assert mine.json()["secret"] != theirs.json()["secret"]
+    assert theirs.json()["previousSecretExpiresAt"] is None  # it replaced nothing of mine
+    now = api.runtime.now()
+    signing = api.runtime.db.read(
+        lambda c: account_secrets(c, api.runtime.vault, api.account_id, now, owner)
+    )
+    assert signing == [mine.json()["secret"]]
+
+
+# The rows are written as the old schema had them, without the mode SQLAlchemy now expects.
+@pytest.mark.filterwarnings("ignore:Column .* is marked as a member of the primary key")
+def test_existing_objects_keep_the_world_they_were_made_in(settings: Any) -> None:
+    """Migration 0003 gives rows made before modes existed the mode of what made them."""
+    from datetime import UTC, datetime
+
+    from msgine.server.storage import Database
+    from msgine.server.storage import _tables as t
+
+    now = datetime.now(UTC)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+
+    def key(key_id: str, mode: str) -> dict[str, Any]:
+        return {
+            "id": key_id, "account_id": "acc_1", "name": key_id, "mode": mode,
+            "key_hash": key_id * 4, "prefix": f"msgine_{mode}_", "last4": "abcd",
+            "scopes": [], "allowed_ips": [], "created_at": now, "created_by": "cli",
+        }  # fmt: skip
+
+    def message(message_id: str, mode: str) -> dict[str, Any]:
+        return {
+            "id": message_id, "account_id": "acc_1", "mode": mode, "type": "transactional",
+            "encoding": "GSM-7", "segments": 1, "cost": 0, "currency": "UGX",
+            "status": "sent", "created_at": now, "updated_at": now,
+        }  # fmt: skip
+
+    def created(seq: int, actor: str, action: str, target: str) -> dict[str, Any]:
+        return {
+            "seq": seq, "id": f"aud_{seq}", "occurred_at": now, "account_id": "acc_1",
+            "actor": actor, "action": action, "target": target, "outcome": "success",
+            "details": {}, "prev_hash": "0" * 64, "hash": "1" * 64,
+        }  # fmt: skip
+
+    def old_rows(conn: sa.Connection) -> None:
+        conn.execute(
+            sa.insert(t.accounts).values(id="acc_1", name="a", settings={}, created_at=now)
+        )
+        conn.execute(sa.insert(t.api_keys), [key("key_t", "test"), key("key_l", "live")])
+        conn.execute(sa.insert(t.messages), [message("msg_t", "test"), message("msg_l", "live")])
+        conn.execute(
+            sa.insert(t.idempotency_keys),
+            [
+                {"account_id": "acc_1", "key": k, "request_hash": "h", "message_id": m,
+                 "response": b"x", "created_at": now, "expires_at": now}
+                for k, m in (("k1", "msg_t"), ("k2", "msg_l"))
+            ],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(t.events),
+            [
+                {"id": e, "account_id": "acc_1", "type": "message.sent", "message_id": m,
+                 "created_at": now}
+                for e, m in (("evt_t", "msg_t"), ("evt_l", "msg_l"), ("evt_k", None))
+            ],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(t.webhook_endpoints),
+            [
+                {"id": w, "account_id": "acc_1", "url": "https://example.com/", "events": [],
+                 "enabled": True, "secret": b"s", "created_at": now, "updated_at": now}
+                for w in ("we_t", "we_l", "we_cli")
+            ],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(t.consents),
+            [
+                {"id": c, "account_id": "acc_1", "phone_index": c, "purpose": "marketing",
+                 "source": "form", "granted_at": now}
+                for c in ("cns_t", "cns_l")
+            ],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(t.audit_log),
+            [
+                created(1, "key_t", "webhook.endpoint_created", "we_t"),
+                created(2, "key_l", "webhook.endpoint_created", "we_l"),
+                created(3, "cli:root", "webhook.endpoint_created", "we_cli"),
+                created(4, "key_t", "consent.granted", "cns_t"),
+                created(5, "key_l", "consent.granted", "cns_l"),
+            ],
+        )
+        conn.execute(
+            sa.insert(t.suppressions),
+            [
+                {"account_id": "acc_1", "phone_index": i, "reason": "opt_out", "source": s,
+                 "created_at": now}
+                for i, s in (("p_kw", "keyword"), ("p_other", "import"))
+            ],
+        )  # fmt: skip
+        conn.execute(
+            sa.insert(t.inbound_messages).values(
+                id="in_1", account_id="acc_1", phone_index="p", received_at=now
+            )
+        )
+
+    def modes(table: sa.Table, column: str) -> dict[str, str]:
+        rows = db.read(lambda c: c.execute(sa.select(table.c[column], table.c.mode)).all())
+        return {str(name): str(mode) for name, mode in rows}
+
+    try:
+        db.migrate("0002")
+        db.write(old_rows)
+        db.migrate()
+        assert modes(t.idempotency_keys, "key") == {"k1": "test", "k2": "live"}
+        assert modes(t.events, "id") == {"evt_t": "test", "evt_l": "live", "evt_k": "live"}
+        assert modes(t.webhook_endpoints, "id") == {
+            "we_t": "test",
+            "we_l": "live",
+            "we_cli": "live",
+        }
+        assert modes(t.consents, "id") == {"cns_t": "test", "cns_l": "live"}
+        assert modes(t.suppressions, "phone_index") == {"p_kw": "test", "p_other": "live"}
+        assert modes(t.inbound_messages, "id") == {"in_1": "test"}
+    finally:
+        db.close()

@@ -5,6 +5,8 @@ key), so neither a database dump nor a log line can be turned back into a workin
 request re-reads the key row, so a revocation in any process is effective on the next request.
 Creation, rotation and revocation each append an audit entry in the same transaction, and a
 revocation raises ``key.revoked`` to the account's webhooks, so neither can be lost on its own.
+A key acts only on keys of its own mode, and never makes, rotates into or replaces a key
+stronger than itself (:func:`beyond` names the axes); the operator's CLI is not so bound.
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ def create_key_by(
         "rate_limit": wanted.rate_limit or creator["rate_limit"],
     }
     exceeded = beyond(creator, candidate, key_ceiling)
-    if wanted.rate_limit is not None and exceeded_windows(wanted.rate_limit, key_ceiling):
-        exceeded.setdefault("rateLimit", exceeded_windows(wanted.rate_limit, key_ceiling))
+    over_ceiling = exceeded_windows(wanted.rate_limit, key_ceiling) if wanted.rate_limit else []
+    if over_ceiling:
+        exceeded.setdefault("rateLimit", over_ceiling)
     refuse_if(exceeded, "The new key would be stronger than the key creating it")
     return create_key(
         conn,

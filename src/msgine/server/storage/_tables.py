@@ -124,6 +124,10 @@ accounts = sa.Table(
     sa.Column("signing_secret", sa.LargeBinary),
     sa.Column("signing_secret_prev", sa.LargeBinary),
     sa.Column("signing_secret_prev_expires_at", Time),
+    # The test world's callback signing secrets (the three above are live's).
+    sa.Column("test_signing_secret", sa.LargeBinary),
+    sa.Column("test_signing_secret_prev", sa.LargeBinary),
+    sa.Column("test_signing_secret_prev_expires_at", Time),
     sa.Column("created_at", Time, nullable=False),
     # ``--account NAME`` must name one account (migration 0005 renamed older duplicates).
     sa.Index("uq_accounts_name", "name", unique=True),

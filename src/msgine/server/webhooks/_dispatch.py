@@ -29,7 +29,6 @@ from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 from msgine.server.storage._outbox import Claim
 from msgine.server.storage._tables import (
-    accounts,
     events,
     webhook_attempts,
     webhook_deliveries,
@@ -142,8 +141,8 @@ class Dispatcher:
         if missing:
 
             def create_secrets(conn: sa.Connection) -> None:
-                for account_id in missing:
-                    _endpoints.ensure_account_secret(conn, vault, account_id, now)
+                for account_id, mode in missing:
+                    _endpoints.ensure_account_secret(conn, vault, account_id, now, mode)
 
             await self.runtime.db.awrite(create_secrets)
         return await self.runtime.db.aread(lambda conn: _prepare(conn, self.runtime, rows))
@@ -199,30 +198,33 @@ _CLAIM: Final = Claim(
 )
 
 
-def _accounts_without_secret(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[str]:
-    wanted = {r["account_id"] for r in rows if r["endpoint_id"] is None}
-    if not wanted:
+def _accounts_without_secret(
+    conn: sa.Connection, rows: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """(account, mode) of the callbackUrl deliveries whose signing secret is not made yet."""
+    callbacks = {r["event_id"] for r in rows if r["endpoint_id"] is None}
+    if not callbacks:
         return []
-    return list(
-        conn.execute(
-            sa.select(accounts.c.id).where(
-                accounts.c.id.in_(wanted), accounts.c.signing_secret.is_(None)
-            )
-        ).scalars()
-    )
+    pairs = conn.execute(
+        sa.select(events.c.account_id, events.c.mode).where(events.c.id.in_(callbacks)).distinct()
+    ).all()
+    return [
+        (account_id, mode)
+        for account_id, mode in pairs
+        if not _endpoints.has_account_secret(conn, account_id, mode)
+    ]
 
 
 def _prepare(conn: sa.Connection, runtime: Runtime, rows: list[dict[str, Any]]) -> list[Prepared]:
     """Bodies, URLs and secrets for a claimed batch, in three queries."""
     vault, now = runtime.vault, runtime.now()
-    bodies = {
-        event_id: blob
-        for event_id, blob in conn.execute(
-            sa.select(events.c.id, events.c.body).where(
-                events.c.id.in_({r["event_id"] for r in rows})
-            )
+    found = conn.execute(
+        sa.select(events.c.id, events.c.body, events.c.mode).where(
+            events.c.id.in_({r["event_id"] for r in rows})
         )
-    }
+    ).all()
+    bodies = {event_id: blob for event_id, blob, _ in found}
+    modes = {event_id: mode for event_id, _, mode in found}
     endpoint_ids = {r["endpoint_id"] for r in rows if r["endpoint_id"] is not None}
     endpoints = {
         row["id"]: dict(row)
@@ -230,7 +232,7 @@ def _prepare(conn: sa.Connection, runtime: Runtime, rows: list[dict[str, Any]]) 
             sa.select(webhook_endpoints).where(webhook_endpoints.c.id.in_(endpoint_ids))
         ).mappings()
     }
-    account_secrets: dict[str, list[str]] = {}
+    account_secrets: dict[tuple[str, str], list[str]] = {}
     prepared: list[Prepared] = []
     for row in rows:
         blob = bodies.get(row["event_id"])
@@ -238,11 +240,13 @@ def _prepare(conn: sa.Connection, runtime: Runtime, rows: list[dict[str, Any]]) 
             prepared.append(Prepared(row, None, skip_reason="event_purged"))
             continue
         body = vault.decrypt(blob, table="events", column="body", row_id=row["event_id"])
-        if row["endpoint_id"] is None:
-            account = row["account_id"]
-            if account not in account_secrets:
-                account_secrets[account] = _endpoints.account_secrets(conn, vault, account, now)
-            prepared.append(Prepared(row, row["url"], body, tuple(account_secrets[account])))
+        if row["endpoint_id"] is None:  # a callbackUrl: the account's secret of the event's mode
+            owner = (row["account_id"], modes[row["event_id"]])
+            if owner not in account_secrets:
+                account_secrets[owner] = _endpoints.account_secrets(
+                    conn, vault, owner[0], now, owner[1]
+                )
+            prepared.append(Prepared(row, row["url"], body, tuple(account_secrets[owner])))
             continue
         endpoint = endpoints.get(row["endpoint_id"])
         if endpoint is None or not endpoint["enabled"]:

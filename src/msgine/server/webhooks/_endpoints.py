@@ -38,8 +38,25 @@ DEFAULT_GRACE_HOURS: Final = 24.0
 MAX_DELIVERY_PAGE: Final = 100
 _ENDPOINT_SECRET: Final = {"table": "webhook_endpoints", "column": "secret"}
 _ENDPOINT_PREV: Final = {"table": "webhook_endpoints", "column": "prev_secret"}
-_ACCOUNT_SECRET: Final = {"table": "accounts", "column": "signing_secret"}
-_ACCOUNT_PREV: Final = {"table": "accounts", "column": "signing_secret_prev"}
+
+
+@dataclass(frozen=True)
+class _SecretColumns:
+    """Where an account keeps one mode's callback signing secrets: live and test each have
+    their own, so a test key never sees nor changes the secret that signs live callbacks."""
+
+    secret: str
+    previous: str
+    expires: str
+
+    @classmethod
+    def of(cls, mode: str) -> _SecretColumns:
+        prefix = "" if mode == "live" else "test_"
+        return cls(
+            f"{prefix}signing_secret",
+            f"{prefix}signing_secret_prev",
+            f"{prefix}signing_secret_prev_expires_at",
+        )
 
 
 @dataclass(frozen=True)
@@ -335,23 +352,27 @@ def rotate_account_secret(
     account_id: str,
     grace: timedelta,
     now: datetime,
+    mode: str = "live",
 ) -> NewSecret:
-    """The account signing secret for per-message ``callbackUrl`` deliveries: the first call
-    creates it, later calls replace it and keep the old one valid for ``grace``."""
+    """The account signing secret of ``mode`` for per-message ``callbackUrl`` deliveries: the
+    first call creates it, later calls replace it and keep the old one valid for ``grace``."""
     row = _account_row(conn, account_id)
+    cols = _SecretColumns.of(mode)
     secret = generate_secret()
-    expires = now + grace if grace > timedelta(0) and row["signing_secret"] is not None else None
+    expires = now + grace if grace > timedelta(0) and row[cols.secret] is not None else None
     previous = None
     if expires is not None:
-        old = vault.decrypt_str(row["signing_secret"], row_id=account_id, **_ACCOUNT_SECRET)
-        previous = vault.encrypt_str(old, row_id=account_id, **_ACCOUNT_PREV)
+        old = vault.decrypt_str(row[cols.secret], **_sealed(account_id, cols.secret))
+        previous = vault.encrypt_str(old, **_sealed(account_id, cols.previous))
     conn.execute(
         sa.update(accounts)
         .where(accounts.c.id == account_id)
         .values(
-            signing_secret=vault.encrypt_str(secret, row_id=account_id, **_ACCOUNT_SECRET),
-            signing_secret_prev=previous,
-            signing_secret_prev_expires_at=expires,
+            {
+                cols.secret: vault.encrypt_str(secret, **_sealed(account_id, cols.secret)),
+                cols.previous: previous,
+                cols.expires: expires,
+            }
         )
     )
     _rotation_logged(
@@ -360,28 +381,36 @@ def rotate_account_secret(
     return NewSecret(account_id, secret, expires)
 
 
-def account_secrets(conn: sa.Connection, vault: Vault, account_id: str, now: datetime) -> list[str]:
-    """The account's valid signing secrets, newest first; empty if it has none yet."""
+def _sealed(account_id: str, column: str) -> dict[str, str]:
+    return {"table": "accounts", "column": column, "row_id": account_id}
+
+
+def account_secrets(
+    conn: sa.Connection, vault: Vault, account_id: str, now: datetime, mode: str = "live"
+) -> list[str]:
+    """The account's valid signing secrets of ``mode``, newest first; empty if none yet."""
     row = _account_row(conn, account_id)
-    if row["signing_secret"] is None:
+    cols = _SecretColumns.of(mode)
+    if row[cols.secret] is None:
         return []
-    secrets = [vault.decrypt_str(row["signing_secret"], row_id=account_id, **_ACCOUNT_SECRET)]
-    if row["signing_secret_prev"] is not None and _in_grace(
-        row["signing_secret_prev_expires_at"], now
-    ):
-        secrets.append(
-            vault.decrypt_str(row["signing_secret_prev"], row_id=account_id, **_ACCOUNT_PREV)
-        )
+    secrets = [vault.decrypt_str(row[cols.secret], **_sealed(account_id, cols.secret))]
+    if row[cols.previous] is not None and _in_grace(row[cols.expires], now):
+        secrets.append(vault.decrypt_str(row[cols.previous], **_sealed(account_id, cols.previous)))
     return secrets
 
 
+def has_account_secret(conn: sa.Connection, account_id: str, mode: str) -> bool:
+    return _account_row(conn, account_id)[_SecretColumns.of(mode).secret] is not None
+
+
 def ensure_account_secret(
-    conn: sa.Connection, vault: Vault, account_id: str, now: datetime
+    conn: sa.Connection, vault: Vault, account_id: str, now: datetime, mode: str = "live"
 ) -> None:
-    """Create the account signing secret if a callbackUrl delivery needs one and none exists."""
-    if _account_row(conn, account_id)["signing_secret"] is None:
+    """Create the account signing secret of ``mode`` if a callbackUrl delivery needs one and
+    none exists."""
+    if _account_row(conn, account_id)[_SecretColumns.of(mode).secret] is None:
         rotate_account_secret(
-            conn, vault, SYSTEM_ACTOR, account_id=account_id, grace=timedelta(0), now=now
+            conn, vault, SYSTEM_ACTOR, account_id=account_id, grace=timedelta(0), now=now, mode=mode
         )
 
 

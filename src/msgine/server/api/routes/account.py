@@ -26,7 +26,8 @@ async def rotate_webhook_secret(
     principal: Annotated[Principal, Depends(manage)],
     body: RotateSecret | None = None,
 ) -> dict[str, Any]:
-    """The secret that signs per-message ``callbackUrl`` deliveries, shown once.
+    """The secret that signs per-message ``callbackUrl`` deliveries of the key's mode (live
+    and test each have one), shown once.
 
     The first call creates it; later calls replace it, and the previous one keeps signing
     alongside the new one for ``graceHours``.
@@ -36,7 +37,13 @@ async def rotate_webhook_secret(
     actor, now = actor_of(request, principal), runtime.now()
     new = await runtime.db.awrite(
         lambda conn: service.rotate_account_secret(
-            conn, runtime.vault, actor, account_id=principal.account_id, grace=grace, now=now
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            grace=grace,
+            now=now,
+            mode=principal.mode,
         )
     )
     return secret_view(new)

@@ -12,6 +12,9 @@ it can be told:
 - suppressions: test when made by an inbound keyword (``source = 'keyword'``: such inbound
   came only from the simulator), live otherwise.
 
+Accounts get a second callback signing secret, for test messages' ``callbackUrl`` deliveries;
+the existing one signs live ones.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 16:40:00
@@ -51,7 +54,16 @@ NEW_KEYS = {
 }
 
 
+SECRET_COLUMNS = (
+    ("test_signing_secret", sa.LargeBinary),
+    ("test_signing_secret_prev", sa.LargeBinary),
+    ("test_signing_secret_prev_expires_at", sa.DateTime),
+)
+
+
 def upgrade() -> None:
+    for name, kind in SECRET_COLUMNS:  # the test world's callback signing secret
+        op.add_column("accounts", sa.Column(name, kind))
     for table, value in BACKFILL.items():
         op.add_column(table, sa.Column("mode", MODE, nullable=True))
         op.execute(f"UPDATE {table} SET mode = {value}")  # noqa: S608 - constant text only
@@ -80,3 +92,6 @@ def downgrade() -> None:
                 batch.drop_constraint(f"pk_{table}", type_="primary")
                 batch.create_primary_key(f"pk_{table}", old_keys[table])
             batch.drop_column("mode")
+    with op.batch_alter_table("accounts") as batch:
+        for name, _kind in SECRET_COLUMNS:
+            batch.drop_column(name)
