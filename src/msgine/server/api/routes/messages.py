@@ -14,6 +14,7 @@ from msgine.server.api._deps import authenticate_request, json_body, require, ru
 from msgine.server.api._openapi import answers, with_body
 from msgine.server.api._responses import JSONBody
 from msgine.server.api._schemas import MessagePage, MessageView
+from msgine.server.errors import InvalidRequest
 from msgine.server.keys import Principal
 from msgine.server.messages._service import (
     SendCommand,
@@ -42,7 +43,7 @@ class SendBody(BaseModel):
     from_: StrictStr | None = Field(default=None, alias="from")
     callbackUrl: StrictStr | None = None
     scheduledFor: Annotated[datetime, Strict()] | None = None
-    idempotencyKey: StrictStr | None = None
+    idempotencyKey: StrictStr | None = Field(default=None, min_length=1, max_length=255)
     type: Literal["transactional", "marketing"] = "transactional"
 
     @field_validator("scheduledFor", mode="before")
@@ -60,7 +61,7 @@ async def send(request: Request) -> JSONResponse:
     authenticates and parses its own body; ``install`` describes it in the OpenAPI schema."""
     principal = await authenticate_request(request, "messages:send")
     body = await json_body(request, SendBody)
-    idempotency_key = request.headers.get("idempotency-key")
+    idempotency_key = _idempotency_header(request)
     runtime = runtime_of(request)
     now = runtime.now()
     cmd = build_command(
@@ -92,6 +93,18 @@ async def send(request: Request) -> JSONResponse:
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
+
+
+def _idempotency_header(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header; present but empty or over 255 characters is an error,
+    not a request sent without one (a retry would then send the message twice)."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 characters.",
+            details={"field": "Idempotency-Key"},
+        )
+    return key
 
 
 SEND_PATHS = ("/messages/sms", "/developers/sms")
