@@ -22,6 +22,8 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,11 +120,20 @@ def audit_skipped(names: list[str]) -> tuple[list[str], list[str], int]:
     return failures, warnings, audited
 
 
-def _fetch(name: str) -> dict[str, Any] | Exception:
-    try:
-        return project_document(name)
-    except Exception as exc:
-        return exc
+def _fetch(name: str, attempts: int = 3) -> dict[str, Any] | Exception:
+    """The project document, retried twice on a passing fault; the last error otherwise."""
+    error: Exception = RuntimeError("no attempt")
+    for attempt in range(attempts):
+        try:
+            return project_document(name)
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return exc  # an answer, not a fault: retrying will not change it
+            error = exc
+        except Exception as exc:
+            error = exc
+        time.sleep(2**attempt)
+    return error
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -199,17 +200,37 @@ class DirectRoutes:
         self.app = app
         self.routes = routes
         self.handlers = handlers
+        self.paths = {path for _method, path in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http":
             route = self.routes.get((scope["method"], scope["path"]))
         if route is None:
+            if scope["type"] == "http" and scope["path"] in self.paths:
+                # These paths are this middleware's alone: another method is 405 here, not a
+                # lookup of an object named "sms" by a templated route further down.
+                await self._answer(scope, receive, send, None, StarletteHTTPException(405))
+                return
             await self.app(scope, receive, send)
             return
-        scope["route"] = route
+        await self._answer(scope, receive, send, route, None)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route | None,
+        refusal: Exception | None,
+    ) -> None:
+        if route is not None:
+            scope["route"] = route
         request = Request(scope, receive, send)
         try:
+            if refusal is not None:
+                raise refusal
+            assert route is not None
             response: Response = await route.endpoint(request)
         except PayloadTooLargeError:
             raise  # answered 413 by RequestContextMiddleware

@@ -177,12 +177,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers on the request's path (included routers' routes too)."""
-    methods: set[str] = set()
+    """The methods of the routes serving the request's path (included routers' too). The most
+    specific routes own a path, as in OpenAPI: ``/messages/sms`` is the send route's (POST),
+    though ``/messages/{message_id}`` would match it too."""
+    by_specificity: dict[int, set[str]] = {}
     for route in iter_route_contexts(request.app.router.routes):
         if route.path and compile_path(route.path)[0].match(request.url.path):
-            methods.update(route.methods or ())
-    return sorted(methods)
+            by_specificity.setdefault(route.path.count("{"), set()).update(route.methods or ())
+    return sorted(by_specificity[min(by_specificity)]) if by_specificity else []
 
 
 def _is_json_error(exc: RequestValidationError) -> bool:

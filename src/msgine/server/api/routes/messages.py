@@ -47,7 +47,7 @@ class SendBody(BaseModel):
     from_: StrictStr | None = Field(default=None, alias="from")
     callbackUrl: StrictStr | None = None
     scheduledFor: datetime | None = None
-    idempotencyKey: StrictStr | None = None
+    idempotencyKey: StrictStr | None = Field(default=None, min_length=1, max_length=255)
     type: Literal["transactional", "marketing"] = "transactional"
 
     @field_validator("scheduledFor", mode="before")
@@ -115,9 +115,15 @@ async def send(request: Request) -> JSONResponse:
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:
-    """The one idempotency key of a send: two headers, or a header and a different body field,
-    are refused rather than one of them silently winning."""
-    headers = [value for value in request.headers.getlist("idempotency-key") if value]
+    """The one idempotency key of a send. A header present but empty or over 255 characters is
+    an error, not a request sent without one (a retry would then send the message twice); two
+    headers, or a header and a different body field, are refused rather than one of them
+    silently winning."""
+    headers = request.headers.getlist("idempotency-key")
+    if any(not 1 <= len(value) <= 255 for value in headers):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 characters.", details={"field": "Idempotency-Key"}
+        )
     if len(headers) > 1 or (headers and in_body is not None and headers[0] != in_body):
         raise InvalidRequest(
             "Send one idempotency key: the Idempotency-Key header or idempotencyKey.",
