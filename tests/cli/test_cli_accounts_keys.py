@@ -119,3 +119,38 @@ def test_compromise_asks_too(env: dict[str, str]) -> None:
 def _status(env: dict[str, str], key_id: str) -> str:
     views = json.loads(msgine(env, "keys", "list", "--json").stdout)
     return str(next(v["status"] for v in views if v["id"] == key_id))
+
+
+def test_the_migration_keeps_duplicate_accounts_under_new_names(settings: Any) -> None:
+    """Before names were unique, two accounts could share one: the oldest keeps it, the others
+    are renamed ``NAME (ID)``; nothing is merged or lost."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from msgine.server.storage import Database
+    from msgine.server.storage._tables import accounts
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+    try:
+        db.migrate("0002")
+        start = datetime.now(UTC)
+        rows = [("acc_b", "ops", 1), ("acc_a", "ops", 0), ("acc_c", "ops", 2), ("acc_d", "dev", 3)]
+        for account_id, name, minutes in rows:
+            created = start + timedelta(minutes=minutes)
+            db.write(
+                lambda c, i=account_id, n=name, t=created: c.execute(
+                    sa.insert(accounts).values(id=i, name=n, settings={}, created_at=t)
+                )
+            )
+        db.migrate()
+        names = dict(db.read(lambda c: c.execute(sa.select(accounts.c.id, accounts.c.name)).all()))
+        assert names == {
+            "acc_a": "ops",
+            "acc_b": "ops (acc_b)",
+            "acc_c": "ops (acc_c)",
+            "acc_d": "dev",
+        }
+    finally:
+        db.close()

@@ -25,10 +25,10 @@ _INSERT_JOB = Direct(jobs.insert())
 _JOB_ATTEMPTS = Direct(sa.select(jobs.c.attempts).where(jobs.c.ref == sa.bindparam("ref")))
 
 
-def _account(n: int, now: datetime, name: str = "shop") -> dict[str, Any]:
+def _account(n: int, now: datetime, name: str | None = None) -> dict[str, Any]:
     return {
         "id": f"acc_direct_{n}",
-        "name": name,
+        "name": name or f"shop {n}",  # account names are unique
         "settings": {"timezone": "Africa/Kampala", "n": n},
         "signing_secret": b"\x00\x01secret",
         "signing_secret_prev": None,
