@@ -27,12 +27,8 @@ MESSAGES: Final = Counter(
     "Recipients reaching each status (a message to two numbers counts twice).",
     ["status", "carrier", "mode"],
 )
-SUBMIT_SECONDS: Final = Histogram(
-    "msgine_carrier_submit_seconds",
-    "Time a carrier took to answer one submit.",
-    ["carrier"],
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+# Submit latency is msgine_carrier_submit_seconds, with the other per-carrier metrics in
+# msgine.server.carriers.
 RECEIPT_SECONDS: Final = Histogram(
     "msgine_receipt_seconds",
     "Time from a carrier accepting a recipient (sent) to its final delivery receipt.",

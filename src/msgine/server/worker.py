@@ -476,7 +476,6 @@ async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, flo
     except Exception as exc:
         result = exc
     seconds = time.perf_counter() - started
-    metrics.SUBMIT_SECONDS.labels(carrier=attempt.name).observe(seconds)
     log.debug(
         "submitted",
         message_id=out.message_id,
