@@ -35,8 +35,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Per module: Playwright's sync API runs an event loop in this thread while it is open,
+    and the asyncio tests that follow need the thread's loop free."""
     sync_api = require_extra("playwright.sync_api", "dev")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
