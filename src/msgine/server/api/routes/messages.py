@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from starlette.responses import JSONResponse, Response
 
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
@@ -42,15 +42,17 @@ class SendBody(BaseModel):
     message: StrictStr
     from_: StrictStr | None = Field(default=None, alias="from")
     callbackUrl: StrictStr | None = None
-    scheduledFor: Annotated[datetime, Strict()] | None = None
+    scheduledFor: datetime | None = None
     idempotencyKey: StrictStr | None = Field(default=None, min_length=1, max_length=255)
     type: Literal["transactional", "marketing"] = "transactional"
 
     @field_validator("scheduledFor", mode="before")
     @classmethod
     def _iso_only(cls, value: Any) -> Any:
-        """pydantic reads a string of digits as a Unix time; the API takes ISO 8601 only."""
-        if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        """pydantic reads a number, or a string of digits, as a Unix time; the API takes an ISO
+        8601 string only (as documented: ``format: date-time``)."""
+        digits = isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        if value is not None and (not isinstance(value, str) or digits):
             raise ValueError("scheduledFor must be an ISO 8601 date and time")
         return value
 
