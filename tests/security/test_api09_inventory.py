@@ -301,8 +301,10 @@ async def test_phone_parameters_are_constrained(api: Any) -> None:
                 assert schema["maxLength"] <= 32 and schema["pattern"], schema
     assert seen == 5  # GET/PUT/DELETE consents, DELETE suppressions, privacy export
     # Outside the documented form: refused as invalid input, never parsed as a number.
-    refused = await api.client.get("/api/v1/consents/" + "1" * 40, headers=api.headers())
-    assert refused.status_code == 400
+    for bad in ("1" * 40, "abc%20def"):
+        refused = await api.client.get(f"/api/v1/consents/{bad}", headers=api.headers())
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "invalid_phone_number"
 
 
 async def test_the_send_operation_is_built_from_its_models(api: Any) -> None:

@@ -34,7 +34,7 @@ from msgine.server.api.routes import (
     webhooks,
 )
 from msgine.server.audit import publish_heads
-from msgine.server.errors import DomainError, RateLimitExceeded
+from msgine.server.errors import DomainError, InvalidPhoneNumber, RateLimitExceeded
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 
@@ -139,6 +139,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
+        if _only_a_malformed_number(exc):
+            # A number outside the documented form (pattern, length) is refused before it is
+            # parsed, with the same code as one that does not parse.
+            return error_response(
+                request,
+                400,
+                InvalidPhoneNumber.code,
+                "The number in 'phone' is not a valid international number (E.164, e.g. +256...).",
+                {"field": "phone", "errors": problems},
+            )
         message = "Malformed JSON body." if _is_json_error(exc) else "Invalid request."
         return error_response(request, 400, "invalid_request", message, {"errors": problems})
 
@@ -185,6 +195,18 @@ def _allowed_methods(request: Request) -> list[str]:
         if route.path and compile_path(route.path)[0].match(request.url.path):
             by_specificity.setdefault(route.path.count("{"), set()).update(route.methods or ())
     return sorted(by_specificity[min(by_specificity)]) if by_specificity else []
+
+
+_MALFORMED = frozenset({"string_pattern_mismatch", "string_too_short", "string_too_long"})
+
+
+def _only_a_malformed_number(exc: RequestValidationError) -> bool:
+    """Every problem is a ``phone`` string of the wrong form (not a missing or mistyped one)."""
+    errors = exc.errors()
+    return bool(errors) and all(
+        err.get("type") in _MALFORMED and tuple(err.get("loc", ()))[-1:] == ("phone",)
+        for err in errors
+    )
 
 
 def _is_json_error(exc: RequestValidationError) -> bool:

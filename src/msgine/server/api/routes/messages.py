@@ -53,13 +53,10 @@ class SendBody(BaseModel):
     @field_validator("scheduledFor", mode="before")
     @classmethod
     def _iso_only(cls, value: Any) -> Any:
-        """pydantic reads a number, or a string of digits, as a Unix time; the API takes ISO
-        8601 text only (a strict datetime would refuse that text too, since the body is parsed
-        before validation)."""
-        numeric = (
-            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
-        )
-        if numeric or not isinstance(value, str | None):
+        """pydantic reads a number, or a string of digits, as a Unix time; the API takes an ISO
+        8601 string only (as documented: ``format: date-time``)."""
+        digits = isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        if value is not None and (not isinstance(value, str) or digits):
             raise ValueError("scheduledFor must be an ISO 8601 date and time")
         return value
 
