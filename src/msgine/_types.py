@@ -13,7 +13,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 MessageType = Literal["transactional", "marketing"]
-MessageStatus = Literal["pending", "scheduled", "queued", "sent", "delivered", "failed", "rejected"]
+#: ``unknown``: the gateway lost a carrier's answer in a crash and will not send again; a later
+#: delivery receipt settles it (see docs/carriers.md).
+MessageStatus = Literal[
+    "pending", "scheduled", "queued", "sent", "unknown", "delivered", "failed", "rejected"
+]
 
 
 def _datetime(value: Any) -> datetime | None:

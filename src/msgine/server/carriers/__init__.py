@@ -28,6 +28,7 @@ from msgine.server.carriers._routing import (
     Routing,
     SendPricing,
     load_routing,
+    price_for_send,
     price_send,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "get_kind",
     "kind_names",
     "load_routing",
+    "price_for_send",
     "price_send",
     "register_kind",
 ]

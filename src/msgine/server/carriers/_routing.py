@@ -18,12 +18,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from msgine.server.carriers._registry import SIMULATOR, get_kind
 from msgine.server.errors import DomainError
+from msgine.server.messages._numbers import region_of
 from msgine.server.storage._tables import carriers, routes
+
+if TYPE_CHECKING:
+    from msgine.server.runtime import Runtime
 
 
 class NoRoute(DomainError):
@@ -228,3 +233,22 @@ def price_send(
 
 #: Routing with no routes and no configured carriers (test keys need none).
 EMPTY_ROUTING = Routing([], [])
+
+
+async def price_for_send(
+    runtime: Runtime, account_id: str, mode: str, numbers: Sequence[str]
+) -> SendPricing:
+    """``price_send`` for a send request: live sends read the routes (test keys need none,
+    the simulator serves them, so they skip the read)."""
+    settings = runtime.settings
+    routing = await runtime.db.aread(load_routing) if mode == "live" else EMPTY_ROUTING
+    return price_send(
+        routing,
+        account_id=account_id,
+        mode=mode,
+        numbers=numbers,
+        regions=[region_of(number) for number in numbers],
+        default_price=settings.price_per_segment,
+        default_currency=settings.currency,
+        allow_simulator_for_live=settings.allow_simulator_for_live,
+    )

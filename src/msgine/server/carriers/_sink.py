@@ -206,10 +206,10 @@ def receive_inbound(
         message.to,
         sanitize(message.text),
         now,
+        "live",
         carrier=carrier,
         carrier_message_id=message.carrier_message_id,
     )
-    inbound["mode"] = "live"
     for handler in handlers:
         handler(conn, vault, inbound, now)
     return str(inbound["id"])

@@ -202,11 +202,13 @@ def store_inbound(
     to: str | None,
     body: str,
     now: Any,
+    mode: str = "test",
     *,
     carrier: str | None = None,
     carrier_message_id: str | None = None,
 ) -> dict[str, Any]:
-    """Store one inbound SMS (number and text encrypted); the dict the inbound handlers take."""
+    """Store one inbound SMS (number and text encrypted); the dict the inbound handlers take.
+    ``mode``: ``test`` for the simulator's, ``live`` for a carrier's (replies are sent in it)."""
     inbound_id = new_id("in")
     row = {
         "id": inbound_id,
@@ -222,7 +224,7 @@ def store_inbound(
         "carrier_message_id": carrier_message_id,
     }
     conn.execute(sa.insert(inbound_messages).values(**row))
-    return {**row, "from": phone, "text": body}
+    return {**row, "mode": mode, "from": phone, "text": body}
 
 
 def inbound_handler(pricing: Pricing) -> InboundHandler:

@@ -13,9 +13,8 @@ from starlette.responses import JSONResponse
 from msgine.server.api._deps import authenticate_request, json_body, require, runtime_of
 from msgine.server.api._responses import JSONBody
 from msgine.server.api.routes import API_PREFIX
-from msgine.server.carriers import EMPTY_ROUTING, SendPricing, load_routing, price_send
+from msgine.server.carriers import price_for_send
 from msgine.server.keys import Principal
-from msgine.server.messages._numbers import region_of
 from msgine.server.messages._service import (
     SendCommand,
     accept,
@@ -23,7 +22,6 @@ from msgine.server.messages._service import (
     get_message,
     list_messages,
 )
-from msgine.server.runtime import Runtime
 
 router = APIRouter(tags=["messages"])
 can_read = require("messages:read")
@@ -35,8 +33,7 @@ SendPrecheck = Callable[[Request, Principal, SendCommand], Awaitable[dict[str, s
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "description": "invalid_request, invalid_phone_number, message_empty, message_too_long, "
-        "invalid_sender_id, insecure_callback_url, no_route (a live send no real carrier's "
-        "route covers)"
+        "invalid_sender_id, insecure_callback_url"
     },
     401: {"description": "unauthorized"},
     403: {"description": "forbidden"},
@@ -81,7 +78,8 @@ async def send(request: Request) -> JSONResponse:
     for check in request.app.state.send_prechecks:
         rejected.update(await check(request, principal, cmd))
     settings = runtime.settings
-    pricing = await price_recipients(runtime, principal, cmd)
+    # Each recipient's route price; a live send no real carrier's route covers is refused.
+    pricing = await price_for_send(runtime, principal.account_id, principal.mode, cmd.to)
     result = await runtime.db.awrite(
         lambda conn: accept(
             conn,
@@ -99,23 +97,6 @@ async def send(request: Request) -> JSONResponse:
     # X-RateLimit-* are added to every authenticated response by the rate-limit middleware.
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONBody(result.response, status_code=201, headers=headers)
-
-
-async def price_recipients(runtime: Runtime, principal: Principal, cmd: SendCommand) -> SendPricing:
-    """Each recipient's route price; a live send with no real route is refused here. Test
-    keys need no route (the simulator serves them), so they skip the read."""
-    settings = runtime.settings
-    routing = await runtime.db.aread(load_routing) if principal.mode == "live" else EMPTY_ROUTING
-    return price_send(
-        routing,
-        account_id=principal.account_id,
-        mode=principal.mode,
-        numbers=cmd.to,
-        regions=[region_of(number) for number in cmd.to],
-        default_price=settings.price_per_segment,
-        default_currency=settings.currency,
-        allow_simulator_for_live=settings.allow_simulator_for_live,
-    )
 
 
 SEND_PATHS = ("/messages/sms", "/developers/sms")

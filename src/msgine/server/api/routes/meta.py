@@ -22,9 +22,6 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
 async def readyz(request: Request) -> Response:
-    """Readiness: the database answers (else 503). Also Redis, and each carrier's state as its
-    workers last published it (``degraded`` while a route still has a carrier serving,
-    ``down`` when a route has none)."""
     runtime = runtime_of(request)
     try:
         await runtime.db.aread(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
@@ -35,11 +32,12 @@ async def readyz(request: Request) -> Response:
     if limiter is not None and runtime.settings.redis_url is not None:
         # Redis being down degrades rate limits to per-process counts; the gateway still serves.
         redis = "ok" if await limiter.healthy() else "degraded"
+    # Each carrier's state as its workers last published it. A carrier down while its routes'
+    # other carriers serve is degraded service, not an outage, and even a route with none left
+    # is not: the API still accepts and queues (readiness stays 200; 503 is for the database).
     now = runtime.now()
     interval = runtime.settings.carrier_health_interval
     carriers = await runtime.db.aread(lambda conn: carrier_status(conn, now, interval))
-    # A carrier down while its routes' other carriers serve is degraded service, not an
-    # outage: the API still accepts and queues (readiness stays 200 either way).
     status = "ready" if carriers["state"] == "ok" else "degraded"
     return JSONResponse({"status": status, "database": "ok", "redis": redis, "carriers": carriers})
 
