@@ -23,6 +23,9 @@ from msgine.server.carriers.smpp import _pdu
 from msgine.server.carriers.smpp._options import SmppCredentials, SmppOptions
 from msgine.server.carriers.smpp._status import command_status
 
+#: Bytes waiting in the socket's buffer past which a sender waits for it to drain.
+_HIGH_WATER = 256 * 1024
+
 #: Called with each deliver_sm; returns the command status to answer it with.
 DeliverHandler = Callable[[smpp34.DeliverSm], Awaitable[int]]
 
@@ -75,7 +78,10 @@ class Session:
         self._credentials = credentials
         self._on_deliver = on_deliver
         self._window = asyncio.Semaphore(options.window)
-        self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        # Requests awaiting their response, oldest first (dicts keep insertion order), with
+        # the loop time each was sent.
+        self._waiting: dict[int, tuple[asyncio.Future[tuple[int, bytes]], float]] = {}
+        self._out: list[bytes] = []
         self._sequence = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -106,6 +112,7 @@ class Session:
             self.closed.set()
             raise
         self._spawn(self._read_loop())
+        self._spawn(self._watch())
         try:
             status, _ = await self._request(
                 _pdu.BIND_COMMANDS[self.kind],
@@ -160,7 +167,7 @@ class Session:
         if self._writer is not None:
             self._writer.close()
         waiting, self._waiting = self._waiting, {}
-        for waiter in waiting.values():
+        for waiter, _ in waiting.values():
             if not waiter.done():
                 waiter.set_exception(SessionClosed(sent=True))
 
@@ -174,26 +181,53 @@ class Session:
         return self._sequence
 
     async def _request(self, command_id: int, build: Callable[[int], bytes]) -> tuple[int, bytes]:
-        """Send a request PDU and wait for its response: (command status, response body)."""
+        """Send a request PDU and wait for its response: (command status, response body).
+
+        The response timeout is kept by one watchdog per session (``_watch``), not a timer per
+        request: at thousands of requests a second the timers cost more than the PDUs."""
         if self.closed.is_set() or self._writer is None:
             raise SessionClosed(sent=False)
         sequence = self._next_sequence()
-        waiter: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._waiting[sequence] = waiter
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        self._waiting[sequence] = (waiter, loop.time())
         try:
-            self._writer.write(build(sequence))
-            await self._writer.drain()
-            return await asyncio.wait_for(waiter, self._options.response_timeout)
-        except (TimeoutError, ConnectionError):
-            # An SMSC that stops answering is as good as gone: rebind rather than wait on it.
+            self._send(build(sequence))
+            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+                await self._writer.drain()
+            return await waiter
+        except ConnectionError:
             self._teardown()
             raise SessionClosed(sent=True) from None
         finally:
             self._waiting.pop(sequence, None)
 
     def _send(self, data: bytes) -> None:
-        if self._writer is not None and not self.closed.is_set():
-            self._writer.write(data)
+        """Queue a PDU; the PDUs queued in one turn of the event loop leave in one write (one
+        system call instead of one per PDU)."""
+        if self._writer is None or self.closed.is_set():
+            return
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._writer is not None and not self.closed.is_set():
+            self._writer.write(b"".join(out))
+
+    async def _watch(self) -> None:
+        """Drop the bind when its oldest request has waited longer than ``response_timeout``:
+        an SMSC that stops answering is as good as gone, so rebind rather than wait on it."""
+        timeout = self._options.response_timeout
+        loop = asyncio.get_running_loop()
+        while not self.closed.is_set():
+            oldest = next(iter(self._waiting.values()), None)
+            if oldest is not None and loop.time() - oldest[1] > timeout:
+                self._teardown()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closed.wait(), min(timeout / 4, 1.0))
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
@@ -209,9 +243,9 @@ class Session:
 
     def _dispatch(self, head: _pdu.Header, body: bytes) -> None:
         if head.command_id & _pdu.RESPONSE:
-            waiter = self._waiting.get(head.sequence)
-            if waiter is not None and not waiter.done():
-                waiter.set_result((head.status, body))
+            waiting = self._waiting.get(head.sequence)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result((head.status, body))
             return
         if head.command_id == _pdu.ENQUIRE_LINK:
             self._send(_pdu.response(_pdu.ENQUIRE_LINK, head.sequence))
@@ -220,6 +254,7 @@ class Session:
             self._spawn(self._deliver(head.sequence, raw))
         elif head.command_id == _pdu.UNBIND:
             self._send(_pdu.response(_pdu.UNBIND, head.sequence))
+            self._flush()  # the answer leaves before the connection closes
             self._teardown()
         else:
             self._send(_pdu.generic_nack(head.sequence, _pdu.ESME_RINVCMDID))
