@@ -110,7 +110,7 @@ def test_keys_usage_command_shows_refused_attempts(tmp_path: Path) -> None:
     gw = start_gateway(gateway_env(tmp_path, MSGINE_USAGE_FLUSH_SECONDS="0.2"), cwd=tmp_path)
     try:
         made = json.loads(gw.cli("keys", "create", "--json").stdout)
-        gw.cli("keys", "compromise", made["id"], "--json")
+        gw.cli("keys", "compromise", made["id"], "--json", "--yes")
         for _ in range(2):
             refused = httpx.get(f"{gw.base_url}/messages", headers={"X-Api-Key": made["key"]})
             assert refused.status_code == 401
