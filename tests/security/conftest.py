@@ -11,6 +11,15 @@ from msgine.server.logging import reset_logging
 from support import Gateway, gateway_env, start_gateway
 
 
+@pytest.fixture(autouse=True)
+def live_messages_reach_the_simulator(request: pytest.FixtureRequest) -> None:
+    """These tests are about who may see and change what, not which carrier takes a message:
+    live sends through the in-process API go to the simulator (the staging setting) instead of
+    being refused with no_route. The carrier tests cover routing."""
+    if "api" in request.fixturenames:
+        request.getfixturevalue("api").runtime.settings.allow_simulator_for_live = True
+
+
 @pytest.fixture
 def security_gateway(tmp_path: Path) -> Iterator[Gateway]:
     """A gateway subprocess that flushes key usage every 0.2 s and keeps a security log."""
