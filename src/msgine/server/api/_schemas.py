@@ -121,10 +121,35 @@ class KeyList(BaseModel):
     keys: list[KeyView]
 
 
+class AddressRequests(BaseModel):
+    sourceIp: str
+    requests: int
+
+
+class HourRequests(AddressRequests):
+    hour: str | None
+
+
 class KeyUsageReport(BaseModel):
     """A key's recorded usage, the compromise report's shape (docs/incident-runbook.md)."""
 
-    model_config = ConfigDict(extra="allow")
+    keyId: str
+    account: str
+    mode: Literal["test", "live"]
+    createdAt: str | None
+    revokedAt: str | None
+    firstUsedAt: str | None
+    lastUsedAt: str | None
+    totalRequests: int
+    requestsByAddress: list[AddressRequests]
+    requestsByHour: list[HourRequests]
+    refusedAfterRevocation: int = Field(
+        description="Requests with the key after it was revoked (refused): someone holds it"
+    )
+    refusedByAddress: list[AddressRequests]
+    messagesSent: int
+    firstMessageAt: str | None
+    lastMessageAt: str | None
 
 
 class CompromisedKeyView(NewKeyView):
