@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,15 @@ CredentialsFile = Annotated[
     str | None,
     typer.Option(help="JSON file of the kind's credentials ('-': standard input)"),
 ]
+
+
+def _audited(change: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one configuration change in a write, as the operator and now (it audits itself)."""
+    with runtime() as rt:
+        now = rt.now()
+        return rt.db.write(
+            lambda conn: change(conn, rt.vault, *args, now=now, actor=cli_actor(), **kwargs)
+        )
 
 
 def _options(pairs: list[str] | None) -> dict[str, Any]:
@@ -98,24 +108,17 @@ def add(
     from msgine.server.carriers._config import add_carrier
 
     opts, creds = _options(option), _credentials(credentials_file)
-    with runtime() as rt:
-        now = rt.now()
-        view = rt.db.write(
-            lambda conn: add_carrier(
-                conn,
-                rt.vault,
-                name=name,
-                kind=kind,
-                options=opts,
-                credentials=creds,
-                now=now,
-                actor=cli_actor(),
-                enabled=not disabled,
-                on_uncertain_submit=on_uncertain_submit,
-                retry_budget=retry_budget,
-                inbound_account_id=inbound_account,
-            )
-        )
+    view = _audited(
+        add_carrier,
+        name=name,
+        kind=kind,
+        options=opts,
+        credentials=creds,
+        enabled=not disabled,
+        on_uncertain_submit=on_uncertain_submit,
+        retry_budget=retry_budget,
+        inbound_account_id=inbound_account,
+    )
     emit_json(view) if as_json else _show_carrier(view)
 
 
@@ -134,23 +137,16 @@ def update(
     from msgine.server.carriers._config import update_carrier
 
     opts, creds = _options(option), _credentials(credentials_file)
-    with runtime() as rt:
-        now = rt.now()
-        view = rt.db.write(
-            lambda conn: update_carrier(
-                conn,
-                rt.vault,
-                name,
-                now=now,
-                actor=cli_actor(),
-                options=opts,
-                credentials=creds,
-                enabled=enable,
-                on_uncertain_submit=on_uncertain_submit,
-                retry_budget=retry_budget,
-                inbound_account_id=inbound_account,
-            )
-        )
+    view = _audited(
+        update_carrier,
+        name,
+        options=opts,
+        credentials=creds,
+        enabled=enable,
+        on_uncertain_submit=on_uncertain_submit,
+        retry_budget=retry_budget,
+        inbound_account_id=inbound_account,
+    )
     emit_json(view) if as_json else _show_carrier(view)
 
 
@@ -189,9 +185,7 @@ def remove(
 
     if not yes and not typer.confirm(f"Remove carrier {name}?", default=False):
         fail("aborted", 1)
-    with runtime() as rt:
-        now = rt.now()
-        rt.db.write(lambda conn: remove_carrier(conn, rt.vault, name, now=now, actor=cli_actor()))
+    _audited(remove_carrier, name)
     emit_json({"removed": name}) if as_json else typer.echo(f"removed {name}")
 
 
@@ -244,22 +238,15 @@ def route_add(
     from msgine.server.carriers._config import add_route
 
     names = [n.strip() for n in carriers.split(",") if n.strip()]
-    with runtime() as rt:
-        now = rt.now()
-        view = rt.db.write(
-            lambda conn: add_route(
-                conn,
-                rt.vault,
-                carrier_names=names,
-                price_per_segment=price,
-                currency=currency,
-                now=now,
-                actor=cli_actor(),
-                prefix=prefix,
-                country=country,
-                account_id=account,
-            )
-        )
+    view = _audited(
+        add_route,
+        carrier_names=names,
+        price_per_segment=price,
+        currency=currency,
+        prefix=prefix,
+        country=country,
+        account_id=account,
+    )
     emit_json(view) if as_json else _show_route(view)
 
 
@@ -306,7 +293,5 @@ def route_remove(
 
     if not yes and not typer.confirm(f"Remove route {route_id}?", default=False):
         fail("aborted", 1)
-    with runtime() as rt:
-        now = rt.now()
-        rt.db.write(lambda conn: remove_route(conn, rt.vault, route_id, now=now, actor=cli_actor()))
+    _audited(remove_route, route_id)
     emit_json({"removed": route_id}) if as_json else typer.echo(f"removed {route_id}")
