@@ -208,7 +208,7 @@ def test_a_batch_reads_an_account_policy_once_and_sees_its_own_change(runtime: A
     PostgreSQL), but a policy change made through ``update_policy`` earlier in the same batch
     is seen by the writes after it, as if each had read the database."""
     from msgine.server.accounts import create_account, policy_of, update_policy
-    from msgine.server.storage._direct import batch_memo
+    from msgine.server.storage import batch_memo
 
     account = runtime.db.write(lambda conn: create_account(conn, "memo", runtime.now()))
 

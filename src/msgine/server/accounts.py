@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from msgine.server._ids import new_id
 from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.ratelimit import exceeded_windows, parse_limits
-from msgine.server.storage._direct import Direct, batch_memo
-from msgine.server.storage._tables import accounts
+from msgine.server.storage import Direct, accounts, batch_memo
 
 if TYPE_CHECKING:
     from msgine.server.config import Settings

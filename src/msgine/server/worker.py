@@ -31,19 +31,26 @@ from typing import Any
 import sqlalchemy as sa
 
 from msgine.server import metrics
-from msgine.server.carriers import SIMULATOR, Carrier, Routing, SubmitRequest, SubmitResult
-from msgine.server.carriers._fleet import Fleet
-from msgine.server.carriers._health import publish, withdraw
-from msgine.server.carriers._metrics import observe_health, observe_submit
-from msgine.server.carriers._sink import (
+from msgine.server.carriers import (
+    SIMULATOR,
+    Carrier,
     DurableEvents,
+    Fleet,
+    Routing,
+    SubmitRequest,
+    SubmitResult,
     apply_early_receipts,
+    observe_health,
+    observe_submit,
+    publish,
     purge_unclaimed_receipts,
+    withdraw,
 )
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
-from msgine.server.compliance._gate import Decision
+from msgine.server.compliance import Decision
 from msgine.server.logging import get_logger
-from msgine.server.messages._lifecycle import (
+from msgine.server.messages import (
+    SUBMIT_JOB,
     TERMINAL,
     Outgoing,
     StatusChange,
@@ -52,11 +59,8 @@ from msgine.server.messages._lifecycle import (
     recheck,
     record_status,
 )
-from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._outbox import Claim, each
-from msgine.server.storage._tables import jobs, recipients
+from msgine.server.storage import Claim, Direct, each, jobs, recipients
 
 log = get_logger("msgine.worker")
 
@@ -755,12 +759,12 @@ def background_tasks(runtime: Runtime) -> list[BackgroundTask]:
     async def carrier_health(_runtime: Runtime, stop: asyncio.Event) -> None:
         await health_loop(worker, stop)
 
-    from msgine.server.compliance import _retention
-    from msgine.server.webhooks import _dispatch
+    from msgine.server.compliance import retention_tasks
+    from msgine.server.webhooks import delivery_tasks
 
     return [
         job_loop,
         carrier_health,
-        *_dispatch.background_tasks(runtime),
-        *_retention.background_tasks(runtime),
+        *delivery_tasks(runtime),
+        *retention_tasks(runtime),
     ]

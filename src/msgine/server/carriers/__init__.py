@@ -12,7 +12,21 @@ from msgine.server.carriers._base import (
     SubmitRequest,
     SubmitResult,
 )
+from msgine.server.carriers._config import (
+    add_carrier,
+    add_route,
+    get_carrier,
+    get_route,
+    list_carriers,
+    list_routes,
+    remove_carrier,
+    remove_route,
+    update_carrier,
+)
+from msgine.server.carriers._fleet import Fleet
+from msgine.server.carriers._health import publish, status, withdraw
 from msgine.server.carriers._health import status as carrier_status
+from msgine.server.carriers._metrics import observe_health, observe_submit
 from msgine.server.carriers._registry import (
     SIMULATOR,
     BuildContext,
@@ -31,6 +45,11 @@ from msgine.server.carriers._routing import (
     price_for_send,
     price_send,
 )
+from msgine.server.carriers._sink import (
+    DurableEvents,
+    apply_early_receipts,
+    purge_unclaimed_receipts,
+)
 
 __all__ = [
     "EMPTY_ROUTING",
@@ -41,6 +60,8 @@ __all__ = [
     "CarrierHealth",
     "CarrierKind",
     "ConnectedCarrier",
+    "DurableEvents",
+    "Fleet",
     "InboundMessage",
     "NoRoute",
     "Plan",
@@ -50,11 +71,27 @@ __all__ = [
     "SendPricing",
     "SubmitRequest",
     "SubmitResult",
+    "add_carrier",
+    "add_route",
+    "apply_early_receipts",
     "carrier_status",
+    "get_carrier",
     "get_kind",
+    "get_route",
     "kind_names",
+    "list_carriers",
+    "list_routes",
     "load_routing",
+    "observe_health",
+    "observe_submit",
     "price_for_send",
     "price_send",
+    "publish",
+    "purge_unclaimed_receipts",
     "register_kind",
+    "remove_carrier",
+    "remove_route",
+    "status",
+    "update_carrier",
+    "withdraw",
 ]

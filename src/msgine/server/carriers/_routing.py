@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from msgine.server.carriers._registry import SIMULATOR, get_kind
 from msgine.server.errors import DomainError
-from msgine.server.messages._numbers import region_of
-from msgine.server.storage._tables import carriers, routes
+from msgine.server.messages import region_of
+from msgine.server.storage import carriers, routes
 
 if TYPE_CHECKING:
     from msgine.server.runtime import Runtime

@@ -23,15 +23,12 @@ from msgine.server import events
 from msgine.server.accounts import list_accounts
 from msgine.server.carriers import _metrics
 from msgine.server.carriers._base import InboundMessage, Receipt
-from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
+from msgine.server.compliance import Pricing, inbound_handler, store_inbound
 from msgine.server.crypto import Vault
 from msgine.server.errors import DomainError
-from msgine.server.messages._lifecycle import record_status
-from msgine.server.messages._numbers import normalize_number
-from msgine.server.messages._text import sanitize
+from msgine.server.messages import normalize_number, record_status, sanitize
 from msgine.server.runtime import Runtime
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import carrier_receipts, carriers, inbound_messages, recipients
+from msgine.server.storage import Direct, carrier_receipts, carriers, inbound_messages, recipients
 
 _BY_CARRIER_ID = Direct(
     sa.select(recipients.c.id, recipients.c.submitted_at, recipients.c.sent_at).where(
