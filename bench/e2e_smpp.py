@@ -135,7 +135,6 @@ def print_stages(url: str) -> None:
     with engine.connect() as conn:
         rows = [[_time(value) for value in row] for row in conn.execute(STAGES)]
     engine.dispose()
-    names = ["accepted", "submitting", "sent", "delivered", "hooked"]
     labels = ["queued until claimed", "submit_sm + record", "receipt stored", "webhook answered"]
     for index, label in enumerate(labels):
         gaps = sorted(
