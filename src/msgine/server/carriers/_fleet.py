@@ -3,8 +3,8 @@
 Connected carriers (SMPP binds, HTTP clients) are started once per process with the durable
 events sink, and stopped at exit. The configuration is checked (its stamp, see _routing.py)
 whenever the worker routes live traffic and on every health tick; a carrier whose row changed
-(its ``updated_at``) is stopped and built again, a removed or disabled one is stopped. Test traffic uses the built-in
-simulator and reads nothing.
+(its ``updated_at``) is stopped and built again, a removed or disabled one is stopped. Test
+traffic uses the built-in simulator and reads nothing.
 """
 
 from __future__ import annotations
