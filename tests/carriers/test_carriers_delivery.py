@@ -188,6 +188,29 @@ async def test_a_receipt_before_the_submits_record_is_kept_and_applied(
     assert api.runtime.db.read(lambda c: c.execute(sa.select(carrier_receipts)).all()) == []
 
 
+async def test_a_receipt_while_its_submit_is_being_recorded_waits_and_matches_directly(
+    api: Any, operator: Operator
+) -> None:
+    import asyncio
+
+    operator.add_carrier("mtn")
+    operator.add_route(["mtn"])
+    sent = await send_live(api)
+    rid = recipient(api.runtime, sent.json()["id"])["id"]
+    await api.worker.fleet.refresh()
+    cmid = carrier_stub.carrier_id(rid)
+    api.worker.sink.expect("mtn", cmid)  # as the worker does when the submit returns
+    early = asyncio.create_task(_receipt(api, "mtn", Receipt(cmid, "delivered", "DELIVRD")))
+    await asyncio.sleep(0.1)
+    assert not early.done()  # waiting for the record, not kept aside as an early receipt
+    assert api.runtime.db.read(lambda c: c.execute(sa.select(carrier_receipts)).all()) == []
+    await api.drain()  # records the submit, then lets the receipt go
+    await asyncio.wait_for(early, 10)
+    assert recipient(api.runtime, sent.json()["id"])["status"] == "delivered"
+    assert [h["status"] for h in history(api.runtime, rid)][-2:] == ["sent", "delivered"]
+    assert _events(api, "message.delivered") == 1
+
+
 async def test_a_submit_that_raised_becomes_unknown_and_a_receipt_settles_it(
     api: Any, operator: Operator
 ) -> None:
