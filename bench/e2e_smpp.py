@@ -16,6 +16,7 @@ accepted -> submit begun (``submitted_at``) -> submit_sm answered and recorded (
 receipt stored (``delivered_at``) -> webhook answered (the delivery's ``completed_at``).
 
     python bench/e2e_smpp.py [--rate 1000] [--seconds 20] [--connections 64] [--database-url URL]
+                             [--workers N]
 
 ``--keep`` leaves the data directory (and prints its path) for a closer look.
 """
@@ -269,6 +270,12 @@ def main() -> None:
     parser.add_argument("--binds", type=int, default=1)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the worker as this many `msgine worker` processes beside `serve --no-worker`",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args()
 
@@ -309,12 +316,17 @@ def main() -> None:
         first.wait(timeout=30)
         key = configure(env, smsc_port, args)
 
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "msgine", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        processes.append(gateway)
+        serve = ["serve", "--port", str(port), *(["--no-worker"] if args.workers else [])]
+        gateway = [
+            subprocess.Popen(
+                [sys.executable, "-m", "msgine", *serve], env=env, stdout=subprocess.DEVNULL
+            ),
+            *(
+                subprocess.Popen([sys.executable, "-m", "msgine", "worker"], env=env)
+                for _ in range(args.workers)
+            ),
+        ]
+        processes.extend(gateway)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz")
         hook = httpx.post(
@@ -341,7 +353,7 @@ def main() -> None:
         wait_http(stats_url, verify=trust)
         time.sleep(2)  # the worker binds to the SMSC on its first live batch; give it a moment
 
-        cpu_before = cpu_seconds(gateway.pid)
+        cpu_before = sum(cpu_seconds(p.pid) for p in gateway)
         sent = asyncio.run(offer(base, key, args.rate, args.seconds, args.connections))
         deadline = time.monotonic() + max(120, args.seconds * 5)
         arrived: dict[str, float] = {}
@@ -352,7 +364,7 @@ def main() -> None:
             if len(arrived) >= len(sent):
                 break
             time.sleep(0.5)
-        cpu = cpu_seconds(gateway.pid) - cpu_before
+        cpu = sum(cpu_seconds(p.pid) for p in gateway) - cpu_before
         smsc_state = httpx.get(f"{control}/state", timeout=30).json()
     finally:
         for process in reversed(processes):
@@ -367,7 +379,8 @@ def main() -> None:
     print(f"database            : {'PostgreSQL' if args.database_url else 'SQLite'}")
     print(
         f"offered             : {args.rate:.0f}/s for {args.seconds:.0f} s, {args.connections} connections, "
-        f"{args.binds} bind(s), window {args.window}"
+        f"{args.binds} bind(s), window {args.window}, "
+        + (f"{args.workers} worker process(es)" if args.workers else "worker inside serve")
     )
     print(f"accepted (201)      : {len(sent)}")
     print(f"webhooks (verified) : {len(latencies)} (bad signatures: {bad})")
@@ -380,7 +393,7 @@ def main() -> None:
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         print(f"send -> webhook     : p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms")
     if cpu and sent:
-        print(f"gateway CPU         : {cpu:.1f} s, {cpu / len(sent) * 1000:.2f} ms per message")
+        print(f"gateway CPU (all)   : {cpu:.1f} s, {cpu / len(sent) * 1000:.2f} ms per message")
     print("stages (stored timestamps):")
     print_stages(args.database_url or f"sqlite:///{work / 'data' / 'msgine.db'}")
     if args.keep:
