@@ -89,8 +89,10 @@ class Worker:
 
     def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
         self.runtime = runtime
+        #: Where this process's connected carriers store their receipts and inbound messages.
+        self.sink = DurableEvents(runtime)
         #: The carriers of this process; ``carrier`` replaces the built-in simulator.
-        self.fleet = Fleet(runtime, DurableEvents(runtime), carrier or SimulatorCarrier(runtime))
+        self.fleet = Fleet(runtime, self.sink, carrier or SimulatorCarrier(runtime))
         self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_jobs, DLR_JOB: receipt_jobs}
         self._claim: tuple[tuple[str, ...], Claim] | None = None
 
@@ -335,11 +337,16 @@ async def submit_jobs(worker: Worker, batch: list[Job]) -> None:
         else:
             outcomes.append((job, step))
     attempts = await _mark_in_flight(worker, attempts, outcomes, now)
-    results = await asyncio.gather(*(_timed_submit(a) for a in attempts))
-    submitted_at = runtime.now()
-    for attempt, (result, seconds) in zip(attempts, results, strict=True):
-        outcomes.append((attempt.job, _submitted(worker, attempt, result, seconds, submitted_at)))
-    await worker.settle(outcomes)
+    expected: list[tuple[str, str]] = []
+    try:
+        results = await asyncio.gather(*(_timed_submit(worker, a, expected) for a in attempts))
+        submitted_at = runtime.now()
+        for attempt, (result, seconds) in zip(attempts, results, strict=True):
+            change = _submitted(worker, attempt, result, seconds, submitted_at)
+            outcomes.append((attempt.job, change))
+        await worker.settle(outcomes)
+    finally:
+        worker.sink.recorded(expected)
 
 
 def _outgoing_and_decisions(
@@ -461,7 +468,11 @@ async def _mark_in_flight(
     return [a for a in attempts if id(a) not in failed]
 
 
-async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, float]:
+async def _timed_submit(
+    worker: Worker, attempt: Attempt, expected: list[tuple[str, str]]
+) -> tuple[SubmitResult | Exception, float]:
+    """Submit, timed; an accepted submit's receipt is told to wait for its record (see
+    ``DurableEvents.expect``), which ``expected`` lists."""
     out = attempt.out
     assert out.to is not None  # erased numbers are rejected by the recheck
     assert out.content is not None
@@ -480,6 +491,10 @@ async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, flo
     except Exception as exc:
         result = exc
     seconds = time.perf_counter() - started
+    accepted = None if isinstance(result, Exception) or not result.accepted else result
+    if attempt.early_receipts and accepted is not None and accepted.carrier_message_id:
+        expected.append((attempt.name, accepted.carrier_message_id))
+        worker.sink.expect(attempt.name, accepted.carrier_message_id)
     log.debug(
         "submitted",
         message_id=out.message_id,
