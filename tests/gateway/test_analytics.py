@@ -313,3 +313,26 @@ async def test_the_migration_backfills_the_counters_existing_messages_would_have
     api.runtime.db.write(refill)
     assert api.runtime.db.read(_counters) == kept
     assert kept
+
+
+async def test_the_sdk_reads_both_reports(api: Any) -> None:
+    import httpx
+
+    from msgine import AsyncMsGineClient, MsGineClient, MsGineValidationError
+
+    await _send(api, to=[OK_1, FAILS])
+    await api.drain()
+    today = api.runtime.now().astimezone(UTC).date()
+    transport = httpx.ASGITransport(app=api.app)
+    base = "http://localhost/api/v1"
+    async with AsyncMsGineClient(api.key, base_url=base, transport=transport) as client:
+        overview = await client.analytics.overview(from_=today, to=today.isoformat())
+        assert (overview.start, overview.end, overview.currency) == (today, today, "UGX")
+        assert (overview.totals.sent, overview.totals.delivered) == (2, 1)
+        assert overview.channels["sms"] == overview.totals
+        assert overview.totals.delivery_rate == 0.5
+        daily = await client.analytics.daily(days=3)
+        assert [p.date for p in daily.data] == [today - timedelta(days=n) for n in (2, 1, 0)]
+        assert daily.data[-1].sms.failed == 1
+    with MsGineClient(api.key, base_url=base) as sync, pytest.raises(MsGineValidationError):
+        sync.analytics.daily(days=91)  # refused before any request
