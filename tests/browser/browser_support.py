@@ -66,6 +66,7 @@ def guard(page: Any, origin: str, screenshots: Path) -> GuardedPage:
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: guarded.problems.append(f"page error: {exc}"))
+    page.on("dialog", lambda dialog: dialog.accept())  # "Revoke this key?" and the like: yes
     # A violation report as well, in case a browser stops printing them.
     page.add_init_script(
         "document.addEventListener('securitypolicyviolation', e =>"

@@ -64,7 +64,9 @@ def console_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatewa
     """A real ``msgine serve`` for one module's console tests; its users are made with the CLI
     (``browser_support.create_user``)."""
     root = tmp_path_factory.mktemp("console")
-    gw = start_gateway(gateway_env(root), cwd=root)
+    # Failed sign-ins also count towards the address's lock-out (10 a minute by default), which
+    # would shut the whole module's browser (all on 127.0.0.1) out after a few lock-out tests.
+    gw = start_gateway(gateway_env(root, MSGINE_AUTH_FAILURE_LIMIT="100/5minutes"), cwd=root)
     try:
         yield gw
     finally:

@@ -12,6 +12,7 @@ from msgine.server.messages._views import (
     MessageStatus,
     aggregate_status,
     recipient_counts,
+    recipient_phone,
 )
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "gsm7_decode",
     "gsm7_encode",
     "recipient_counts",
+    "recipient_phone",
     "split_segments",
 ]
