@@ -17,6 +17,7 @@ from msgine.server.messages._views import (
     aggregate_status,
     decrypt_phone,
     recipient_counts,
+    recipient_phone,
 )
 
 # isort: split
@@ -64,6 +65,7 @@ __all__ = [
     "note_history",
     "recheck",
     "recipient_counts",
+    "recipient_phone",
     "record_status",
     "region_of",
     "sanitize",
