@@ -204,3 +204,19 @@ async def test_malformed_content_after_a_good_signature_is_a_400(relay: Relay) -
     headers = signature_headers([relay.secret], "evt_x", int(datetime.now(UTC).timestamp()), raw)
     answer = await relay.post(raw, headers)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_rotated_token_replaces_the_old_one_at_once(
+    relay: Relay, operator: Operator
+) -> None:
+    from msgine.server.carriers._config import rotate_callback_token
+
+    runtime = relay.api.runtime
+    view = runtime.db.write(
+        lambda conn: rotate_callback_token(
+            conn, runtime.vault, "up", now=runtime.now(), actor=operator.actor
+        )
+    )
+    body, headers = relay.event("message.delivered")
+    assert (await relay.post(body, headers)).status_code == 401  # the old URL
+    assert (await relay.post(body, headers, token=view["callbackToken"])).status_code == 200

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -381,3 +384,31 @@ def test_add_refuses_a_cleartext_base_url(operator: Operator) -> None:
         )
     assert "base_url" in json.dumps(refused.value.details)
     assert API_KEY not in json.dumps(refused.value.details) + refused.value.message
+
+
+def test_the_cli_prints_the_callback_url_once(operator: Operator, tmp_path: Path) -> None:
+    """``carriers add`` shows the URL to configure at the provider; the view never again; the
+    printed token is the one the callback route checks; the credentials are never printed."""
+    from msgine.server.carriers._config import callback_target, get_carrier
+    from support import settings_env
+
+    runtime = operator.runtime
+    secret_file = tmp_path / "up.json"
+    secret_file.write_text(json.dumps({"api_key": API_KEY}))
+    env = settings_env(runtime.settings, MSGINE_PUBLIC_URL="https://sms.example.com")
+    add = ["carriers", "add", "up", "--kind", "msgine", "--credentials-file", str(secret_file),
+           "-o", "base_url=https://api.example.com/api/v1"]  # fmt: skip
+    added = subprocess.run(
+        [sys.executable, "-m", "msgine", *add],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    [url] = re.findall(r"callback URL: (\S+)", added.stdout)
+    assert url.startswith("https://sms.example.com/api/v1/carriers/up/callbacks/")
+    token = url.rsplit("/", 1)[1]
+    assert len(token) >= 43
+    shown = runtime.db.read(lambda conn: get_carrier(conn, runtime.vault, "up"))
+    assert token not in json.dumps(shown) and shown["callbacks"] is True  # never shown again
+    assert "shown only once" in added.stderr
+    target = runtime.db.read(lambda conn: callback_target(conn, runtime.vault, "up"))
+    assert target is not None and target.token == token
+    assert API_KEY not in added.stdout + added.stderr
