@@ -12,7 +12,6 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import trustme
 from carriers_helpers import UG, Operator, history, recipient
-from http_support import API_KEY, add_http_carrier, error_reply, msgine_accepts
+from http_support import API_KEY, add_http_carrier, drain_and_stop, error_reply, msgine_accepts
 from smsc_support import request as submit_request
 
 from msgine.server.carriers._upstream import UncertainSubmit, http_rule
@@ -47,17 +46,6 @@ FAKE_VAULT: Any = SimpleNamespace(
 def database_url() -> None:
     """This module's worker tests run on SQLite; the callback tests' storage runs on both."""
     return None
-
-
-@pytest.fixture
-def provider() -> Iterator[Receiver]:
-    """A MsGine stand-in over plain HTTP on 127.0.0.1 (loopback http is allowed)."""
-    receiver, server = start_receiver(None, Receiver(default=msgine_accepts))
-    try:
-        yield receiver
-    finally:
-        receiver.closing.set()
-        server.shutdown()
 
 
 def upstream(provider: Receiver, **options: Any) -> MsgineUpstream:
@@ -298,10 +286,7 @@ async def test_failover_when_the_upstream_fails(
     operator.add_carrier("backup")
     operator.add_route(["up", "backup"])
     message_id = await send_live(api)
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     row = recipient(api.runtime, message_id)
     assert row["carrier"] == "backup" and row["status"] == "sent"
     notes = [h["detail"] for h in history(api.runtime, row["id"])]
@@ -318,10 +303,7 @@ async def test_429_retry_after_is_honoured(
     operator.add_route(["up"])
     message_id = await send_live(api)
     started = api.runtime.now()
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     assert recipient(api.runtime, message_id)["status"] == "queued"
     job = api.runtime.db.read(lambda c: c.execute(sa.select(jobs)).mappings().one())
     wait = (job["due_at"] - started).total_seconds()
@@ -340,10 +322,7 @@ async def test_an_opted_out_recipient_fails_and_is_suppressed(
     add_msgine(operator, "up", provider)
     operator.add_route(["up"])
     message_id = await send_live(api)
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     row = recipient(api.runtime, message_id)
     assert (row["status"], row["error_code"]) == ("failed", "recipient_opted_out")
     [entry] = api.runtime.db.read(lambda c: c.execute(sa.select(suppressions)).mappings().all())
