@@ -108,9 +108,10 @@ class CallbackContent:
 
     receipts: Sequence[Receipt] = ()
     inbound: Sequence[InboundMessage] = ()
-    #: The answer's body and type (Twilio expects TwiML for an inbound message).
-    answer: bytes = b""
-    content_type: str = "text/plain"
+    #: The answer's body and type, where the provider asks for its own (TwiML for Twilio's
+    #: inbound messages); by default the route's documented JSON.
+    answer: bytes = b'{"received":true}'
+    content_type: str = "application/json"
 
 
 class Callbacks(Protocol):

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from msgine.server.api._deps import client_ip, runtime_of
 from msgine.server.api._openapi import answers
+from msgine.server.api._schemas import CallbackReceived
 from msgine.server.carriers import CallbackRequest, DurableEvents, receive_callback
 
 router = APIRouter(tags=["carriers"])
@@ -22,8 +23,7 @@ router = APIRouter(tags=["carriers"])
 @router.post(
     "/carriers/{carrier}/callbacks/{token}/{what}",
     operation_id="carrier_callback",
-    include_in_schema=True,
-    **answers(None, 400, 401, 413, authenticated=False),
+    **answers(CallbackReceived, 400, 401, 413, authenticated=False),
 )
 async def carrier_callback(carrier: str, token: str, what: str, request: Request) -> Response:
     """A provider's delivery receipt or inbound message for one carrier (signed by it)."""
