@@ -41,7 +41,15 @@ import trustme
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "carriers")]
 
-from e2e_smpp import RECEIVER, cli, free_port, offer, wait_for_webhooks, wait_http  # noqa: E402
+from e2e_smpp import (  # noqa: E402
+    RECEIVER,
+    cli,
+    cpu_seconds,
+    free_port,
+    offer,
+    wait_for_webhooks,
+    wait_http,
+)
 from http_support import TcpProxy  # noqa: E402
 
 UNLIMITED = {
@@ -76,12 +84,6 @@ def test_key(process: subprocess.Popen[bytes]) -> str:
             threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
             return text
     raise RuntimeError("the hosted gateway printed no test key")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu() -> float:

@@ -9,9 +9,16 @@ data directory with an SMPP carrier, a route for Uganda, a live key and a webhoo
 ``--connections`` at most in flight) and waits for every webhook.
 
 Prints the sustained rate (messages whose webhook arrived, over the time from the first send to
-the last webhook), p50/p99 of send-to-webhook latency, and the SMSC's own count of submit_sm.
+the last webhook), p50/p99 of send-to-webhook latency, the SMSC's own count of submit_sm, the
+gateway process's CPU time per message (the figure that holds on a shared, loaded machine), and
+where each message's time went, stage by stage, read from the timestamps the gateway stored:
+accepted -> submit begun (``submitted_at``) -> submit_sm answered and recorded (``sent_at``) ->
+receipt stored (``delivered_at``) -> webhook answered (the delivery's ``completed_at``).
 
     python bench/e2e_smpp.py [--rate 1000] [--seconds 20] [--connections 64] [--database-url URL]
+                             [--workers N]
+
+``--keep`` leaves the data directory (and prints its path) for a closer look.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -28,10 +36,12 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 import trustme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +102,51 @@ def wait_http(url: str, verify: Any = True, timeout: float = 60) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+STAGES = sa.text(
+    """
+    SELECT m.created_at AS accepted, r.submitted_at AS submitting, r.sent_at AS sent,
+           r.delivered_at AS delivered, d.completed_at AS hooked
+    FROM messages m
+    JOIN recipients r ON r.message_id = m.id
+    LEFT JOIN events e ON e.message_id = m.id AND e.type = 'message.delivered'
+    LEFT JOIN webhook_deliveries d ON d.event_id = e.id
+    """
+)
+
+
+def _time(value: Any) -> datetime | None:
+    """A stored timestamp (SQLite hands back text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def print_stages(url: str) -> None:
+    """p50/p99 of each stage's share of a message's time, from the stored timestamps."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [[_time(value) for value in row] for row in conn.execute(STAGES)]
+    engine.dispose()
+    labels = ["queued until claimed", "submit_sm + record", "receipt stored", "webhook answered"]
+    for index, label in enumerate(labels):
+        gaps = sorted(
+            (row[index + 1] - row[index]).total_seconds()
+            for row in rows
+            if row[index] is not None and row[index + 1] is not None
+        )
+        if gaps:
+            p50 = statistics.median(gaps) * 1000
+            p99 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] * 1000
+            print(f"  {label:<21}: p50 {p50:6.0f} ms  p99 {p99:6.0f} ms  ({len(gaps)})")
 
 
 def start_smsc() -> tuple[subprocess.Popen[bytes], int, str]:
@@ -236,6 +291,13 @@ def main() -> None:
     parser.add_argument("--binds", type=int, default=1)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run the worker as this many `msgine worker` processes beside `serve --no-worker`",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="msgine-e2e-smpp-"))
@@ -275,12 +337,17 @@ def main() -> None:
         first.wait(timeout=30)
         key = configure(env, smsc_port, args)
 
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "msgine", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        processes.append(gateway)
+        serve = ["serve", "--port", str(port), *(["--no-worker"] if args.workers else [])]
+        gateway = [
+            subprocess.Popen(
+                [sys.executable, "-m", "msgine", *serve], env=env, stdout=subprocess.DEVNULL
+            ),
+            *(
+                subprocess.Popen([sys.executable, "-m", "msgine", "worker"], env=env)
+                for _ in range(args.workers)
+            ),
+        ]
+        processes.extend(gateway)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz")
         hook = httpx.post(
@@ -307,8 +374,12 @@ def main() -> None:
         wait_http(stats_url, verify=trust)
         time.sleep(2)  # the worker binds to the SMSC on its first live batch; give it a moment
 
+        cpu_before = sum(cpu_seconds(p.pid) for p in gateway)
+        wall_before = time.monotonic()
         sent = asyncio.run(offer(base, key, args.rate, args.seconds, args.connections))
         arrived, bad = wait_for_webhooks(stats_url, trust, len(sent), max(120, args.seconds * 5))
+        cpu = sum(cpu_seconds(p.pid) for p in gateway) - cpu_before
+        wall = time.monotonic() - wall_before
         smsc_state = httpx.get(f"{control}/state", timeout=30).json()
     finally:
         for process in reversed(processes):
@@ -323,7 +394,8 @@ def main() -> None:
     print(f"database            : {'PostgreSQL' if args.database_url else 'SQLite'}")
     print(
         f"offered             : {args.rate:.0f}/s for {args.seconds:.0f} s, {args.connections} connections, "
-        f"{args.binds} bind(s), window {args.window}"
+        f"{args.binds} bind(s), window {args.window}, "
+        + (f"{args.workers} worker process(es)" if args.workers else "worker inside serve")
     )
     print(f"accepted (201)      : {len(sent)}")
     print(f"webhooks (verified) : {len(latencies)} (bad signatures: {bad})")
@@ -335,6 +407,19 @@ def main() -> None:
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         print(f"send -> webhook     : p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms")
+    if cpu and sent:
+        # Far below 100% of a core with sends still queued: the machine, not the gateway's
+        # interpreter, was the limit (other processes had the cores).
+        print(
+            f"gateway CPU (all)   : {cpu:.1f} s, {cpu / len(sent) * 1000:.2f} ms per message, "
+            f"{cpu / wall:.0%} of one core over the run"
+        )
+    print("stages (stored timestamps):")
+    print_stages(args.database_url or f"sqlite:///{work / 'data' / 'msgine.db'}")
+    if args.keep:
+        print(f"data directory      : {work / 'data'}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

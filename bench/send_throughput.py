@@ -1,7 +1,8 @@
 """Send throughput: accepted sends/s against the same server's no-op (/healthz) rate.
 
-Starts ``msgine serve`` on a fresh data directory (SQLite by default; --database-url for
-PostgreSQL), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET /healthz`` with
+Starts ``msgine serve`` on a fresh data directory (SQLite by default; --postgres for a fresh
+PostgreSQL database, dropped afterwards, or --database-url for one of yours; --processes N for
+``serve --processes N``), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET /healthz`` with
 32 concurrent connections using wrk (or a Python client when wrk is not installed). Afterwards
 it counts the messages in the database: every 201 must be stored.
 
@@ -12,13 +13,18 @@ shared machine move with the neighbours' load; CPU per request does not. The two
 because the COMMIT's fsync runs in a thread beside the event loop: its CPU counts, but it does
 not hold up the loop.
 
+On PostgreSQL it also reads the CPU time of the database's own backend processes (when they
+run on this machine), per accepted message: the database's share of the cost.
+
     python bench/send_throughput.py [--seconds 10] [--rounds 3] [--connections 32] [--no-worker]
+                                    [--postgres [ADMIN_URL] | --database-url URL] [--processes N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -76,19 +83,37 @@ def create_key(env: dict[str, str], *, check: bool) -> subprocess.CompletedProce
     )
 
 
-def start(env: dict[str, str], port: int, no_worker: bool) -> subprocess.Popen[bytes]:
+def start(
+    env: dict[str, str], port: int, no_worker: bool, processes: int = 1
+) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "msgine", "serve", "--port", str(port)]
     if no_worker:
         args.append("--no-worker")
+    if processes > 1:
+        args += ["--processes", str(processes)]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    # Every process listening before the load starts: wrk keeps its connections for the
+    # whole round, and the kernel spreads them only over the sockets listening when they open.
+    for _ in range(600):
+        if listeners(port) >= processes:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
     proc.kill()
     raise SystemExit("gateway did not start")
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on ``port`` (from /proc/net/tcp; 1 where that is missing)."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 1
+    wanted = f":{port:04X}"
+    return sum(1 for line in table if line.split()[1].endswith(wanted) and line.split()[3] == "0A")
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None) -> dict[str, float]:
@@ -158,15 +183,49 @@ async def python_load(
 
 
 def server_cpu(pid: int) -> float:
-    """CPU seconds the server process (all its threads) has used; NaN where /proc is missing.
+    """CPU seconds the server process and its API processes (all their threads) have used;
+    NaN where /proc is missing.
 
     Unlike request rates, this is not lowered by a neighbour's load on a shared machine (time
     the hypervisor steals is not charged), so the CPU per request compares rounds fairly."""
+    return process_cpu(pid) + sum(process_cpu(child) for child in children(pid))
+
+
+def process_cpu(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def database_cpu(engine: sa.Engine) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench's database (not the bench's
+    own connection); empty on SQLite or when the server runs elsewhere."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as conn:
+        pids = conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        found = {pid: process_cpu(pid) for pid in pids}
+    return {pid: cpu for pid, cpu in found.items() if cpu == cpu}  # NaN: not on this machine
+
+
+def database_cpu_since(engine: sa.Engine, before: dict[int, float]) -> float:
+    after = database_cpu(engine)
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def main() -> None:
@@ -175,10 +234,46 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=PG_ADMIN_URL,
+        default=None,
+        metavar="ADMIN_URL",
+        help=f"a fresh PostgreSQL database made through ADMIN_URL (default {PG_ADMIN_URL})",
+    )
+    parser.add_argument("--processes", type=int, default=1, help="serve --processes N")
     parser.add_argument("--no-worker", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.postgres:
+        with fresh_database(args.postgres) as url:
+            run(args, url)
+    else:
+        run(args, args.database_url)
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    name = f"msgine_bench_{os.getpid()}"
+    admin = sa.create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
 
     data = Path(tempfile.mkdtemp(prefix="msgine-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
@@ -191,8 +286,8 @@ def main() -> None:
         MSGINE_DAILY_CAP="0",  # on by default (10,000 a day): a bench round sends more
         MSGINE_LOG_LEVEL="WARNING",
     )
-    if args.database_url:
-        env["MSGINE_DATABASE_URL"] = args.database_url
+    if database_url:
+        env["MSGINE_DATABASE_URL"] = database_url
     key_out = create_key(env, check=False)
     if key_out.returncode != 0:  # no account yet: the first serve creates it
         port = free_port()
@@ -201,10 +296,10 @@ def main() -> None:
         key_out = create_key(env, check=True)
     key = json.loads(key_out.stdout)["key"]
     port = free_port()
-    proc = start(env, port, args.no_worker)
+    proc = start(env, port, args.no_worker, args.processes)
     base = f"http://127.0.0.1:{port}"
     use_wrk = shutil.which("wrk") is not None
-    url = args.database_url or f"sqlite:///{data / 'msgine.db'}"
+    url = database_url or f"sqlite:///{data / 'msgine.db'}"
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     noops: list[dict[str, float]] = []
     sends: list[dict[str, float]] = []
@@ -226,6 +321,7 @@ def main() -> None:
             before = server_cpu(proc.pid)
             noops.append(load(f"{base}/healthz", None))
             between = server_cpu(proc.pid)
+            backends = database_cpu(engine)
             sends.append(load(f"{base}/api/v1/messages/sms", key))
             if not args.no_worker:
                 # The worker delivers the round's messages before the next no-op round: measured
@@ -233,6 +329,9 @@ def main() -> None:
                 # counts towards the sends: accepting and delivering are one cost.
                 drain = wait_until_final(engine, timeout=600)
             after = server_cpu(proc.pid)
+            sends[-1]["db_cpu"] = database_cpu_since(engine, backends) / max(
+                sends[-1].get("created", 0), 1
+            )
             noops[-1]["cpu"] = (between - before) / max(noops[-1]["requests"], 1)
             sends[-1]["cpu"] = (after - between) / max(sends[-1].get("created", 0), 1)
     finally:
@@ -250,8 +349,9 @@ def main() -> None:
     )
     print(
         f"database            : "
-        f"{'PostgreSQL' if args.database_url else 'SQLite (WAL, synchronous=FULL)'}"
+        f"{'PostgreSQL' if database_url else 'SQLite (WAL, synchronous=FULL)'}"
     )
+    print(f"API processes       : {args.processes}")
     print(f"worker in process   : {not args.no_worker}")
     print(
         f"no-op /healthz      : {noop['rate']:.0f} req/s  p50 {noop['p50']:.2f} ms  "
@@ -283,6 +383,9 @@ def main() -> None:
         f"({'accepting it' if args.no_worker else 'accepting and delivering it'}); medians"
     )
     print(f"                      no-op / send: {noop_cpu / send_cpu:.1%}")
+    if database_url:
+        db_cpu = statistics.median(r["db_cpu"] for r in sends)
+        print(f"PostgreSQL CPU      : {db_cpu * 1e6:.0f} us per accepted message (its backends)")
     shutil.rmtree(data, ignore_errors=True)
 
 

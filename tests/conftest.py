@@ -16,13 +16,12 @@ import httpx
 import pytest
 
 from support import (
-    PG_ADMIN_URL,
     REDIS_URL,
-    RUN_ID,
     FakeClock,
     Gateway,
     gateway_env,
     make_settings,
+    postgres_database,
     require_service,
     serve_in_process,
     start_gateway,
@@ -39,13 +38,6 @@ def clock() -> FakeClock:
 # --- databases ----------------------------------------------------------------------------
 
 
-def _pg_exec(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -58,19 +50,11 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-_pg_counter = iter(range(1_000_000))
-
-
 @pytest.fixture
 def postgres_url(postgres_available: bool) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"msgine_t_{RUN_ID}_{next(_pg_counter)}"
-    _pg_exec(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

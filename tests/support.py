@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,6 +105,28 @@ def settings_env(settings: Any, **extra: str) -> dict[str, str]:
         env["MSGINE_DATABASE_URL"] = settings.database_url.get_secret_value()
     env.update(extra)
     return env
+
+
+_pg_counter = iter(range(1_000_000))
+
+
+def _pg_exec(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its URL), dropped afterwards."""
+    name = f"msgine_t_{RUN_ID}_{os.getpid()}_{next(_pg_counter)}"
+    _pg_exec(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

@@ -194,3 +194,27 @@ def test_test_traffic_always_plans_the_simulator_and_live_needs_a_real_route() -
     assert (staged.carriers, staged.simulated_live) == ((SIMULATOR,), True)
     only_disabled = _routing(_route("r", country="UG", carriers=("off",)))
     assert _plan(only_disabled, "live") is None
+
+
+async def test_the_routing_cache_follows_every_change_and_rereads_only_then(
+    operator: Operator,
+) -> None:
+    from msgine.server.carriers import current_routing
+
+    db = operator.runtime.db
+    assert (await current_routing(db)).routes == []
+    operator.add_carrier("mtn")
+    route = operator.add_route(["mtn"])
+    first = await current_routing(db)
+    assert [r.id for r in first.routes] == [route["id"]]
+    assert await current_routing(db) is first  # nothing changed: no second read of the tables
+    operator.update_carrier("mtn", enabled=False)
+    assert _plan(await current_routing(db), "live") is None
+    operator.update_carrier("mtn", enabled=True)
+    assert _plan(await current_routing(db), "live").carriers == ("mtn",)
+    operator.runtime.db.write(
+        lambda c: remove_route(
+            c, operator.runtime.vault, route["id"], now=operator.runtime.now(), actor=operator.actor
+        )
+    )
+    assert (await current_routing(db)).routes == []

@@ -169,23 +169,50 @@ async def test_a_receipt_moves_the_recipient_and_raises_the_webhook_event(
     await api.worker.fleet.stop_all()
 
 
-async def test_a_receipt_before_the_submits_record_is_kept_and_applied(
-    api: Any, operator: Operator
-) -> None:
+async def _sent_not_submitted(api: Any, operator: Operator) -> tuple[str, str]:
+    """A live send routed to the started stub carrier "mtn", not submitted yet: (message id,
+    the carrier id its submit will get)."""
     operator.add_carrier("mtn")
     operator.add_route(["mtn"])
     sent = await send_live(api)
     rid = recipient(api.runtime, sent.json()["id"])["id"]
     await api.worker.fleet.refresh()  # the carrier is started; no submit recorded yet
-    await _receipt(
-        api, "mtn", Receipt(carrier_stub.carrier_id(rid), "failed", "UNDELIV", "undeliverable")
-    )
-    kept = api.runtime.db.read(lambda c: c.execute(sa.select(carrier_receipts)).all())
-    assert len(kept) == 1
+    return sent.json()["id"], carrier_stub.carrier_id(rid)
+
+
+def _kept_receipts(api: Any) -> int:
+    return len(api.runtime.db.read(lambda c: c.execute(sa.select(carrier_receipts)).all()))
+
+
+async def test_a_receipt_before_the_submits_record_is_kept_and_applied(
+    api: Any, operator: Operator
+) -> None:
+    message_id, cmid = await _sent_not_submitted(api, operator)
+    await _receipt(api, "mtn", Receipt(cmid, "failed", "UNDELIV", "undeliverable"))
+    assert _kept_receipts(api) == 1
     await api.drain()
-    row = recipient(api.runtime, sent.json()["id"])
+    row = recipient(api.runtime, message_id)
     assert (row["status"], row["error_code"]) == ("failed", "undeliverable")
-    assert api.runtime.db.read(lambda c: c.execute(sa.select(carrier_receipts)).all()) == []
+    assert _kept_receipts(api) == 0
+
+
+async def test_a_receipt_while_its_submit_is_being_recorded_waits_and_matches_directly(
+    api: Any, operator: Operator
+) -> None:
+    import asyncio
+
+    message_id, cmid = await _sent_not_submitted(api, operator)
+    api.worker.sink.expect("mtn", cmid)  # as the worker does when the submit returns
+    early = asyncio.create_task(_receipt(api, "mtn", Receipt(cmid, "delivered", "DELIVRD")))
+    await asyncio.sleep(0.1)
+    assert not early.done()  # waiting for the record, not kept aside as an early receipt
+    assert _kept_receipts(api) == 0
+    await api.drain()  # records the submit, then lets the receipt go
+    await asyncio.wait_for(early, 10)
+    row = recipient(api.runtime, message_id)
+    assert row["status"] == "delivered"
+    assert [h["status"] for h in history(api.runtime, row["id"])][-2:] == ["sent", "delivered"]
+    assert _events(api, "message.delivered") == 1
 
 
 async def test_a_submit_that_raised_becomes_unknown_and_a_receipt_settles_it(

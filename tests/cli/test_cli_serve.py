@@ -34,3 +34,11 @@ def test_a_restart_reminds_how_to_create_a_key(tmp_path: Path) -> None:
     assert f"existing gateway at {tmp_path / 'data'}" in log
     assert "msgine keys create --name NAME" in log
     assert f"listening on http://127.0.0.1:{gateway.port}" in log
+
+
+def test_several_processes_need_postgresql(tmp_path: Path) -> None:
+    """On SQLite a second API process would only wait for the first one's write lock."""
+    result = msgine(cli_env(tmp_path), "serve", "--port", "0", "--processes", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "--processes needs PostgreSQL" in one_error_line(result)
+    assert not (tmp_path / "data").exists()  # refused before creating anything

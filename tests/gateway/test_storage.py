@@ -168,3 +168,62 @@ def test_a_persistent_failure_reaches_the_caller(runtime: Any) -> None:
 
     with pytest.raises(sa.exc.OperationalError):
         runtime.db.write(fn)
+
+
+def test_a_point_read_survives_its_connection_being_closed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The key lookup keeps its connection open (no pool checkout, no pre-ping round trip);
+    when the server closes it (a restart, an idle timeout), the read runs again on a fresh
+    one instead of failing the request. Another failure still reaches the caller."""
+    import psycopg
+
+    from support import PG_ADMIN_URL
+
+    db = Database(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+
+        def backend(conn: sa.Connection) -> int:
+            return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+        # What ``aread(point=True)`` runs in a worker thread; called here, on one thread.
+        first = db._point_read(backend)
+        assert db._point_read(backend) == first  # the same connection, kept
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        second = db._point_read(backend)
+        assert second != first
+
+        def broken(conn: sa.Connection) -> None:
+            conn.execute(sa.text("SELECT no_such_column FROM accounts"))
+
+        with pytest.raises(sa.exc.ProgrammingError):
+            db._point_read(broken)
+    finally:
+        db.close()
+
+
+def test_a_batch_reads_an_account_policy_once_and_sees_its_own_change(runtime: Any) -> None:
+    """Sends of one account in one group commit share one policy read (a round trip each on
+    PostgreSQL), but a policy change made through ``update_policy`` earlier in the same batch
+    is seen by the writes after it, as if each had read the database."""
+    from msgine.server.accounts import create_account, policy_of, update_policy
+    from msgine.server.storage import batch_memo
+
+    account = runtime.db.write(lambda conn: create_account(conn, "memo", runtime.now()))
+
+    def batch(conn: sa.Connection) -> tuple[str, str, str]:
+        before = policy_of(conn, account).timezone
+        # Behind the memo's back: a second read would see this.
+        conn.execute(
+            sa.update(accounts)
+            .where(accounts.c.id == account)
+            .values(settings={"timezone": "Europe/London"})
+        )
+        again = policy_of(conn, account).timezone
+        update_policy(conn, account, {"timezone": "Africa/Kampala"})
+        return before, again, policy_of(conn, account).timezone
+
+    assert runtime.db.write(batch) == ("UTC", "UTC", "Africa/Kampala")
+    assert runtime.db.read(batch_memo) is None  # only inside the writer's transaction
+    assert runtime.db.read(lambda conn: policy_of(conn, account).timezone) == "Africa/Kampala"

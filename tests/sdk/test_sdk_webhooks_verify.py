@@ -175,54 +175,60 @@ GOOD = generate_secret()
 GOOD_BODY, GOOD_HEADERS = delivery(GOOD)
 
 
+MALFORMED = [
+    (GOOD_BODY, {}, GOOD, "missing_header"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-id": ""}, GOOD, "missing_header"),
+    (
+        GOOD_BODY,
+        {k: v for k, v in GOOD_HEADERS.items() if k != "webhook-signature"},
+        GOOD,
+        "missing_header",
+    ),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "soon"}, GOOD, "bad_timestamp"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "-1"}, GOOD, "bad_timestamp"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "1e9"}, GOOD, "bad_timestamp"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "9" * 400}, GOOD, "bad_timestamp"),
+    (
+        GOOD_BODY,
+        {**GOOD_HEADERS, "webhook-timestamp": "\u0661\u0667\u0665" + "\u0660" * 7},
+        GOOD,
+        "bad_timestamp",
+    ),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "nocomma"}, GOOD, "malformed_signature"),
+    (
+        GOOD_BODY,
+        {**GOOD_HEADERS, "webhook-signature": "v1,!!!notbase64"},
+        GOOD,
+        "malformed_signature",
+    ),
+    (
+        GOOD_BODY,
+        {**GOOD_HEADERS, "webhook-signature": "v2,abcd"},
+        GOOD,
+        "no_matching_signature",
+    ),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,"}, GOOD, "no_matching_signature"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,ü€"}, GOOD, "malformed_signature"),
+    (GOOD_BODY, {**GOOD_HEADERS, "webhook-id": "\ud800"}, GOOD, "malformed_header"),
+    (GOOD_BODY, {"x-msgine-signature": "zz ü€"}, GOOD, "missing_header"),
+    (GOOD_BODY, 42, GOOD, "malformed_header"),
+    (GOOD_BODY, [("only-one",)], GOOD, "malformed_header"),
+    (12345, GOOD_HEADERS, GOOD, "invalid_payload"),
+    ("\ud800", GOOD_HEADERS, GOOD, "invalid_payload"),
+    (GOOD_BODY, GOOD_HEADERS, "", "bad_secret"),
+    (GOOD_BODY, GOOD_HEADERS, [], "bad_secret"),
+    (GOOD_BODY, GOOD_HEADERS, [None], "bad_secret"),
+    (GOOD_BODY, GOOD_HEADERS, "whsec_!!!", "bad_secret"),
+    (GOOD_BODY, GOOD_HEADERS, 7, "bad_secret"),
+]
+
+
+# Ids by position and reason: the values hold a random secret, and test ids must be the same in
+# every process that collects them (pytest-xdist compares them).
 @pytest.mark.parametrize(
     ("payload", "headers", "secret", "reason"),
-    [
-        (GOOD_BODY, {}, GOOD, "missing_header"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-id": ""}, GOOD, "missing_header"),
-        (
-            GOOD_BODY,
-            {k: v for k, v in GOOD_HEADERS.items() if k != "webhook-signature"},
-            GOOD,
-            "missing_header",
-        ),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "soon"}, GOOD, "bad_timestamp"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "-1"}, GOOD, "bad_timestamp"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "1e9"}, GOOD, "bad_timestamp"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-timestamp": "9" * 400}, GOOD, "bad_timestamp"),
-        (
-            GOOD_BODY,
-            {**GOOD_HEADERS, "webhook-timestamp": "\u0661\u0667\u0665" + "\u0660" * 7},
-            GOOD,
-            "bad_timestamp",
-        ),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "nocomma"}, GOOD, "malformed_signature"),
-        (
-            GOOD_BODY,
-            {**GOOD_HEADERS, "webhook-signature": "v1,!!!notbase64"},
-            GOOD,
-            "malformed_signature",
-        ),
-        (
-            GOOD_BODY,
-            {**GOOD_HEADERS, "webhook-signature": "v2,abcd"},
-            GOOD,
-            "no_matching_signature",
-        ),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,"}, GOOD, "no_matching_signature"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-signature": "v1,ü€"}, GOOD, "malformed_signature"),
-        (GOOD_BODY, {**GOOD_HEADERS, "webhook-id": "\ud800"}, GOOD, "malformed_header"),
-        (GOOD_BODY, {"x-msgine-signature": "zz ü€"}, GOOD, "missing_header"),
-        (GOOD_BODY, 42, GOOD, "malformed_header"),
-        (GOOD_BODY, [("only-one",)], GOOD, "malformed_header"),
-        (12345, GOOD_HEADERS, GOOD, "invalid_payload"),
-        ("\ud800", GOOD_HEADERS, GOOD, "invalid_payload"),
-        (GOOD_BODY, GOOD_HEADERS, "", "bad_secret"),
-        (GOOD_BODY, GOOD_HEADERS, [], "bad_secret"),
-        (GOOD_BODY, GOOD_HEADERS, [None], "bad_secret"),
-        (GOOD_BODY, GOOD_HEADERS, "whsec_!!!", "bad_secret"),
-        (GOOD_BODY, GOOD_HEADERS, 7, "bad_secret"),
-    ],
+    MALFORMED,
+    ids=[f"{n}-{case[3]}" for n, case in enumerate(MALFORMED)],
 )
 def test_malformed_inputs_raise_only_verification_errors(
     payload: Any, headers: Any, secret: Any, reason: str

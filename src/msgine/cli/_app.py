@@ -73,7 +73,7 @@ def runtime(*, create: bool = False) -> Iterator[Any]:
     exists instead of silently starting an empty one (see ``_datadir``).
     """
     from msgine.server.config import load_settings
-    from msgine.server.crypto._keyring import MasterKeyError
+    from msgine.server.crypto import MasterKeyError
     from msgine.server.runtime import NotInitialised, Runtime
 
     settings = load_settings()
@@ -93,7 +93,7 @@ def runtime(*, create: bool = False) -> Iterator[Any]:
 
 
 def main() -> None:
-    from msgine.server.crypto._keyring import MasterKeyError
+    from msgine.server.crypto import MasterKeyError
     from msgine.server.errors import DomainError
 
     try:

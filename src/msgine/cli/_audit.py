@@ -51,7 +51,7 @@ def verify(
     import sqlalchemy as sa
 
     from msgine.server.audit import verify as verify_chain
-    from msgine.server.storage._tables import audit_log
+    from msgine.server.storage import audit_log
 
     head = _anchor_of(anchor, anchor_seq, anchor_hash)
     with runtime() as rt:
@@ -119,8 +119,8 @@ def list_(
     """The newest entries of every account and of the gateway itself, newest first."""
     import sqlalchemy as sa
 
-    from msgine.server.audit._service import view
-    from msgine.server.storage._tables import audit_log
+    from msgine.server.audit import view
+    from msgine.server.storage import audit_log
 
     with runtime() as rt:
         rows = rt.db.read(

@@ -148,7 +148,7 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a carrier; its credentials are stored encrypted and never shown again."""
-    from msgine.server.carriers._config import add_carrier
+    from msgine.server.carriers import add_carrier
 
     opts, creds = _options(option), _credentials(credentials_file)
     view = _with_callback_url(
@@ -179,7 +179,7 @@ def update(
     as_json: JsonFlag = False,
 ) -> None:
     """Change settings (options merge over the stored ones; credentials replace them)."""
-    from msgine.server.carriers._config import update_carrier
+    from msgine.server.carriers import update_carrier
 
     opts, creds = _options(option), _credentials(credentials_file)
     view = _audited(
@@ -198,7 +198,7 @@ def update(
 @carriers_cli.command("list")
 def list_(as_json: JsonFlag = False) -> None:
     """Carriers (credentials never shown)."""
-    from msgine.server.carriers._config import list_carriers
+    from msgine.server.carriers import list_carriers
 
     with runtime() as rt:
         views = rt.db.read(lambda conn: list_carriers(conn, rt.vault))
@@ -212,7 +212,7 @@ def list_(as_json: JsonFlag = False) -> None:
 
 @carriers_cli.command("show")
 def show(name: Annotated[str, typer.Argument()], as_json: JsonFlag = False) -> None:
-    from msgine.server.carriers._config import get_carrier
+    from msgine.server.carriers import get_carrier
 
     with runtime() as rt:
         view = rt.db.read(lambda conn: get_carrier(conn, rt.vault, name))
@@ -226,7 +226,7 @@ def remove(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a carrier no route uses."""
-    from msgine.server.carriers._config import remove_carrier
+    from msgine.server.carriers import remove_carrier
 
     if not yes and not typer.confirm(f"Remove carrier {name}?", default=False):
         fail("aborted", 1)
@@ -237,7 +237,7 @@ def remove(
 @carriers_cli.command("status")
 def status(as_json: JsonFlag = False) -> None:
     """Each carrier's state as its workers last published it (binds, window in use)."""
-    from msgine.server.carriers._health import status as read_status
+    from msgine.server.carriers import status as read_status
 
     with runtime() as rt:
         now = rt.now()
@@ -280,7 +280,7 @@ def route_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Route a prefix or a country to carriers, tried in order."""
-    from msgine.server.carriers._config import add_route
+    from msgine.server.carriers import add_route
 
     names = [n.strip() for n in carriers.split(",") if n.strip()]
     view = _audited(
@@ -301,7 +301,7 @@ def route_list(
     as_json: JsonFlag = False,
 ) -> None:
     from msgine.server.accounts import find_account
-    from msgine.server.carriers._config import list_routes
+    from msgine.server.carriers import list_routes
 
     with runtime() as rt:
 
@@ -321,7 +321,7 @@ def route_list(
 def route_show(
     route_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
 ) -> None:
-    from msgine.server.carriers._config import get_route
+    from msgine.server.carriers import get_route
 
     with runtime() as rt:
         view = rt.db.read(lambda conn: get_route(conn, route_id))
@@ -334,7 +334,7 @@ def route_remove(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    from msgine.server.carriers._config import remove_route
+    from msgine.server.carriers import remove_route
 
     if not yes and not typer.confirm(f"Remove route {route_id}?", default=False):
         fail("aborted", 1)

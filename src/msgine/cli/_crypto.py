@@ -32,8 +32,8 @@ def rotate_master_key(
 ) -> None:
     """Put a new master key first in the key file and re-wrap every data key with it."""
     from msgine.cli._audit import security_logging
-    from msgine.server.crypto._rotation import key_file_for_rotation
-    from msgine.server.crypto._rotation import rotate_master_key as rotate
+    from msgine.server.crypto import key_file_for_rotation
+    from msgine.server.crypto import rotate_master_key as rotate
 
     with runtime() as rt:
         target = key_file_for_rotation(rt.settings, new_key_file)  # refuse before touching

@@ -23,9 +23,9 @@ def export(phone: Phone, as_json: JsonOption = True) -> None:
     The export is always JSON (it is the document handed to the person); --json is accepted
     for uniformity with the other commands."""
     from msgine.server.accounts import list_accounts
-    from msgine.server.compliance._privacy import export_number, holds_anything
+    from msgine.server.compliance import export_number, holds_anything
     from msgine.server.events import iso
-    from msgine.server.messages._numbers import normalize_number
+    from msgine.server.messages import normalize_number
 
     del as_json
     number = normalize_number(phone, field="phone")
@@ -68,8 +68,8 @@ def erase(
     """Erase the number from every account (asks first; --yes for scripts, --dry-run to see what
     would go). Prints JSON: what was removed, as counts only."""
     from msgine.server.accounts import list_accounts
-    from msgine.server.compliance._privacy import erase_number, preview_erase
-    from msgine.server.messages._numbers import normalize_number
+    from msgine.server.compliance import erase_number, preview_erase
+    from msgine.server.messages import normalize_number
 
     del as_json
     number = normalize_number(phone, field="phone")

@@ -47,7 +47,7 @@ def purge(
     Counts, statuses, segments and costs stay. Shows what will go and asks first (--yes for
     scripts; --dry-run only counts). Prints the counts per account as JSON.
     """
-    from msgine.server.compliance._retention import preview_purge, run_purge
+    from msgine.server.compliance import preview_purge, run_purge
 
     del as_json
     actor = cli_actor()

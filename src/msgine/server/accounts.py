@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from msgine.server._ids import new_id
 from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.ratelimit import exceeded_windows, parse_limits
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import accounts
+from msgine.server.storage import Direct, accounts, batch_memo
 
 if TYPE_CHECKING:
     from msgine.server.config import Settings
@@ -185,6 +184,7 @@ def list_accounts(conn: sa.Connection) -> list[dict[str, Any]]:
 
 
 # The settings as stored JSON text: parsed and validated once per distinct text (below).
+_POLICY = "account_policy"  # its batch_memo entries: (_POLICY, account id)
 _SETTINGS = Direct(
     sa.select(sa.cast(accounts.c.settings, sa.Text).label("settings")).where(
         accounts.c.id == sa.bindparam("account_id")
@@ -193,11 +193,20 @@ _SETTINGS = Direct(
 
 
 def policy_of(conn: sa.Connection, account_id: str) -> AccountPolicy:
-    """The account's policy, read fresh (a change applies to the next send in every process)."""
+    """The account's policy, read fresh (a change applies to the next send in every process);
+    read once per group-committed batch (``batch_memo``)."""
+    memo = batch_memo(conn)
+    key = (_POLICY, account_id)
+    if memo is not None and key in memo:
+        policy: AccountPolicy = memo[key]
+        return policy
     row = _SETTINGS.first(conn, {"account_id": account_id})
     if row is None:
         raise NotFound("Account not found.")
-    return _parse_policy(row["settings"])
+    policy = _parse_policy(row["settings"])
+    if memo is not None:
+        memo[key] = policy
+    return policy
 
 
 @functools.lru_cache(maxsize=1024)
@@ -214,4 +223,7 @@ def update_policy(conn: sa.Connection, account_id: str, changes: dict[str, Any])
         .where(accounts.c.id == account_id)
         .values(settings=policy.model_dump(by_alias=True, exclude_defaults=True))
     )
+    memo = batch_memo(conn)
+    if memo is not None:
+        memo.pop((_POLICY, account_id), None)
     return policy

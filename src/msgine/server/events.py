@@ -18,9 +18,8 @@ import sqlalchemy as sa
 
 from msgine.server._ids import new_id
 from msgine.server.crypto import Vault
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import events, webhook_deliveries, webhook_endpoints
-from msgine.webhooks._signing import encode_body
+from msgine.server.storage import Direct, events, webhook_deliveries, webhook_endpoints
+from msgine.webhooks import encode_body
 
 MESSAGE_EVENTS = ("message.sent", "message.delivered", "message.failed")
 EVENT_TYPES = (

@@ -34,8 +34,7 @@ from msgine.server.keys import (
     revoke_key,
 )
 from msgine.server.logging import security_event
-from msgine.server.storage import Database
-from msgine.server.storage._tables import key_usage, messages
+from msgine.server.storage import Database, key_usage, messages
 
 COMPROMISED = "compromised"
 

@@ -29,8 +29,7 @@ from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from msgine.server.ratelimit import exceeded_windows, parse_limits
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import api_keys
+from msgine.server.storage import Direct, api_keys
 
 SCOPES = (
     "messages:send",

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 from msgine.server.accounts import DEFAULT_ACCOUNT_NAME, create_account, list_accounts
 from msgine.server.config import Settings
-from msgine.server.crypto import Vault, load_master_keys
-from msgine.server.crypto._datakeys import load_vault, open_vault
+from msgine.server.crypto import Vault, load_master_keys, load_vault, open_vault
 from msgine.server.keys import NewKey, create_key
 from msgine.server.storage import Database
 

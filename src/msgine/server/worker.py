@@ -34,24 +34,24 @@ from msgine.server import metrics
 from msgine.server.carriers import (
     SIMULATOR,
     Carrier,
+    DurableEvents,
+    Fleet,
     Routing,
     SubmitRequest,
     SubmitResult,
-    dedupes,
-)
-from msgine.server.carriers._fleet import Fleet
-from msgine.server.carriers._health import publish, withdraw
-from msgine.server.carriers._metrics import observe_health, observe_submit
-from msgine.server.carriers._sink import (
-    DurableEvents,
     apply_early_receipts,
+    dedupes,
+    observe_health,
+    observe_submit,
+    publish,
     purge_unclaimed_receipts,
+    withdraw,
 )
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
-from msgine.server.compliance import OPT_OUT, suppress
-from msgine.server.compliance._gate import Decision
+from msgine.server.compliance import OPT_OUT, Decision, suppress
 from msgine.server.logging import get_logger
-from msgine.server.messages._lifecycle import (
+from msgine.server.messages import (
+    SUBMIT_JOB,
     TERMINAL,
     Outgoing,
     StatusChange,
@@ -60,11 +60,8 @@ from msgine.server.messages._lifecycle import (
     recheck,
     record_status,
 )
-from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._outbox import Claim, each
-from msgine.server.storage._tables import jobs, recipients
+from msgine.server.storage import Claim, Direct, each, jobs, recipients
 
 log = get_logger("msgine.worker")
 
@@ -93,8 +90,10 @@ class Worker:
 
     def __init__(self, runtime: Runtime, carrier: Carrier | None = None) -> None:
         self.runtime = runtime
+        #: Where this process's connected carriers store their receipts and inbound messages.
+        self.sink = DurableEvents(runtime)
         #: The carriers of this process; ``carrier`` replaces the built-in simulator.
-        self.fleet = Fleet(runtime, DurableEvents(runtime), carrier or SimulatorCarrier(runtime))
+        self.fleet = Fleet(runtime, self.sink, carrier or SimulatorCarrier(runtime))
         self.handlers: dict[str, JobHandler] = {SUBMIT_JOB: submit_jobs, DLR_JOB: receipt_jobs}
         self._claim: tuple[tuple[str, ...], Claim] | None = None
 
@@ -339,11 +338,16 @@ async def submit_jobs(worker: Worker, batch: list[Job]) -> None:
         else:
             outcomes.append((job, step))
     attempts = await _mark_in_flight(worker, attempts, outcomes, now)
-    results = await asyncio.gather(*(_timed_submit(a) for a in attempts))
-    submitted_at = runtime.now()
-    for attempt, (result, seconds) in zip(attempts, results, strict=True):
-        outcomes.append((attempt.job, _submitted(worker, attempt, result, seconds, submitted_at)))
-    await worker.settle(outcomes)
+    expected: list[tuple[str, str]] = []
+    try:
+        results = await asyncio.gather(*(_timed_submit(worker, a, expected) for a in attempts))
+        submitted_at = runtime.now()
+        for attempt, (result, seconds) in zip(attempts, results, strict=True):
+            change = _submitted(worker, attempt, result, seconds, submitted_at)
+            outcomes.append((attempt.job, change))
+        await worker.settle(outcomes)
+    finally:
+        worker.sink.recorded(expected)
 
 
 def _outgoing_and_decisions(
@@ -465,7 +469,11 @@ async def _mark_in_flight(
     return [a for a in attempts if id(a) not in failed]
 
 
-async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, float]:
+async def _timed_submit(
+    worker: Worker, attempt: Attempt, expected: list[tuple[str, str]]
+) -> tuple[SubmitResult | Exception, float]:
+    """Submit, timed; an accepted submit's receipt is told to wait for its record (see
+    ``DurableEvents.expect``), which ``expected`` lists."""
     out = attempt.out
     assert out.to is not None  # erased numbers are rejected by the recheck
     assert out.content is not None
@@ -484,6 +492,10 @@ async def _timed_submit(attempt: Attempt) -> tuple[SubmitResult | Exception, flo
     except Exception as exc:
         result = exc
     seconds = time.perf_counter() - started
+    accepted = None if isinstance(result, Exception) or not result.accepted else result
+    if attempt.early_receipts and accepted is not None and accepted.carrier_message_id:
+        expected.append((attempt.name, accepted.carrier_message_id))
+        worker.sink.expect(attempt.name, accepted.carrier_message_id)
     log.debug(
         "submitted",
         message_id=out.message_id,
@@ -789,12 +801,12 @@ def background_tasks(runtime: Runtime) -> list[BackgroundTask]:
     async def carrier_health(_runtime: Runtime, stop: asyncio.Event) -> None:
         await health_loop(worker, stop)
 
-    from msgine.server.compliance import _retention
-    from msgine.server.webhooks import _dispatch
+    from msgine.server.compliance import retention_tasks
+    from msgine.server.webhooks import delivery_tasks
 
     return [
         job_loop,
         carrier_health,
-        *_dispatch.background_tasks(runtime),
-        *_retention.background_tasks(runtime),
+        *delivery_tasks(runtime),
+        *retention_tasks(runtime),
     ]

@@ -27,7 +27,14 @@ from ._secrets import (
     from_file,
     from_gcp_secret_manager,
 )
-from ._signing import encode_body, generate_secret, sign_hex, sign_standard, signature_headers
+from ._signing import (
+    SECRET_PREFIX,
+    encode_body,
+    generate_secret,
+    sign_hex,
+    sign_standard,
+    signature_headers,
+)
 from ._verify import WebhookVerificationError, WebhookVerifier, verify
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
     from ._dedupe_sql import SqlDedupeStore
 
 __all__ = [
+    "SECRET_PREFIX",
     "CachedSecret",
     "Decision",
     "DedupeStore",

@@ -282,6 +282,9 @@ function onBind(session, pdu, kind) {
 }
 
 function onSession(session) {
+  // Each PDU is its own write: without this, Nagle holds a receipt behind the ACK of the
+  // submit_sm_resp before it (the peer's delayed ACK then adds up to 40 ms per round).
+  session.socket.setNoDelay(true);
   session.id = nextSession++;
   session.inFlight = 0;
   session.bound = false;

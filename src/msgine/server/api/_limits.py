@@ -25,11 +25,11 @@ from msgine.server.config import Settings
 from msgine.server.errors import RateLimitRefusal, Unauthorized
 from msgine.server.keys import Principal
 from msgine.server.logging import security_event
-from msgine.server.messages._numbers import region_of
-from msgine.server.messages._service import SendCommand
+from msgine.server.messages import SendCommand, region_of
 from msgine.server.ratelimit import (
     DESTINATION_NOT_ALLOWED,
     RECIPIENT_RATE_LIMITED,
+    UNKNOWN_ADDRESS,
     GeoPolicy,
     RateDecision,
     RateLimiter,
@@ -37,7 +37,6 @@ from msgine.server.ratelimit import (
     exceeded_windows,
     parse_limits,
 )
-from msgine.server.ratelimit._address import UNKNOWN_ADDRESS
 from msgine.server.runtime import Runtime
 
 _STATE_HEADERS = "rate_limit_headers"

@@ -26,7 +26,7 @@ from msgine.server.api._deps import client_ip
 from msgine.server.keys import KeyRefused, Principal, touch_last_used
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
-from msgine.server.storage._tables import key_usage
+from msgine.server.storage import key_usage
 
 log = get_logger("msgine.usage")
 

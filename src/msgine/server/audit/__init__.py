@@ -8,7 +8,7 @@ from msgine.server.audit._anchor import (
     read_head,
 )
 from msgine.server.audit._chain import ChainAnchor
-from msgine.server.audit._service import Actor, list_entries, record, verify
+from msgine.server.audit._service import Actor, list_entries, record, verify, view
 
 __all__ = [
     "Actor",
@@ -21,4 +21,5 @@ __all__ = [
     "read_head",
     "record",
     "verify",
+    "view",
 ]

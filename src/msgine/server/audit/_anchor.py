@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from msgine.server.audit._chain import ChainAnchor
 from msgine.server.logging import get_logger, security_event
-from msgine.server.storage._tables import audit_log
+from msgine.server.storage import audit_log
 
 if TYPE_CHECKING:
     from msgine.server.runtime import Runtime

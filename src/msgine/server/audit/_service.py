@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,8 +22,10 @@ from msgine.server.audit._chain import (
     entry_hash,
     verify_chain,
 )
-from msgine.server.crypto import Vault
-from msgine.server.storage._tables import api_keys, audit_log
+from msgine.server.storage import api_keys, audit_log
+
+if TYPE_CHECKING:  # a type only: crypto's key rotation records to this audit trail
+    from msgine.server.crypto import Vault
 
 _PG_AUDIT_LOCK = 0x61756469
 

@@ -32,7 +32,7 @@ from msgine.server.carriers._registry import (
 )
 from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest, NotFound
-from msgine.server.storage._tables import carriers, routes
+from msgine.server.storage import carriers, routes
 
 UncertainPolicy = Literal["mark_unknown", "resubmit"]
 UNCERTAIN_POLICIES: tuple[str, ...] = ("mark_unknown", "resubmit")

@@ -1,10 +1,10 @@
 """The carrier connectors of one worker process, built from the stored configuration.
 
 Connected carriers (SMPP binds, HTTP clients) are started once per process with the durable
-events sink, and stopped at exit. The configuration is re-read whenever the worker routes live
-traffic and on every health tick; a carrier whose row changed (its ``updated_at``) is stopped
-and built again, a removed or disabled one is stopped. Test traffic uses the built-in
-simulator and reads nothing.
+events sink, and stopped at exit. The configuration is checked (its stamp, see _routing.py)
+whenever the worker routes live traffic and on every health tick; a carrier whose row changed
+(its ``updated_at``) is stopped and built again, a removed or disabled one is stopped. Test
+traffic uses the built-in simulator and reads nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from msgine.server.carriers._registry import (
     parse_credentials,
     parse_options,
 )
-from msgine.server.carriers._routing import Routing, load_routing
+from msgine.server.carriers._routing import Routing, current_routing
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 
@@ -87,7 +87,7 @@ class Fleet:
     async def refresh(self) -> Routing:
         """Re-read routes and carriers; start, rebuild or stop connectors to match."""
         runtime = self.runtime
-        routing = await runtime.db.aread(load_routing)
+        routing = await current_routing(runtime.db)
         self.routing = routing
         wanted = {
             name: row.updated_at

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from msgine.server.carriers._base import CarrierHealth
 from msgine.server.carriers._routing import Routing, load_routing
-from msgine.server.storage._tables import carrier_health
+from msgine.server.storage import carrier_health
 
 _RANK = {"up": 3, "degraded": 2, "down": 1, "unknown": 0}
 SERVING = frozenset({"up", "degraded"})

@@ -17,9 +17,7 @@ import sqlalchemy as sa
 from msgine.server._ids import new_id
 from msgine.server.carriers._base import SubmitRequest, SubmitResult
 from msgine.server.runtime import Runtime
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._outbox import each
-from msgine.server.storage._tables import jobs, simulator_submissions
+from msgine.server.storage import Direct, each, jobs, simulator_submissions
 
 DLR_JOB = "sim_dlr"
 FAILING_SUFFIX = "999"

@@ -1,5 +1,32 @@
 """Compliance: consent, suppression, keywords, quiet hours and sender identification."""
 
+from msgine.server.compliance._gate import Decision, MessageType, evaluate, identify
+from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
+from msgine.server.compliance._privacy import (
+    erase_number,
+    export_number,
+    holds_anything,
+    preview_erase,
+)
+from msgine.server.compliance._retention import background_tasks as retention_tasks
+from msgine.server.compliance._retention import preview_purge, run_purge
 from msgine.server.compliance._suppressions import OPT_OUT, suppress
 
-__all__ = ["OPT_OUT", "suppress"]
+__all__ = [
+    "OPT_OUT",
+    "Decision",
+    "MessageType",
+    "Pricing",
+    "erase_number",
+    "evaluate",
+    "export_number",
+    "holds_anything",
+    "identify",
+    "inbound_handler",
+    "preview_erase",
+    "preview_purge",
+    "retention_tasks",
+    "run_purge",
+    "store_inbound",
+    "suppress",
+]

@@ -21,7 +21,7 @@ from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import NotFound
 from msgine.server.events import iso
-from msgine.server.storage._tables import consents
+from msgine.server.storage import consents
 
 Purpose = Literal["marketing", "transactional"]
 #: Both worlds, for the operator's requests (privacy export and erasure from the CLI).

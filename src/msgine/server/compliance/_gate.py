@@ -17,9 +17,8 @@ from msgine.server.accounts import AccountPolicy
 from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, add_identification
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
 from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
-from msgine.server.messages._numbers import timezones_of
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import consents, suppressions
+from msgine.server.messages import timezones_of
+from msgine.server.storage import Direct, consents, suppressions
 
 MessageType = Literal["transactional", "marketing"]
 

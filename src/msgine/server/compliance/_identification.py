@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from msgine.server.errors import InvalidRequest
-from msgine.server.messages._text import sanitize
+from msgine.server.messages import sanitize
 
 DEFAULT_OPT_OUT_TEMPLATE = "{org}: Reply STOP to opt out"
 ORG_PLACEHOLDER = "{org}"

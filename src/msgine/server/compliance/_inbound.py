@@ -29,8 +29,7 @@ from msgine.server.compliance._identification import (
 from msgine.server.compliance._keywords import Category, KeywordLists, classify
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden
-from msgine.server.messages._service import accept_reply
-from msgine.server.storage._tables import inbound_messages
+from msgine.server.storage import inbound_messages
 
 #: The audit actor of changes a recipient makes by texting a keyword.
 KEYWORD_ACTOR = Actor(name="inbound:keyword")
@@ -103,6 +102,10 @@ class _Context:
         return str(self.inbound["mode"])
 
     def reply(self, text: str) -> str:
+        # Deferred: the messages package's lifecycle runs compliance's gate, so importing it at
+        # module level would make the two packages import each other while initialising.
+        from msgine.server.messages import accept_reply
+
         phone = self.inbound["from"]
         return accept_reply(
             self.conn,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from msgine.server.errors import InvalidRequest
-from msgine.server.messages._text import sanitize
+from msgine.server.messages import sanitize
 
 Category = Literal["opt_out", "opt_in", "help"]
 

@@ -27,7 +27,7 @@ from msgine.server.compliance._inbound import KEYWORD_FIELDS, keyword_lists
 from msgine.server.compliance._quiet_hours import QuietWindow
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest
-from msgine.server.ratelimit._parse import parse_limits
+from msgine.server.ratelimit import parse_limits
 
 #: The JSON names a PATCH may use (camelCase, as the API shows them).
 FIELDS = (

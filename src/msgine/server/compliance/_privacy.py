@@ -24,9 +24,9 @@ from msgine.server.compliance._scrub import flush_log, zero_freed_space
 from msgine.server.compliance._subjects import UNLINKED, subject_indexes
 from msgine.server.crypto import Vault
 from msgine.server.events import iso
-from msgine.server.messages import _views
+from msgine.server.messages import decrypt_phone
 from msgine.server.runtime import Runtime
-from msgine.server.storage._tables import (
+from msgine.server.storage import (
     consents,
     events,
     idempotency_keys,
@@ -80,7 +80,7 @@ def _messages(
             "recipientId": r["id"],
             "type": r["type"],
             "from": r["sender"],
-            "to": _views.decrypt_phone(vault, r),
+            "to": decrypt_phone(vault, r),
             "content": _decrypt(vault, r["content"], "messages", "content", r["message_id"]),
             "status": r["status"],
             "errorCode": r["error_code"],

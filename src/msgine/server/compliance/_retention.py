@@ -26,7 +26,7 @@ from msgine.server.compliance._scrub import flush_log, zero_freed_space
 from msgine.server.compliance._subjects import UNLINKED
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
-from msgine.server.storage._tables import (
+from msgine.server.storage import (
     events,
     idempotency_keys,
     inbound_messages,

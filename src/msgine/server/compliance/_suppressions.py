@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from msgine.server.crypto import Vault
 from msgine.server.events import iso
-from msgine.server.storage._tables import suppressions
+from msgine.server.storage import suppressions
 
 OPT_OUT = "opt_out"
 

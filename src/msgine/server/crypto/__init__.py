@@ -5,7 +5,19 @@ live in the database, wrapped. Rotating the master key therefore re-wraps a hand
 never re-encrypts data.
 """
 
-from msgine.server.crypto._keyring import MasterKeyRing, load_master_keys
+from msgine.server.crypto._datakeys import load_vault, open_vault
+from msgine.server.crypto._keyring import MasterKeyError, MasterKeyRing, load_master_keys
+from msgine.server.crypto._rotation import key_file_for_rotation, rotate_master_key
 from msgine.server.crypto._vault import DecryptionError, Vault
 
-__all__ = ["DecryptionError", "MasterKeyRing", "Vault", "load_master_keys"]
+__all__ = [
+    "DecryptionError",
+    "MasterKeyError",
+    "MasterKeyRing",
+    "Vault",
+    "key_file_for_rotation",
+    "load_master_keys",
+    "load_vault",
+    "open_vault",
+    "rotate_master_key",
+]

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 
 from msgine.server.crypto._keyring import MasterKeyRing, key_id
 from msgine.server.crypto._vault import PURPOSES, Vault, WrappedKey, unwrap, wrap
-from msgine.server.storage import Database
-from msgine.server.storage._tables import data_keys
+from msgine.server.storage import Database, data_keys
 
 # Fixed ids for the first key of each purpose, so processes starting together agree.
 INITIAL_IDS = {purpose: number for number, purpose in enumerate(PURPOSES, start=1)}

@@ -1,27 +1,72 @@
 """Messages: numbers, text, encodings and segments, the message lifecycle."""
 
+# The pure layers first: compliance imports numbers and text while the lifecycle below
+# (which calls compliance) is still being imported.
+from msgine.server.messages._numbers import normalize_number, region_of, timezones_of
 from msgine.server.messages._text import (
     Encoding,
     encoding_of,
     gsm7_decode,
     gsm7_encode,
+    sanitize,
     split_segments,
 )
 from msgine.server.messages._views import (
     MESSAGE_STATUSES,
     MessageStatus,
     aggregate_status,
+    decrypt_phone,
     recipient_counts,
+)
+
+# isort: split
+
+from msgine.server.messages._lifecycle import (
+    TERMINAL,
+    Outgoing,
+    StatusChange,
+    load_outgoing,
+    note_history,
+    recheck,
+    record_status,
+)
+from msgine.server.messages._service import (
+    SUBMIT_JOB,
+    SendCommand,
+    accept,
+    accept_reply,
+    build_command,
+    get_message,
+    list_messages,
 )
 
 __all__ = [
     "MESSAGE_STATUSES",
+    "SUBMIT_JOB",
+    "TERMINAL",
     "Encoding",
     "MessageStatus",
+    "Outgoing",
+    "SendCommand",
+    "StatusChange",
+    "accept",
+    "accept_reply",
     "aggregate_status",
+    "build_command",
+    "decrypt_phone",
     "encoding_of",
+    "get_message",
     "gsm7_decode",
     "gsm7_encode",
+    "list_messages",
+    "load_outgoing",
+    "normalize_number",
+    "note_history",
+    "recheck",
     "recipient_counts",
+    "record_status",
+    "region_of",
+    "sanitize",
     "split_segments",
+    "timezones_of",
 ]

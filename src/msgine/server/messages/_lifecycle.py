@@ -9,14 +9,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from msgine.server import events
+from msgine.server import compliance, events
 from msgine.server.accounts import AccountPolicy, policy_of
-from msgine.server.compliance._gate import Decision, MessageType, evaluate
 from msgine.server.crypto import Vault
 from msgine.server.messages import _views
 from msgine.server.messages._service import SYSTEM_REPLY_KEY_ID
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import messages, recipients, status_events
+from msgine.server.storage import Direct, messages, recipients, status_events
+
+# compliance is imported as a module and its names looked up when called: compliance uses this
+# package's text and number helpers, so the two packages import each other while initialising.
 
 TERMINAL = frozenset({"delivered", "failed", "rejected"})
 _TIME_COLUMN = {"sent": "sent_at", "delivered": "delivered_at", "failed": "failed_at"}
@@ -100,26 +101,28 @@ def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgo
     )
 
 
-def recheck(conn: sa.Connection, outs: Sequence[Outgoing], now: datetime) -> list[Decision]:
+def recheck(
+    conn: sa.Connection, outs: Sequence[Outgoing], now: datetime
+) -> list[compliance.Decision]:
     """The compliance gate again, just before submitting (opt-outs may have arrived since).
 
     One decision per recipient, in order. Recipients that share an account and kind of message
     are evaluated together, so a batch costs one policy read and one gate per account.
     """
-    decisions: dict[int, Decision] = {}
-    groups: dict[tuple[str, str, MessageType, bool], list[tuple[int, str, str]]] = {}
+    decisions: dict[int, compliance.Decision] = {}
+    groups: dict[tuple[str, str, compliance.MessageType, bool], list[tuple[int, str, str]]] = {}
     for position, out in enumerate(outs):
         if out.to is None:
-            decisions[position] = Decision("rejected", "erased")
+            decisions[position] = compliance.Decision("rejected", "erased")
             continue
-        kind: MessageType = "marketing" if out.type == "marketing" else "transactional"
+        kind: compliance.MessageType = "marketing" if out.type == "marketing" else "transactional"
         group = (out.account_id, out.mode, kind, out.key_id == SYSTEM_REPLY_KEY_ID)
         groups.setdefault(group, []).append((position, out.to, out.phone_index))
     policies: dict[str, AccountPolicy] = {}
     for (account_id, mode, kind, system_reply), members in groups.items():
         if account_id not in policies:
             policies[account_id] = policy_of(conn, account_id)
-        found = evaluate(
+        found = compliance.evaluate(
             conn,
             account_id=account_id,
             mode=mode,

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from msgine.server import compliance
 from msgine.server._ids import new_id
 from msgine.server.accounts import policy_of
-from msgine.server.compliance._gate import Decision, evaluate, identify
 from msgine.server.crypto import Vault
 from msgine.server.errors import IdempotencyConflict, InvalidRequest, NotFound
 from msgine.server.keys import Mode, Principal
@@ -25,8 +25,8 @@ from msgine.server.messages import _views
 from msgine.server.messages._numbers import parse_recipients, region_of
 from msgine.server.messages._sender import validate_sender_id
 from msgine.server.messages._text import segment_info, validate_content
-from msgine.server.storage._direct import Direct
-from msgine.server.storage._tables import (
+from msgine.server.storage import (
+    Direct,
     idempotency_keys,
     jobs,
     messages,
@@ -34,6 +34,9 @@ from msgine.server.storage._tables import (
     status_events,
 )
 from msgine.server.webhooks import check_url_syntax
+
+# compliance is imported as a module and its names looked up when called: compliance uses this
+# package's text and number helpers, so the two packages import each other while initialising.
 
 MessageType = Literal["transactional", "marketing"]
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -196,11 +199,11 @@ def accept(
         return replay
     account_id = principal.account_id
     policy = policy_of(conn, account_id)
-    content = identify(cmd.content, policy, cmd.type)
+    content = compliance.identify(cmd.content, policy, cmd.type)
     info = segment_info(content)
     indexes = [vault.blind_index(account_id, n) for n in cmd.to]
     send_at = cmd.scheduled_for or now
-    decisions = evaluate(
+    decisions = compliance.evaluate(
         conn,
         account_id=account_id,
         mode=principal.mode,
@@ -214,7 +217,7 @@ def accept(
     )
     rejected_early = prechecked or {}
     decisions = [
-        Decision("rejected", rejected_early[n]) if n in rejected_early else d
+        compliance.Decision("rejected", rejected_early[n]) if n in rejected_early else d
         for n, d in zip(cmd.to, decisions, strict=True)
     ]
     each_price = list(prices) if prices is not None else [price_per_segment] * len(cmd.to)

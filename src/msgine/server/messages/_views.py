@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from msgine.server._memo import remember_last
 from msgine.server.crypto import Vault
-from msgine.server.storage._tables import messages, recipients
+from msgine.server.storage import messages, recipients
 
 CHANNEL = "sms"
 

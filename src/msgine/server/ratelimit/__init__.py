@@ -4,6 +4,8 @@ Counts live in Redis when MSGINE_REDIS_URL is set (shared by every process) and 
 otherwise; see docs/rate-limits.md for the defaults and the behaviour while Redis is down.
 """
 
+from msgine.server.ratelimit._address import UNKNOWN_ADDRESS
+
 from ._address import address_bucket, client_address
 from ._decision import RateDecision, combine
 from ._geo import GeoPolicy
@@ -28,6 +30,7 @@ __all__ = [
     "DESTINATION_NOT_ALLOWED",
     "IP_NAMESPACE",
     "RECIPIENT_RATE_LIMITED",
+    "UNKNOWN_ADDRESS",
     "GeoPolicy",
     "RateDecision",
     "RateLimitPolicy",

@@ -1,6 +1,64 @@
 """Storage: the schema, migrations, engines, group-committed writes and outbox claims."""
 
 from msgine.server.storage._database import Database, current_revision
-from msgine.server.storage._tables import carrier_throttle, metadata
+from msgine.server.storage._direct import Direct, batch_memo
+from msgine.server.storage._outbox import Claim, each
+from msgine.server.storage._tables import (
+    accounts,
+    api_keys,
+    audit_log,
+    carrier_health,
+    carrier_receipts,
+    carrier_throttle,
+    carriers,
+    consents,
+    data_keys,
+    events,
+    idempotency_keys,
+    inbound_messages,
+    jobs,
+    key_usage,
+    messages,
+    metadata,
+    recipients,
+    routes,
+    simulator_submissions,
+    status_events,
+    suppressions,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+)
 
-__all__ = ["Database", "carrier_throttle", "current_revision", "metadata"]
+__all__ = [
+    "Claim",
+    "Database",
+    "Direct",
+    "accounts",
+    "api_keys",
+    "audit_log",
+    "batch_memo",
+    "carrier_health",
+    "carrier_receipts",
+    "carrier_throttle",
+    "carriers",
+    "consents",
+    "current_revision",
+    "data_keys",
+    "each",
+    "events",
+    "idempotency_keys",
+    "inbound_messages",
+    "jobs",
+    "key_usage",
+    "messages",
+    "metadata",
+    "recipients",
+    "routes",
+    "simulator_submissions",
+    "status_events",
+    "suppressions",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+]

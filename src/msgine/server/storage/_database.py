@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,32 +64,52 @@ class Database:
         return self.writer.submit(fn).result()
 
     async def aread(self, fn: Callable[[sa.Connection], T], *, point: bool = False) -> T:
-        """Read in a worker thread. ``point`` marks an indexed single-row lookup: on SQLite it
-        runs inline, since it takes microseconds and a WAL reader never waits for a lock,
-        while a thread hop costs more than the query."""
+        """Read in a worker thread. ``point`` marks an indexed single-row lookup that runs on
+        every request (the key lookup): it takes a connection its thread keeps open. On SQLite
+        it runs inline, since it takes microseconds and a WAL reader never waits for a lock,
+        while a thread hop costs more than the query; on PostgreSQL it is a network round
+        trip, so it stays off the event loop."""
         if point and self.is_sqlite:
             return self._point_read(fn)
+        if point:
+            return await asyncio.to_thread(self._point_read, fn)
         return await asyncio.to_thread(self.read, fn)
 
     def _point_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run ``fn`` on a read connection this thread keeps open (SQLite only).
+        """Run ``fn`` on a read connection this thread keeps open.
 
-        Checking a connection out of the pool costs more than a point read. Keeping one open
-        is safe on SQLite: the connection is in autocommit mode, so every statement reads its
-        own committed snapshot and holds no lock once its cursor is closed. A connection that
-        fails is dropped, and the next read opens a new one.
+        Checking a connection out of the pool costs more than a point read (on PostgreSQL
+        the pool's pre-ping adds a round trip to every checkout). Keeping one open is safe:
+        the connection autocommits, so every statement reads its own committed snapshot and
+        holds no lock once its cursor is closed. A connection that fails is dropped; when it
+        had gone stale (the database restarted, a proxy closed it) the read runs once more on
+        a fresh one, as the pre-ping would have done, since a read changes nothing.
         """
         conn: sa.Connection | None = getattr(self._pinned, "conn", None)
+        fresh = conn is None
         if conn is None:
-            conn = self._pinned.conn = self.read_engine.connect()
-            self._pinned_all.append(conn)
+            conn = self._pin()
         try:
             return fn(conn)
-        except sa.exc.DBAPIError:
-            self._pinned.conn = None
+        except sa.exc.DBAPIError as exc:
+            stale = not fresh and _is_disconnect(conn, exc)
+            self._unpin(conn)
+            if not stale:
+                raise
+        return fn(self._pin())
+
+    def _pin(self) -> sa.Connection:
+        conn = self._pinned.conn = self.read_engine.connect()
+        self._pinned_all.append(conn)
+        return conn
+
+    def _unpin(self, conn: sa.Connection) -> None:
+        self._pinned.conn = None
+        with contextlib.suppress(ValueError):  # close() may have taken it already
             self._pinned_all.remove(conn)
+        with contextlib.suppress(Exception):  # broken already: nothing more to release
+            conn.invalidate()
             conn.close()
-            raise
 
     async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
         return await self.writer.submit_async(fn)
@@ -122,3 +143,14 @@ class Database:
             self._writer = None
         self.read_engine.dispose()
         self.write_engine.dispose()
+
+
+def _is_disconnect(conn: sa.Connection, exc: sa.exc.DBAPIError) -> bool:
+    """True when ``exc`` says the connection itself is gone (not the statement failing)."""
+    if exc.connection_invalidated:
+        return True
+    try:
+        raw = conn.connection.dbapi_connection
+    except sa.exc.SQLAlchemyError:  # already invalidated
+        return True
+    return bool(conn.dialect.is_disconnect(exc.orig, raw, None))  # type: ignore[arg-type]

@@ -139,22 +139,40 @@ class Direct:
 
 
 _DEFERRED = "msgine.deferred_rows"
+_MEMO = "msgine.batch_memo"
 
 
 def start_deferring(conn: sa.Connection) -> None:
-    """Let ``Direct.defer`` queue rows on ``conn`` until ``flush_deferred``."""
+    """Let ``Direct.defer`` queue rows on ``conn`` until ``flush_deferred``, and open the
+    batch's memo (``batch_memo``)."""
     conn.info[_DEFERRED] = {}
+    conn.info[_MEMO] = {}
 
 
 def stop_deferring(conn: sa.Connection) -> None:
     conn.info.pop(_DEFERRED, None)
+    conn.info.pop(_MEMO, None)
+
+
+def batch_memo(conn: sa.Connection) -> dict[Any, Any] | None:
+    """A dict that lives as long as the group-commit writer's current transaction (None
+    outside one), for values every write of a batch reads alike: an account's policy is
+    then read once per batch, not once per send (a round trip each on PostgreSQL). A write
+    that changes such a value updates or drops its entry; a failed write's rollback clears
+    the memo."""
+    memo: dict[Any, Any] | None = conn.info.get(_MEMO)
+    return memo
 
 
 def discard_deferred(conn: sa.Connection) -> None:
-    """Drop the queued rows of a write that failed (its savepoint is rolled back)."""
+    """Drop the queued rows of a write that failed (its savepoint is rolled back), and the
+    memo, which may hold what it read or wrote."""
     pending = conn.info.get(_DEFERRED)
     if pending:
         pending.clear()
+    memo = conn.info.get(_MEMO)
+    if memo:
+        memo.clear()
 
 
 def flush_deferred(conn: sa.Connection) -> None:

@@ -1,5 +1,25 @@
 """Webhooks: endpoints, signed delivery with retries, SSRF guard, local listen sessions."""
 
+from msgine.server.webhooks._dispatch import Dispatcher
+from msgine.server.webhooks._dispatch import background_tasks as delivery_tasks
+from msgine.server.webhooks._endpoints import (
+    DEFAULT_GRACE_HOURS,
+    MAX_DELIVERY_PAGE,
+    MAX_GRACE_HOURS,
+    NewSecret,
+    create_endpoint,
+    delete_endpoint,
+    delivery_view,
+    endpoint_view,
+    get_endpoint,
+    list_deliveries,
+    list_endpoints,
+    normalise_events,
+    replay_delivery,
+    rotate_account_secret,
+    rotate_endpoint_secret,
+    update_endpoint,
+)
 from msgine.server.webhooks._listen import (
     EventFollower,
     check_forward_url,
@@ -20,16 +40,34 @@ from msgine.server.webhooks._urlpolicy import (
 
 __all__ = [
     "DEFAULT_ALLOWED_PORTS",
+    "DEFAULT_GRACE_HOURS",
+    "MAX_DELIVERY_PAGE",
+    "MAX_GRACE_HOURS",
+    "Dispatcher",
     "EventFollower",
+    "NewSecret",
     "UrlPolicy",
     "build_ssl_context",
     "check_forward_url",
     "check_url_syntax",
     "checked_url",
+    "create_endpoint",
+    "delete_endpoint",
+    "delivery_tasks",
+    "delivery_view",
+    "endpoint_view",
     "follow",
     "forward",
+    "get_endpoint",
+    "list_deliveries",
+    "list_endpoints",
     "listen_secret",
+    "normalise_events",
     "parse_port_ranges",
+    "replay_delivery",
     "resolve_and_check",
+    "rotate_account_secret",
+    "rotate_endpoint_secret",
     "trigger_test_event",
+    "update_endpoint",
 ]

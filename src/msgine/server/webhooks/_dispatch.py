@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from msgine.server import metrics
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
-from msgine.server.storage._outbox import Claim
-from msgine.server.storage._tables import (
+from msgine.server.storage import (
+    Claim,
     events,
     webhook_attempts,
     webhook_deliveries,
@@ -38,7 +38,7 @@ from msgine.server.webhooks import _endpoints
 from msgine.server.webhooks._schedule import next_delay, parse_schedule
 from msgine.server.webhooks._transport import AttemptResult, WebhookSender
 from msgine.server.webhooks._urlpolicy import UrlPolicy
-from msgine.webhooks._signing import signature_headers
+from msgine.webhooks import signature_headers
 
 log = get_logger("msgine.webhooks")
 

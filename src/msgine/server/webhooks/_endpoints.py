@@ -22,14 +22,14 @@ from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.events import EVENT_TYPES, iso
 from msgine.server.logging import security_event
-from msgine.server.storage._tables import (
+from msgine.server.storage import (
     accounts,
     events,
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
 )
-from msgine.webhooks._signing import generate_secret
+from msgine.webhooks import generate_secret
 
 ALL_EVENTS: Final = "*"
 MAX_ENDPOINTS: Final = 50

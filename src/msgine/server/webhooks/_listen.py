@@ -37,8 +37,8 @@ from msgine.server import events as event_store
 from msgine.server._ids import new_id
 from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest
-from msgine.server.storage._tables import events
-from msgine.webhooks._signing import SECRET_PREFIX, signature_headers
+from msgine.server.storage import events
+from msgine.webhooks import SECRET_PREFIX, signature_headers
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 #: How far back each poll looks again for rows committed after a later one became visible.

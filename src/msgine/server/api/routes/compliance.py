@@ -27,12 +27,18 @@ from msgine.server.api._schemas import (
 )
 from msgine.server.api._text import PlainText
 from msgine.server.audit import record
-from msgine.server.compliance import _consents, _policy, _privacy, _suppressions
-from msgine.server.compliance._inbound import Pricing, inbound_handler
+from msgine.server.compliance import (
+    Pricing,
+    _consents,
+    _policy,
+    _privacy,
+    _suppressions,
+    inbound_handler,
+)
 from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.keys import Principal
-from msgine.server.messages._numbers import normalize_number
+from msgine.server.messages import normalize_number
 from msgine.server.runtime import Runtime
 
 router = APIRouter(tags=["compliance"])

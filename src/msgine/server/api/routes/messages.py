@@ -18,8 +18,8 @@ from msgine.server.api._schemas import MessagePage, MessageView
 from msgine.server.carriers import price_for_send
 from msgine.server.errors import InvalidRequest
 from msgine.server.keys import Principal
-from msgine.server.messages import MessageStatus
-from msgine.server.messages._service import (
+from msgine.server.messages import (
+    MessageStatus,
     SendCommand,
     accept,
     build_command,

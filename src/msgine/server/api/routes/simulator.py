@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from msgine.server.api._deps import require, runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import InboundResult
-from msgine.server.compliance._inbound import store_inbound
+from msgine.server.compliance import store_inbound
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden
 from msgine.server.keys import Principal
-from msgine.server.messages._numbers import normalize_number
-from msgine.server.messages._text import sanitize
+from msgine.server.messages import normalize_number, sanitize
 
 router = APIRouter(tags=["simulator"])
 can_send = require("messages:send")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.responses import Response
 
 from msgine.server import events
+from msgine.server import webhooks as service
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import (
@@ -23,9 +24,7 @@ from msgine.server.api._schemas import (
 from msgine.server.api._text import PlainText
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
-from msgine.server.webhooks import UrlPolicy, checked_url
-from msgine.server.webhooks import _endpoints as service
-from msgine.server.webhooks._dispatch import Dispatcher
+from msgine.server.webhooks import Dispatcher, UrlPolicy, checked_url
 
 router = APIRouter(tags=["webhooks"])
 manage = require("webhooks:manage")
