@@ -40,6 +40,7 @@ from msgine.server.carriers import (
     SubmitRequest,
     SubmitResult,
     apply_early_receipts,
+    dedupes,
     observe_health,
     observe_submit,
     publish,
@@ -47,7 +48,7 @@ from msgine.server.carriers import (
     withdraw,
 )
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
-from msgine.server.compliance import Decision
+from msgine.server.compliance import OPT_OUT, Decision, suppress
 from msgine.server.logging import get_logger
 from msgine.server.messages import (
     SUBMIT_JOB,
@@ -422,7 +423,7 @@ def _plan(
         following=chain[position + 1] if position + 1 < len(chain) else None,
         policy=row.on_uncertain_submit if row is not None else "mark_unknown",
         retry_budget=row.retry_budget if row is not None else MAX_JOB_ATTEMPTS,
-        marks=not kind.idempotent,
+        marks=not dedupes(carrier, kind),
         early_receipts=name != SIMULATOR,
         notes=notes,
     )
@@ -549,7 +550,33 @@ def _submitted(
     change = _status(
         runtime, out, "failed", now, error_code=error, carrier=name, detail=_word(result)
     )
+    if result.opted_out:
+        change = _suppressing(runtime, out, name, now, change)
     return worker.done(job, _noted(out, name, attempt.notes, now, change))
+
+
+def _suppressing(
+    runtime: Runtime, out: Outgoing, carrier: str, now: datetime, change: JobWrite
+) -> JobWrite:
+    """``change``, and the number on the account's suppression list: the carrier says the
+    recipient opted out with it, so no later message should try."""
+
+    def write(conn: sa.Connection) -> object:
+        assert out.to is not None  # erased numbers are rejected by the recheck
+        suppress(
+            conn,
+            runtime.vault,
+            account_id=out.account_id,
+            mode=out.mode,
+            phone=out.to,
+            phone_index=out.phone_index,
+            reason=OPT_OUT,
+            source=f"carrier:{carrier}",
+            now=now,
+        )
+        return change(conn)
+
+    return write
 
 
 def _word(result: SubmitResult) -> str:

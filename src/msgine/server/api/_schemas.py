@@ -329,6 +329,12 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class CallbackReceived(BaseModel):
+    """A carrier callback stored (a provider's own answer format where it asks for one)."""
+
+    received: Literal[True]
+
+
 class CarrierState(BaseModel):
     """One carrier as its workers last published it (docs/carriers.md)."""
 

@@ -28,6 +28,7 @@ from msgine.server.api.routes import (
     account,
     analytics,
     audit,
+    carriers,
     channels,
     compliance,
     keys,
@@ -109,12 +110,12 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     # Other channels' paths first: the message routes' {message_id} would catch them.
-    routers = (messages, analytics, keys, webhooks, compliance, audit, account, simulator)
+    routers = (messages, analytics, keys, webhooks, compliance, audit, account, simulator, carriers)
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)
     app.include_router(meta.router)
-    for module in (messages, keys, webhooks, compliance, audit, account, simulator, meta):
+    for module in (messages, keys, webhooks, compliance, audit, account, simulator, carriers, meta):
         install = getattr(module, "install", None)
         if install is not None:
             install(app)

@@ -12,6 +12,14 @@ from msgine.server.carriers._base import (
     SubmitRequest,
     SubmitResult,
 )
+from msgine.server.carriers._callbacks import (
+    CallbackCarrier,
+    CallbackContent,
+    CallbackRefused,
+    CallbackRequest,
+    Callbacks,
+    callback_url,
+)
 from msgine.server.carriers._config import (
     add_carrier,
     add_route,
@@ -21,16 +29,19 @@ from msgine.server.carriers._config import (
     list_routes,
     remove_carrier,
     remove_route,
+    rotate_callback_token,
     update_carrier,
 )
 from msgine.server.carriers._fleet import Fleet
 from msgine.server.carriers._health import publish, status, withdraw
 from msgine.server.carriers._health import status as carrier_status
 from msgine.server.carriers._metrics import observe_health, observe_submit
+from msgine.server.carriers._receive import receive as receive_callback
 from msgine.server.carriers._registry import (
     SIMULATOR,
     BuildContext,
     CarrierKind,
+    dedupes,
     get_kind,
     kind_names,
     register_kind,
@@ -56,6 +67,11 @@ __all__ = [
     "EMPTY_ROUTING",
     "SIMULATOR",
     "BuildContext",
+    "CallbackCarrier",
+    "CallbackContent",
+    "CallbackRefused",
+    "CallbackRequest",
+    "Callbacks",
     "Carrier",
     "CarrierEvents",
     "CarrierHealth",
@@ -75,8 +91,10 @@ __all__ = [
     "add_carrier",
     "add_route",
     "apply_early_receipts",
+    "callback_url",
     "carrier_status",
     "current_routing",
+    "dedupes",
     "get_carrier",
     "get_kind",
     "get_route",
@@ -90,9 +108,11 @@ __all__ = [
     "price_send",
     "publish",
     "purge_unclaimed_receipts",
+    "receive_callback",
     "register_kind",
     "remove_carrier",
     "remove_route",
+    "rotate_callback_token",
     "status",
     "update_carrier",
     "withdraw",

@@ -10,8 +10,10 @@ from msgine.server.compliance._privacy import (
 )
 from msgine.server.compliance._retention import background_tasks as retention_tasks
 from msgine.server.compliance._retention import preview_purge, run_purge
+from msgine.server.compliance._suppressions import OPT_OUT, suppress
 
 __all__ = [
+    "OPT_OUT",
     "Decision",
     "MessageType",
     "Pricing",
@@ -26,4 +28,5 @@ __all__ = [
     "retention_tasks",
     "run_purge",
     "store_inbound",
+    "suppress",
 ]
