@@ -84,6 +84,49 @@ def _show_carrier(view: dict[str, Any]) -> None:
     typer.echo(f"retry budget: {view['retryBudget']}")
     if view["inboundAccount"]:
         typer.echo(f"inbound account: {view['inboundAccount']}")
+    if "callbackUrl" in view:
+        typer.echo(f"callback URL: {view['callbackUrl']}")
+        typer.echo(
+            "  Configure it at the provider now: it is shown only once (stored as a hash)."
+            " `msgine carriers rotate-callback NAME` makes a new one.",
+            err=True,
+        )
+        if view.get("publicUrlMissing"):
+            typer.echo(
+                "  MSGINE_PUBLIC_URL is not set: replace the placeholder with the gateway's"
+                " public https address.",
+                err=True,
+            )
+
+
+def _with_callback_url(view: dict[str, Any]) -> dict[str, Any]:
+    """The view with its one-time callback token turned into the URL the provider calls."""
+    from msgine.server.carriers import callback_url
+
+    token = view.pop("callbackToken", None)
+    if token is None:
+        return view
+    with runtime() as rt:
+        public = rt.settings.public_url
+    url = callback_url(public, view["name"], token)
+    return {**view, "callbackUrl": url, "publicUrlMissing": public is None}
+
+
+@carriers_cli.command("rotate-callback")
+def rotate_callback(
+    name: Annotated[str, typer.Argument()],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A new callback URL (shown once); the old one stops working at once."""
+    from msgine.server.carriers._config import rotate_callback_token
+
+    if not yes and not typer.confirm(
+        f"Replace {name}'s callback URL? The provider must be given the new one.", default=False
+    ):
+        fail("aborted", 1)
+    view = _with_callback_url(_audited(rotate_callback_token, name))
+    emit_json(view) if as_json else _show_carrier(view)
 
 
 @carriers_cli.command("add")
@@ -108,16 +151,18 @@ def add(
     from msgine.server.carriers._config import add_carrier
 
     opts, creds = _options(option), _credentials(credentials_file)
-    view = _audited(
-        add_carrier,
-        name=name,
-        kind=kind,
-        options=opts,
-        credentials=creds,
-        enabled=not disabled,
-        on_uncertain_submit=on_uncertain_submit,
-        retry_budget=retry_budget,
-        inbound_account_id=inbound_account,
+    view = _with_callback_url(
+        _audited(
+            add_carrier,
+            name=name,
+            kind=kind,
+            options=opts,
+            credentials=creds,
+            enabled=not disabled,
+            on_uncertain_submit=on_uncertain_submit,
+            retry_budget=retry_budget,
+            inbound_account_id=inbound_account,
+        )
     )
     emit_json(view) if as_json else _show_carrier(view)
 

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     master_key_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # The gateway's address as the internet sees it (https://sms.example.com), behind any
+    # TLS-terminating proxy: carrier callback URLs are built from it and providers' URL
+    # signatures (Twilio's) checked against it. See docs/carriers-http.md.
+    public_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s?#]+$")
 
     # What one HTTP connection may cost the server; see docs/server-limits.md.
     max_header_bytes: int = Field(default=32 * 1024, ge=4 * 1024, le=1024 * 1024)

@@ -31,7 +31,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from msgine.server import metrics
-from msgine.server.carriers import SIMULATOR, Carrier, Routing, SubmitRequest, SubmitResult
+from msgine.server.carriers import (
+    SIMULATOR,
+    Carrier,
+    Routing,
+    SubmitRequest,
+    SubmitResult,
+    dedupes,
+)
 from msgine.server.carriers._fleet import Fleet
 from msgine.server.carriers._health import publish, withdraw
 from msgine.server.carriers._metrics import observe_health, observe_submit
@@ -41,6 +48,7 @@ from msgine.server.carriers._sink import (
     purge_unclaimed_receipts,
 )
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
+from msgine.server.compliance import OPT_OUT, suppress
 from msgine.server.compliance._gate import Decision
 from msgine.server.logging import get_logger
 from msgine.server.messages._lifecycle import (
@@ -411,7 +419,7 @@ def _plan(
         following=chain[position + 1] if position + 1 < len(chain) else None,
         policy=row.on_uncertain_submit if row is not None else "mark_unknown",
         retry_budget=row.retry_budget if row is not None else MAX_JOB_ATTEMPTS,
-        marks=not kind.idempotent,
+        marks=not dedupes(carrier, kind),
         early_receipts=name != SIMULATOR,
         notes=notes,
     )
@@ -530,7 +538,33 @@ def _submitted(
     change = _status(
         runtime, out, "failed", now, error_code=error, carrier=name, detail=_word(result)
     )
+    if result.opted_out:
+        change = _suppressing(runtime, out, name, now, change)
     return worker.done(job, _noted(out, name, attempt.notes, now, change))
+
+
+def _suppressing(
+    runtime: Runtime, out: Outgoing, carrier: str, now: datetime, change: JobWrite
+) -> JobWrite:
+    """``change``, and the number on the account's suppression list: the carrier says the
+    recipient opted out with it, so no later message should try."""
+
+    def write(conn: sa.Connection) -> object:
+        assert out.to is not None  # erased numbers are rejected by the recheck
+        suppress(
+            conn,
+            runtime.vault,
+            account_id=out.account_id,
+            mode=out.mode,
+            phone=out.to,
+            phone_index=out.phone_index,
+            reason=OPT_OUT,
+            source=f"carrier:{carrier}",
+            now=now,
+        )
+        return change(conn)
+
+    return write
 
 
 def _word(result: SubmitResult) -> str:

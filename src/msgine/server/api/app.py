@@ -26,6 +26,7 @@ from msgine.server.api.routes import (
     API_PREFIX,
     account,
     audit,
+    carriers,
     compliance,
     keys,
     messages,
@@ -103,11 +104,11 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
-    for module in (messages, keys, webhooks, compliance, audit, account, simulator):
+    for module in (messages, keys, webhooks, compliance, audit, account, simulator, carriers):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)
     app.include_router(meta.router)
-    for module in (messages, keys, webhooks, compliance, audit, account, simulator, meta):
+    for module in (messages, keys, webhooks, compliance, audit, account, simulator, carriers, meta):
         install = getattr(module, "install", None)
         if install is not None:
             install(app)

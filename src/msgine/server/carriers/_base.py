@@ -48,7 +48,8 @@ class SubmitResult:
     destination), so the route's next carrier should; neither means it failed for good.
     ``error_code`` is ours (``invalid_destination``, ``throttled``, ...); ``detail`` is the
     carrier's own word for operators (an SMPP command status name, an HTTP status), never
-    personal data or a credential."""
+    personal data or a credential. ``opted_out``: the carrier refused the recipient because it
+    opted out (with the carrier), so the gateway adds it to the account's suppression list."""
 
     accepted: bool
     carrier_message_id: str | None = None
@@ -57,6 +58,7 @@ class SubmitResult:
     failover: bool = False
     retry_after: float | None = None
     detail: str | None = None
+    opted_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ class CarrierEvents(Protocol):
 
 class Carrier(Protocol):
     """A connector. The worker calls ``submit`` once per recipient, for a whole batch at once
-    (concurrently), so a connector's round trips overlap; a ``retryable`` result puts that
+    (concurrently), so a connector's round trips overlap (an HTTP upstream groups them into
+    one request where its provider takes several recipients); a ``retryable`` result puts that
     recipient back in the queue with backoff. Return a result whenever the carrier's answer is
     known (``retryable`` or ``failover`` when nothing was sent); raise only when it is not (the
     connection dropped with the submit in flight, a timeout): the gateway then applies the

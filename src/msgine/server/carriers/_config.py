@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from msgine.server._ids import new_id
 from msgine.server.accounts import find_account
 from msgine.server.audit import Actor, record
+from msgine.server.carriers._callbacks import new_callback_token
 from msgine.server.carriers._registry import (
     SIMULATOR,
     dump_secret_model,
@@ -54,6 +55,7 @@ class CarrierConfig:
     retry_budget: int
     inbound_account_id: str | None
     updated_at: datetime
+    callback_token: str | None = field(default=None, repr=False)
 
 
 def _check_name(name: str) -> str:
@@ -106,6 +108,19 @@ def _open(vault: Vault, row: Mapping[Any, Any]) -> dict[str, Any] | None:
     return loaded
 
 
+def _seal_token(vault: Vault, carrier_id: str, token: str) -> bytes:
+    return vault.encrypt(
+        token.encode(), table="carriers", column="callback_token", row_id=carrier_id
+    )
+
+
+def _open_token(vault: Vault, row: Mapping[Any, Any]) -> str | None:
+    blob = row.get("callback_token")
+    if blob is None:
+        return None
+    return vault.decrypt(blob, table="carriers", column="callback_token", row_id=row["id"]).decode()
+
+
 def _row(conn: sa.Connection, name: str) -> dict[str, Any]:
     row = conn.execute(sa.select(carriers).where(carriers.c.name == name)).mappings().first()
     if row is None:
@@ -125,6 +140,7 @@ def carrier_view(row: Mapping[Any, Any], vault: Vault | None = None) -> dict[str
         "enabled": row["enabled"],
         "options": row["options"],
         "credentials": {"set": row["credentials"] is not None, "fields": credential_fields},
+        "callbacks": row.get("callback_token") is not None,
         "onUncertainSubmit": row["on_uncertain_submit"],
         "retryBudget": row["retry_budget"],
         "inboundAccount": row["inbound_account_id"],
@@ -155,6 +171,7 @@ def add_carrier(
     if conn.execute(sa.select(carriers.c.id).where(carriers.c.name == name)).first():
         raise InvalidRequest("A carrier with this name exists.", details={"carrier": name})
     carrier_id = new_id("car")
+    token = new_callback_token() if found.callbacks is not None else None
     row = {
         "id": carrier_id,
         "name": name,
@@ -167,6 +184,7 @@ def add_carrier(
         "inbound_account_id": _check_account(conn, inbound_account_id),
         "created_at": now,
         "updated_at": now,
+        "callback_token": _seal_token(vault, carrier_id, token) if token else None,
     }
     conn.execute(sa.insert(carriers).values(**row))
     record(
@@ -178,7 +196,35 @@ def add_carrier(
         target=carrier_id,
         details={"name": name, "kind": kind, "credentials": creds is not None},
     )
-    return carrier_view(row, vault)
+    view = carrier_view(row, vault)
+    if token is not None:
+        view["callbackToken"] = token  # shown once, to build the URL the provider calls
+    return view
+
+
+def rotate_callback_token(
+    conn: sa.Connection, vault: Vault, name: str, *, now: datetime, actor: Actor
+) -> dict[str, Any]:
+    """A new callback token for a carrier whose kind takes callbacks: the old URL stops
+    working at once. Returns the view with the token (shown once)."""
+    row = _row(conn, name)
+    if get_kind(row["kind"]).callbacks is None:
+        raise InvalidRequest(
+            f"Carrier kind {row['kind']!r} takes no callbacks.", details={"carrier": name}
+        )
+    token = new_callback_token()
+    values = {"callback_token": _seal_token(vault, row["id"], token), "updated_at": now}
+    conn.execute(sa.update(carriers).where(carriers.c.id == row["id"]).values(**values))
+    record(
+        conn,
+        vault,
+        actor,
+        "carrier.updated",
+        now=now,
+        target=row["id"],
+        details={"name": name, "changed": ["callback_token"]},
+    )
+    return {**carrier_view({**row, **values}, vault), "callbackToken": token}
 
 
 def update_carrier(
@@ -261,6 +307,23 @@ def get_carrier(conn: sa.Connection, vault: Vault, name: str) -> dict[str, Any]:
     return carrier_view(_row(conn, name), vault)
 
 
+@dataclass(frozen=True)
+class CallbackTarget:
+    """What a callback request needs of its carrier (credentials decrypted, in memory)."""
+
+    kind: str
+    options: dict[str, Any]
+    credentials: dict[str, Any] | None = field(repr=False)
+    token: str | None = field(repr=False)
+
+
+def callback_target(conn: sa.Connection, vault: Vault, name: str) -> CallbackTarget | None:
+    row = conn.execute(sa.select(carriers).where(carriers.c.name == name)).mappings().first()
+    if row is None:
+        return None
+    return CallbackTarget(row["kind"], row["options"], _open(vault, row), _open_token(vault, row))
+
+
 def load_carrier_configs(conn: sa.Connection, vault: Vault) -> list[CarrierConfig]:
     """Every stored carrier with its credentials decrypted (for the worker, in memory only)."""
     out = []
@@ -277,6 +340,7 @@ def load_carrier_configs(conn: sa.Connection, vault: Vault) -> list[CarrierConfi
                 retry_budget=row["retry_budget"],
                 inbound_account_id=row["inbound_account_id"],
                 updated_at=row["updated_at"],
+                callback_token=_open_token(vault, row),
             )
         )
     return out

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from msgine.server._ids import random_base62
 from msgine.server.carriers._base import Carrier, CarrierEvents, CarrierHealth, ConnectedCarrier
+from msgine.server.carriers._callbacks import callback_url
 from msgine.server.carriers._config import CarrierConfig, load_carrier_configs
 from msgine.server.carriers._registry import (
     SIMULATOR,
@@ -30,6 +31,12 @@ from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
 
 log = get_logger("msgine.carriers")
+
+
+def _callback_url(runtime: Runtime, config: CarrierConfig) -> str | None:
+    if config.callback_token is None:
+        return None
+    return callback_url(runtime.settings.public_url, config.name, config.callback_token)
 
 
 def worker_name() -> str:
@@ -119,6 +126,7 @@ class Fleet:
                 options=parse_options(kind, config.options),
                 credentials=parse_credentials(kind, config.credentials),
                 runtime=self.runtime,
+                callback_url=_callback_url(self.runtime, config),
             )
             carrier = kind.build(context)
             if isinstance(carrier, ConnectedCarrier):

@@ -19,6 +19,7 @@ from msgine.server.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from msgine.server.carriers._base import Carrier
+    from msgine.server.carriers._callbacks import Callbacks
     from msgine.server.runtime import Runtime
 
 #: The embedded carrier every test key uses; also the name of its built-in instance.
@@ -27,12 +28,14 @@ SIMULATOR = "simulator"
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a build function gets: the instance's name, its validated models, the runtime."""
+    """What a build function gets: the instance's name, its validated models, the runtime,
+    and for kinds with callbacks the base URL its provider calls (``_callbacks.py``)."""
 
     name: str
     options: BaseModel
     credentials: BaseModel | None = field(repr=False)
     runtime: Runtime
+    callback_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,10 @@ class CarrierKind:
 
     ``real``: it reaches phones (the simulator does not), so a route through it lets live
     traffic out. ``idempotent``: a repeated submit with the same ``submit_key`` never sends
-    twice (the carrier dedupes it), so a crash between submit and answer needs no policy."""
+    twice (the carrier dedupes it), so a crash between submit and answer needs no policy; a
+    connector whose options decide it says so in its own ``idempotent`` attribute instead.
+    ``callbacks``: the kind receives receipts and inbound messages over HTTP (``_callbacks.py``);
+    each of its carriers gets a callback token when it is added."""
 
     name: str
     options: type[BaseModel]
@@ -49,6 +55,13 @@ class CarrierKind:
     build: Callable[[BuildContext], Carrier]
     real: bool = True
     idempotent: bool = False
+    callbacks: Callbacks | None = None
+
+
+def dedupes(carrier: Carrier, kind: CarrierKind) -> bool:
+    """Whether a repeated submit to this connector never sends twice: its own ``idempotent``
+    attribute where it has one (an HTTP upstream that batches cannot dedupe), else its kind's."""
+    return bool(getattr(carrier, "idempotent", kind.idempotent))
 
 
 class NoOptions(BaseModel):
@@ -96,7 +109,22 @@ def _smpp() -> CarrierKind:
     )
 
 
-_LOADERS: dict[str, Callable[[], CarrierKind]] = {SIMULATOR: _simulator, "smpp": _smpp}
+def _module_kind(module_name: str) -> Callable[[], CarrierKind]:
+    """A kind whose module builds it (``kind()``): HTTP upstreams, one subpackage each."""
+
+    def load() -> CarrierKind:
+        module: Any = importlib.import_module(module_name)
+        found: CarrierKind = module.kind()
+        return found
+
+    return load
+
+
+_LOADERS: dict[str, Callable[[], CarrierKind]] = {
+    SIMULATOR: _simulator,
+    "smpp": _smpp,
+    "msgine": _module_kind("msgine.server.carriers.msgine_api"),
+}
 _LOADED: dict[str, CarrierKind] = {}
 
 

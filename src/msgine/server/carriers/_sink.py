@@ -13,7 +13,7 @@ matched by the destination number the receipt names, when the connector provides
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -244,6 +244,39 @@ class DurableEvents:
         match, sent_at = await runtime.db.awrite(
             lambda conn: apply_receipt(conn, runtime.vault, carrier, receipt, now)
         )
+        self._observe(carrier, receipt, match, sent_at, now)
+
+    async def store(
+        self,
+        carrier: str,
+        receipts: Sequence[Receipt],
+        inbound: Sequence[InboundMessage],
+        guard: Callable[[sa.Connection], None] | None = None,
+    ) -> None:
+        """Several items in one transaction, after ``guard`` (which may raise to store
+        nothing: a callback's replay check)."""
+        runtime = self._runtime
+        now = runtime.now()
+
+        def write(conn: sa.Connection) -> tuple[list[tuple[str, datetime | None]], int]:
+            if guard is not None:
+                guard(conn)
+            matched = [apply_receipt(conn, runtime.vault, carrier, r, now) for r in receipts]
+            stored = [
+                receive_inbound(conn, runtime.vault, carrier, m, now, self._handlers)
+                for m in inbound
+            ]
+            return matched, sum(1 for s in stored if s is not None)
+
+        matched, stored = await runtime.db.awrite(write)
+        for receipt, (match, sent_at) in zip(receipts, matched, strict=True):
+            self._observe(carrier, receipt, match, sent_at, now)
+        if stored:
+            _metrics.INBOUND.labels(carrier).inc(stored)
+
+    def _observe(
+        self, carrier: str, receipt: Receipt, match: str, sent_at: datetime | None, now: datetime
+    ) -> None:
         _metrics.RECEIPTS.labels(carrier, receipt.status, match).inc()
         if sent_at is not None and receipt.status in ("delivered", "failed"):
             _metrics.RECEIPT_SECONDS.labels(carrier).observe(

@@ -430,6 +430,9 @@ carriers = sa.Table(
     sa.Column("inbound_account_id", Id),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # The token in the carrier's callback URL (HTTP upstreams; carriers/_callbacks.py),
+    # envelope-encrypted like the credentials (the connector puts the URL in its submits).
+    sa.Column("callback_token", sa.LargeBinary),
 )
 
 routes = sa.Table(
@@ -472,6 +475,17 @@ carrier_receipts = sa.Table(
     sa.Column("done_at", Time),
     sa.Column("received_at", Time, nullable=False),
     sa.Index("ix_carrier_receipts_message", "carrier", "carrier_message_id"),
+)
+
+# Callback requests already taken, per carrier (a digest of the provider's signed delivery id
+# and time): a replay of a captured request is refused. Rows older than an hour are purged.
+carrier_callbacks = sa.Table(
+    "carrier_callbacks",
+    metadata,
+    sa.Column("carrier", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Index("ix_carrier_callbacks_received", "received_at"),
 )
 
 # A carrier's throughput schedule shared by all worker processes (see carriers/_throttle.py):

@@ -8,6 +8,7 @@ from msgine.server.webhooks._listen import (
     listen_secret,
 )
 from msgine.server.webhooks._listen import trigger as trigger_test_event
+from msgine.server.webhooks._transport import build_ssl_context
 from msgine.server.webhooks._urlpolicy import (
     DEFAULT_ALLOWED_PORTS,
     UrlPolicy,
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_ALLOWED_PORTS",
     "EventFollower",
     "UrlPolicy",
+    "build_ssl_context",
     "check_forward_url",
     "check_url_syntax",
     "checked_url",
