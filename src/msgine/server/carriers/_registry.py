@@ -124,6 +124,8 @@ _LOADERS: dict[str, Callable[[], CarrierKind]] = {
     SIMULATOR: _simulator,
     "smpp": _smpp,
     "msgine": _module_kind("msgine.server.carriers.msgine_api"),
+    "africastalking": _module_kind("msgine.server.carriers.africastalking"),
+    "twilio": _module_kind("msgine.server.carriers.twilio"),
 }
 _LOADED: dict[str, CarrierKind] = {}
 

@@ -23,10 +23,11 @@ from msgine.server import events
 from msgine.server.accounts import list_accounts
 from msgine.server.carriers import _metrics
 from msgine.server.carriers._base import InboundMessage, Receipt
+from msgine.server.compliance import OPT_OUT, suppress
 from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
 from msgine.server.crypto import Vault
 from msgine.server.errors import DomainError
-from msgine.server.messages._lifecycle import record_status
+from msgine.server.messages._lifecycle import load_outgoing, record_status
 from msgine.server.messages._numbers import normalize_number
 from msgine.server.messages._text import sanitize
 from msgine.server.runtime import Runtime
@@ -82,6 +83,8 @@ def _settle(
 ) -> None:
     """Move the recipient as the receipt says. A carrier that itself does not know changes
     nothing but the history."""
+    if receipt.opted_out and receipt.status == "failed":
+        _suppress_recipient(conn, vault, carrier, recipient_id, now)
     record_status(
         conn,
         vault,
@@ -92,6 +95,30 @@ def _settle(
         carrier_message_id=receipt.carrier_message_id,
         carrier=carrier,
         detail=f"receipt: {receipt.carrier_state}"[:200],
+    )
+
+
+#: Our error code of a recipient the carrier says opted out.
+OPTED_OUT_ERROR = "recipient_opted_out"
+
+
+def _suppress_recipient(
+    conn: sa.Connection, vault: Vault, carrier: str, recipient_id: str, now: datetime
+) -> None:
+    """The recipient's number on its account's suppression list (of its mode)."""
+    out = load_outgoing(conn, vault, recipient_id)
+    if out is None or out.to is None:  # erased since: its block was kept by the erasure
+        return
+    suppress(
+        conn,
+        vault,
+        account_id=out.account_id,
+        mode=out.mode,
+        phone=out.to,
+        phone_index=out.phone_index,
+        reason=OPT_OUT,
+        source=f"carrier:{carrier}",
+        now=now,
     )
 
 
@@ -156,6 +183,8 @@ def apply_early_receipts(
             carrier_state=row["carrier_state"],
             error_code=row["error_code"],
             done_at=row["done_at"],
+            # Kept without the flag: a stored opt-out reads back from its error code.
+            opted_out=row["error_code"] == OPTED_OUT_ERROR,
         )
         _settle(conn, vault, carrier, recipient_id, receipt, now)
         _DROP_EARLY.execute(conn, {"receipt_id": row["id"]})
