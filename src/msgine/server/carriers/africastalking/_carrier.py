@@ -113,12 +113,8 @@ class AfricasTalkingUpstream(HttpUpstream):
         response = await client.post(SEND_PATH, data=form)
         if response.status_code in (200, 201):
             return _per_recipient(response, requests)
-        rule = lookup(REQUEST_ANSWERS, response.status_code, "*") or http_rule(
-            response.status_code
-        )
-        result = apply_rule(
-            rule, f"HTTP {response.status_code}", retry_after=retry_after(response)
-        )
+        rule = lookup(REQUEST_ANSWERS, response.status_code, "*") or http_rule(response.status_code)
+        result = apply_rule(rule, f"HTTP {response.status_code}", retry_after=retry_after(response))
         return [result] * len(requests)
 
 
