@@ -5,6 +5,7 @@
   ``StatusCallback``. Answer 201 with the Message resource (``sid`` ``SM...``, ``status``
   ``queued``, or ``accepted`` through a Messaging Service). Errors are JSON ``code``,
   ``message``, ``more_info``, ``status``: 20003 (401) bad credentials, 21211 invalid To,
+  21212 invalid From,
   21408 region not enabled, 21602 no Body, 21603 no From, 21604 no To, 21606 From not a
   message-capable number of the account, 21609 invalid StatusCallback, 21610 recipient
   unsubscribed (texted STOP), 21612 To not reachable, 21614 To not a mobile number, 21617 Body
@@ -39,11 +40,14 @@ API = "/2010-04-01/Accounts/{AccountSid}"
 #: code -> (HTTP status, message); the messages as Twilio words them ({} is the number).
 ERRORS: dict[int, tuple[int, str]] = {
     20003: (401, "Authenticate"),
+    20400: (400, "Bad request"),
+    20403: (403, "Forbidden"),
     20404: (404, "The requested resource was not found"),
     20429: (429, "Too Many Requests"),
     20500: (500, "An internal server error has occurred"),
     20503: (503, "Service is unavailable. Please try again"),
     21211: (400, "Invalid 'To' Phone Number: {}"),
+    21212: (400, "Invalid From Number (caller ID)"),
     21408: (
         400,
         "Permission to send an SMS has not been enabled for the region indicated by the "
@@ -127,7 +131,8 @@ class TwilioServer(ProviderServer):
         ]
 
     def error(self, fault: Fault) -> Response:
-        code = {429: 20429, 500: 20500, 503: 20503}.get(fault.status, 20500)
+        """An injected HTTP status, with the 20xxx code Twilio gives it (20003 for 401)."""
+        code = 20003 if fault.status == 401 else 20000 + fault.status
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
         return self._error(code, status=fault.status, headers=headers)
 
@@ -139,7 +144,7 @@ class TwilioServer(ProviderServer):
         status: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        http_status, message = ERRORS[code]
+        http_status, message = ERRORS.get(code, (status or 400, "Error"))
         body = {
             "code": code,
             "message": message.format(number),
