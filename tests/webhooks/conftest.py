@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import trustme
-from webhook_receiver import Receiver, start_receiver
 
 from msgine.server.logging import configure_logging, reset_logging
 from support import make_settings
+from webhook_receiver import Receiver, start_receiver
 
 
 @pytest.fixture(scope="session")

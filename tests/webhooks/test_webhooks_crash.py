@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-from webhook_receiver import Receiver, Reply, start_receiver
 from webhooks_helpers import standard_verifies
 
 from support import Gateway, gateway_env, start_gateway
+from webhook_receiver import Receiver, Reply, start_receiver
 
 pytestmark = pytest.mark.slow
 

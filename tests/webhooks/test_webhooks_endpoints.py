@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from webhook_receiver import Receiver
 from webhooks_helpers import create_endpoint, standard_verifies
 
 from msgine.server.storage._tables import audit_log, webhook_endpoints
+from webhook_receiver import Receiver
 
 
 async def test_create_shows_the_secret_once_and_stores_it_encrypted(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from webhook_receiver import Receiver
 from webhooks_helpers import create_endpoint, standard_verifies
 
 from msgine.server import events
+from webhook_receiver import Receiver
 
 
 async def test_endpoints_receive_only_their_event_types(api: Any, receiver: Receiver) -> None:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from webhook_receiver import Receiver, Reply
 from webhooks_helpers import create_endpoint, deliveries, security_entries
 
 from msgine.server.storage._tables import webhook_attempts
 from msgine.server.webhooks._dispatch import Dispatcher
 from msgine.server.webhooks._urlpolicy import UrlPolicy
+from webhook_receiver import Receiver, Reply
 
 REFUSED = [
     "https://127.0.0.1/hook",

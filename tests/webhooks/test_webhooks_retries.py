@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from webhook_receiver import Receiver, Reply
 from webhooks_helpers import create_endpoint, deliveries, security_entries, standard_verifies
 
 from msgine.server.storage._tables import audit_log, webhook_deliveries
+from webhook_receiver import Receiver, Reply
 
 
 def _at(value: str) -> datetime:

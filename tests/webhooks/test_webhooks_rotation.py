@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from webhook_receiver import Receiver
 from webhooks_helpers import (
     create_endpoint,
     hex_verifies,
@@ -18,6 +17,7 @@ from webhooks_helpers import (
 )
 
 from msgine.server.storage._tables import audit_log
+from webhook_receiver import Receiver
 
 
 async def _one_delivery(api: Any, receiver: Receiver, path: str = "/hook", **send: Any) -> Any:

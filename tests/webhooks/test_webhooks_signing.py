@@ -7,10 +7,10 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from webhook_receiver import Receiver, Reply
 from webhooks_helpers import create_endpoint, deliveries, hex_verifies, standard_verifies
 
 from msgine.webhooks._signing import generate_secret
+from webhook_receiver import Receiver, Reply
 
 
 async def _delivered(api: Any, receiver: Receiver, **send: Any) -> tuple[dict[str, Any], list[Any]]:

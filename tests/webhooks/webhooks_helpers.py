@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from webhook_receiver import Hit
 
 __all__ = ["WebhookVerificationError", "create_endpoint", "hex_verifies", "standard_verifies"]

@@ -87,7 +87,7 @@ def _show_carrier(view: dict[str, Any]) -> None:
     if "callbackUrl" in view:
         typer.echo(f"callback URL: {view['callbackUrl']}")
         typer.echo(
-            "  Configure it at the provider now: it is shown only once (stored as a hash)."
+            "  Configure it at the provider now: it is shown only once."
             " `msgine carriers rotate-callback NAME` makes a new one.",
             err=True,
         )

@@ -242,10 +242,7 @@ def transport_result(exc: httpx.HTTPError, *, idempotent: bool) -> SubmitResult:
 
 
 def _transport_word(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__context__, ssl.SSLError):
-        return "tls_error"
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, httpx.ConnectError) and isinstance(cause, ssl.SSLError):
+    if isinstance(exc, httpx.ConnectError) and _caused_by_tls(exc):
         return "tls_error"
     names: dict[type[Exception], str] = {
         httpx.ConnectTimeout: "connect_timeout",
@@ -258,6 +255,17 @@ def _transport_word(exc: httpx.HTTPError) -> str:
         httpx.WriteError: "connection_lost",
     }
     return names.get(type(exc), type(exc).__name__)
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # httpx wraps httpcore, which wraps the ssl error
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # --- health -------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""A scriptable HTTPS webhook receiver on 127.0.0.1 (threads), with certificates from trustme."""
+"""A scriptable HTTP(S) server on 127.0.0.1 (threads), with certificates from trustme: the
+webhook tests' receiver, and the carrier tests' stand-in for a provider's API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +31,8 @@ class Hit:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
+    query: str = ""
 
     @property
     def event(self) -> dict[str, Any]:
@@ -37,27 +42,31 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Records every POST; answers from a per-path script, then 200."""
+    """Records every request; answers from a per-path script, then ``default`` (200)."""
 
     port: int = 0
     hits: list[Hit] = field(default_factory=list)
     scripts: dict[str, list[Reply]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
+    default: Callable[[Hit], Reply] | None = None
+    scheme: str = "https"
 
-    def url(self, path: str = "/hook") -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def script(self, path: str, *replies: Reply) -> None:
         with self.lock:
             self.scripts[path] = list(replies)
 
-    def reply_for(self, path: str) -> Reply:
+    def reply_for(self, path: str, hit: Hit | None = None) -> Reply:
         with self.lock:
             queue = self.scripts.get(path)
             if path == "/redirect":
                 return Reply(302, {"Location": self.url("/target")}, b"")
-            return queue.pop(0) if queue else Reply()
+            if queue:
+                return queue.pop(0)
+        return self.default(hit) if self.default and hit else Reply()
 
     def hits_for(self, path: str = "/hook") -> list[Hit]:
         with self.lock:
@@ -80,13 +89,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        self.do_POST()
+
     def do_POST(self) -> None:
         receiver = self.server.receiver
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        path = self.path.split("?")[0]
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        hit = Hit(path, headers, body, self.command, query)
         with receiver.lock:
-            receiver.hits.append(Hit(path, {k.lower(): v for k, v in self.headers.items()}, body))
-        reply = receiver.reply_for(path)
+            receiver.hits.append(hit)
+        reply = receiver.reply_for(path, hit)
         if reply.delay:
             receiver.closing.wait(reply.delay)
         self.send_response(reply.status)
@@ -100,13 +114,17 @@ class _Handler(BaseHTTPRequestHandler):
 class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, receiver: Receiver, context: ssl.SSLContext) -> None:
+    def __init__(self, receiver: Receiver, context: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.receiver = receiver
         self.context = context
         receiver.port = self.server_address[1]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.context is None:  # plain HTTP
+            with contextlib.suppress(OSError):
+                _Handler(request, client_address, self)
+            return
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -119,10 +137,16 @@ class _TLSServer(ThreadingHTTPServer):
             tls.close()
 
 
-def start_receiver(ca: trustme.CA) -> tuple[Receiver, _TLSServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    receiver = Receiver()
+def start_receiver(
+    ca: trustme.CA | None, receiver: Receiver | None = None
+) -> tuple[Receiver, _TLSServer]:
+    """Serve ``receiver`` over HTTPS with a certificate from ``ca`` (plain HTTP when None)."""
+    context = None
+    if ca is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    receiver = receiver or Receiver()
+    receiver.scheme = "https" if ca else "http"
     server = _TLSServer(receiver, context)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver, server
