@@ -8,7 +8,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,11 +18,13 @@ from providers.africastalking_server import STATUS_NAMES, AfricasTalkingServer
 from providers.gateway_support import (
     BOTH_DATABASES,
     PUBLIC_URL,
-    add_http_carrier,
+    add_carrier_at,
     count,
-    database_url_param,
+    database_url,  # noqa: F401 - the module's fixture
     deliver,
     live_key,
+    serving,
+    settings,  # noqa: F401 - the module's fixture
 )
 from providers.provider_server import Fault, running
 from smsc_support import eventually, request
@@ -41,19 +42,8 @@ from msgine.server.carriers.africastalking import (
     AfricasTalkingUpstream,
 )
 from msgine.server.storage._tables import events, inbound_messages, jobs, recipients, suppressions
-from support import make_settings
 
 KE2 = "+254722123456"
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    return database_url_param(request)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Any:
-    return make_settings(tmp_path, database_url, public_url=PUBLIC_URL)
 
 
 @pytest.fixture
@@ -69,14 +59,14 @@ def second_at() -> Iterator[AfricasTalkingServer]:
 
 
 def add_at(operator: Operator, name: str, server: AfricasTalkingServer, **options: Any) -> str:
-    settings = {k: options.pop(k) for k in ("retry_budget",) if k in options}
-    base = add_http_carrier(
+    extra = {k: options.pop(k) for k in ("retry_budget",) if k in options}
+    base = add_carrier_at(
         operator,
         name,
         "africastalking",
         {"base_url": server.base_url, **options},
         {"username": server.username, "api_key": server.api_key},
-        **settings,
+        **extra,
     )
     server.delivery_reports_url = f"{base}/receipts"
     server.incoming_messages_url = f"{base}/inbound"
@@ -272,7 +262,7 @@ async def test_a_send_to_several_numbers_is_one_request_and_reports_settle_each(
     at.outcomes[UG] = ("Failed", "DeliveryFailure")
     sent = await api.send(live_key(api), to=[KE, KE2, UG], message="Hello", **{"from": "MsGine"})
     assert sent.status_code == 201, sent.text
-    try:
+    async with serving(api):
         await api.drain()
         [submitted] = at.api_requests("/version1/messaging")
         assert sorted((submitted.field("to") or "").split(",")) == sorted([KE, KE2, UG])
@@ -301,8 +291,6 @@ async def test_a_send_to_several_numbers_is_one_request_and_reports_settle_each(
             "delivered",
             "failed",
         ]
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 @BOTH_DATABASES
@@ -314,7 +302,7 @@ async def test_a_blacklisted_recipient_fails_for_good_and_is_suppressed(
     at.rejections[UG] = 406
     key = live_key(api)
     sent = await api.send(key, to=UG)
-    try:
+    async with serving(api):
         await api.drain()
         [row] = by_carrier_id(api, sent.json()["id"]).values()
         assert (row["status"], row["error_code"]) == ("failed", "recipient_opted_out")
@@ -323,8 +311,6 @@ async def test_a_blacklisted_recipient_fails_for_good_and_is_suppressed(
         again = await api.send(key, to=UG)
         assert again.json()["recipients"][0]["errorCode"] == "recipient_opted_out"
         assert len(at.api_requests()) == 1  # the second message never left
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_a_report_saying_blacklisted_suppresses_the_number(
@@ -334,15 +320,13 @@ async def test_a_report_saying_blacklisted_suppresses_the_number(
     route(operator, ["at-ea"])
     at.outcomes[KE] = ("Rejected", "UserInBlackList")
     sent = await api.send(live_key(api), to=KE)
-    try:
+    async with serving(api):
         await api.drain()
         [report] = at.take()
         assert (await deliver(api, report)).status_code == 200
         [row] = by_carrier_id(api, sent.json()["id"]).values()
         assert (row["status"], row["error_code"]) == ("failed", "recipient_opted_out")
         assert count(api, suppressions) == 1
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_a_number_one_carrier_cannot_route_fails_over_alone(
@@ -353,7 +337,7 @@ async def test_a_number_one_carrier_cannot_route_fails_over_alone(
     route(operator, ["at-ea", "at-backup"])
     at.rejections[UG] = 407  # CouldNotRoute: another carrier may
     sent = await api.send(live_key(api), to=[KE, UG])
-    try:
+    async with serving(api):
         await api.drain()
         rows = by_carrier_id(api, sent.json()["id"])
         carriers = {r["carrier"] for r in rows.values()}
@@ -362,8 +346,6 @@ async def test_a_number_one_carrier_cannot_route_fails_over_alone(
         assert [m.number for m in at.messages] == [KE]
         notes = [h["detail"] or "" for h in history(api.runtime)]
         assert any("failover at-ea -> at-backup" in n and "407 CouldNotRoute" in n for n in notes)
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_server_errors_are_retried_then_fail_over(
@@ -374,7 +356,7 @@ async def test_server_errors_are_retried_then_fail_over(
     route(operator, ["at-ea", "at-backup"])
     at.inject(Fault(503, times=10))
     sent = await api.send(live_key(api), to=KE)
-    try:
+    async with serving(api):
         for _ in range(3):
             await api.drain()
             api.runtime.clock.advance(seconds=400)  # past the backoff
@@ -383,8 +365,6 @@ async def test_server_errors_are_retried_then_fail_over(
         assert len(at.api_requests()) == 2  # the retry budget
         notes = [h["detail"] or "" for h in history(api.runtime, row["id"])]
         assert any("failover at-ea -> at-backup: retry budget spent" in n for n in notes)
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_a_rate_limit_answer_waits_as_long_as_retry_after_says(
@@ -394,7 +374,7 @@ async def test_a_rate_limit_answer_waits_as_long_as_retry_after_says(
     route(operator, ["at-ea"])
     at.inject(Fault(429, retry_after="120"))
     sent = await api.send(live_key(api), to=KE)
-    try:
+    async with serving(api):
         before = api.runtime.now()
         await api.drain()
         [row] = by_carrier_id(api, sent.json()["id"]).values()
@@ -408,8 +388,6 @@ async def test_a_rate_limit_answer_waits_as_long_as_retry_after_says(
         [row] = by_carrier_id(api, sent.json()["id"]).values()
         assert row["status"] == "sent"
         assert len(at.api_requests()) == 2
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 @BOTH_DATABASES
@@ -418,7 +396,7 @@ async def test_stop_start_and_help_through_africas_talking(
 ) -> None:
     add_at(operator, "at-ea", at)
     route(operator, ["at-ea"])
-    try:
+    async with serving(api):
         stop = await deliver(api, at.incoming(UG, "STOP"))
         assert stop.status_code == 200
         assert count(api, suppressions) == 1
@@ -434,8 +412,6 @@ async def test_stop_start_and_help_through_africas_talking(
         await eventually(lambda: len(at.messages) == 3)
         assert {m.number for m in at.messages} == {UG}
         assert count(api, events, events.c.type == "message.received") == 3
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_forged_replayed_and_foreign_callbacks_are_refused_and_logged(
@@ -491,10 +467,8 @@ async def test_credentials_never_reach_logs_errors_or_history(
     at.api_key = "atsk_" + "rotated" * 6  # the stored key is now wrong: AT answers 401
     with caplog.at_level(logging.DEBUG):
         sent = await api.send(live_key(api), to=KE)
-        try:
+        async with serving(api):
             await api.drain()
-        finally:
-            await api.worker.fleet.stop_all()
     [row] = by_carrier_id(api, sent.json()["id"]).values()
     assert (row["status"], row["error_code"]) == ("failed", "upstream_unauthorized")
     stored_key = at.requests[0].headers["apikey"]

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,11 +21,13 @@ from hypothesis import strategies as st
 from providers.gateway_support import (
     BOTH_DATABASES,
     PUBLIC_URL,
-    add_http_carrier,
+    add_carrier_at,
     count,
-    database_url_param,
+    database_url,  # noqa: F401 - the module's fixture
     deliver,
     live_key,
+    serving,
+    settings,  # noqa: F401 - the module's fixture
 )
 from providers.provider_server import Fault, running
 from providers.twilio_server import TwilioServer
@@ -47,7 +48,6 @@ from msgine.server.carriers.twilio import (
     verify,
 )
 from msgine.server.storage._tables import events, inbound_messages, recipients, suppressions
-from support import make_settings
 
 validator_module = pytest.importorskip("twilio.request_validator")
 RequestValidator = validator_module.RequestValidator
@@ -55,16 +55,6 @@ RequestValidator = validator_module.RequestValidator
 SENDER = "+15005550006"
 US = "+14155550123"
 SERVICE = "MG" + "0" * 32
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    return database_url_param(request)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Any:
-    return make_settings(tmp_path, database_url, public_url=PUBLIC_URL)
 
 
 @pytest.fixture
@@ -85,11 +75,11 @@ def credentials(server: TwilioServer, **extra: Any) -> dict[str, Any]:
 
 
 def add_twilio(operator: Operator, name: str, server: TwilioServer, **options: Any) -> str:
-    settings = {k: options.pop(k) for k in ("retry_budget",) if k in options}
+    extra = {k: options.pop(k) for k in ("retry_budget",) if k in options}
     creds = options.pop("credentials", None) or credentials(server)
     options.setdefault("default_sender", SENDER)
-    base = add_http_carrier(
-        operator, name, "twilio", {"base_url": server.base_url, **options}, creds, **settings
+    base = add_carrier_at(
+        operator, name, "twilio", {"base_url": server.base_url, **options}, creds, **extra
     )
     server.sms_url = f"{base}/inbound"
     return base
@@ -350,7 +340,7 @@ async def test_a_send_is_submitted_and_signed_status_callbacks_settle_it(
     operator.add_route(["tw-us"], country="UG")
     sent = await api.send(live_key(api), to=UG, message="Hello")
     assert sent.status_code == 201, sent.text
-    try:
+    async with serving(api):
         await api.drain()
         [submitted] = tw.api_requests("/Messages.json")
         assert submitted.path == f"/2010-04-01/Accounts/{tw.account_sid}/Messages.json"
@@ -369,8 +359,6 @@ async def test_a_send_is_submitted_and_signed_status_callbacks_settle_it(
         assert row["status"] == "delivered"
         assert count(api, events, events.c.type == "message.delivered") == 1
         assert [h["status"] for h in history(api.runtime, row["id"])][-1] == "delivered"
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_an_undelivered_callback_fails_the_recipient_with_its_code(
@@ -380,15 +368,13 @@ async def test_an_undelivered_callback_fails_the_recipient_with_its_code(
     operator.add_route(["tw-us"], country="UG")
     tw.outcomes[UG] = ("undelivered", 30003)
     sent = await api.send(live_key(api), to=UG)
-    try:
+    async with serving(api):
         await api.drain()
         for callback in tw.take():
             assert (await deliver(api, callback)).status_code == 200
         [row] = rows_of(api, sent.json()["id"])
         assert (row["status"], row["error_code"]) == ("failed", "recipient_unreachable")
         assert count(api, events, events.c.type == "message.failed") == 1
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 @BOTH_DATABASES
@@ -400,7 +386,7 @@ async def test_an_unsubscribed_recipient_fails_for_good_and_is_suppressed(
     tw.opted_out.add(UG)  # texted STOP to the number before: Twilio answers 21610
     key = live_key(api)
     sent = await api.send(key, to=UG)
-    try:
+    async with serving(api):
         await api.drain()
         [row] = rows_of(api, sent.json()["id"])
         assert (row["status"], row["error_code"]) == ("failed", "recipient_opted_out")
@@ -408,8 +394,6 @@ async def test_an_unsubscribed_recipient_fails_for_good_and_is_suppressed(
         again = await api.send(key, to=UG)
         assert again.json()["recipients"][0]["errorCode"] == "recipient_opted_out"
         assert len(tw.api_requests()) == 1
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 @BOTH_DATABASES
@@ -418,7 +402,7 @@ async def test_stop_start_and_help_through_twilio(
 ) -> None:
     add_twilio(operator, "tw-us", tw)
     operator.add_route(["tw-us"], country="UG")
-    try:
+    async with serving(api):
         stop = await deliver(api, tw.incoming(UG, "STOP"))
         assert (stop.status_code, stop.content) == (200, EMPTY_TWIML)
         assert stop.headers["content-type"].startswith("text/xml")
@@ -433,8 +417,6 @@ async def test_stop_start_and_help_through_twilio(
         assert {m["to"] for m in tw.messages.values()} == {UG}
         assert {m["from"] for m in tw.messages.values()} == {SENDER}  # the number texted
         assert count(api, inbound_messages) == 3
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_server_errors_fail_over_to_the_next_carrier(
@@ -445,15 +427,13 @@ async def test_server_errors_fail_over_to_the_next_carrier(
     operator.add_route(["tw-a", "tw-b"], country="UG")
     tw.inject(Fault(503, times=5))
     sent = await api.send(live_key(api), to=UG)
-    try:
+    async with serving(api):
         await api.drain()
         [row] = rows_of(api, sent.json()["id"])
         assert (row["status"], row["carrier"]) == ("sent", "tw-b")
         assert row["carrier_message_id"] in second_tw.messages
         notes = [h["detail"] or "" for h in history(api.runtime, row["id"])]
         assert any("failover tw-a -> tw-b" in n and "HTTP 503 20503" in n for n in notes)
-    finally:
-        await api.worker.fleet.stop_all()
 
 
 async def test_forged_replayed_and_misdirected_callbacks_are_refused_and_logged(
@@ -502,10 +482,8 @@ async def test_credentials_never_reach_logs_errors_or_history(
     add_twilio(operator, "tw-us", tw, credentials=credentials(tw, **key))
     operator.add_route(["tw-us"], country="UG")
     sent = await api.send(live_key(api), to=UG)  # the API key is not the account's: 20003
-    try:
+    async with serving(api):
         await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
     [row] = rows_of(api, sent.json()["id"])
     assert (row["status"], row["error_code"]) == ("failed", "upstream_unauthorized")
     logged = "".join(capsys.readouterr())

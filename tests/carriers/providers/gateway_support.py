@@ -4,12 +4,18 @@ built posted to the gateway's route, and the reads the assertions need."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from http_support import add_http_carrier
 from providers.provider_server import Callback
+
+from support import make_settings
 
 #: The gateway's public address in these tests (``MSGINE_PUBLIC_URL``): the URL Twilio signs.
 PUBLIC_URL = "https://sms.example.com"
@@ -18,15 +24,31 @@ PUBLIC_URL = "https://sms.example.com"
 BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
-def database_url_param(request: pytest.FixtureRequest) -> str | None:
-    """The ``database_url`` of a module that runs on SQLite unless marked ``BOTH_DATABASES``."""
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Imported by a module that runs on SQLite unless a test is marked ``BOTH_DATABASES``."""
     if getattr(request, "param", "sqlite") == "sqlite":
         return None
     url: str = request.getfixturevalue("postgres_url")
     return url
 
 
-def add_http_carrier(
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Any:
+    """The gateway's settings, with its public URL."""
+    return make_settings(tmp_path, database_url, public_url=PUBLIC_URL)
+
+
+@contextlib.asynccontextmanager
+async def serving(api: Any) -> AsyncIterator[None]:
+    """The body runs with the worker's carriers started as it needs them; stopped after."""
+    try:
+        yield
+    finally:
+        await api.worker.fleet.stop_all()
+
+
+def add_carrier_at(
     operator: Any,
     name: str,
     kind: str,
@@ -36,22 +58,8 @@ def add_http_carrier(
 ) -> str:
     """Add a carrier as ``msgine carriers add`` does; returns its callback base URL."""
     from msgine.server.carriers import callback_url
-    from msgine.server.carriers._config import add_carrier
 
-    runtime = operator.runtime
-    view = runtime.db.write(
-        lambda conn: add_carrier(
-            conn,
-            runtime.vault,
-            name=name,
-            kind=kind,
-            options=options,
-            credentials=credentials,
-            now=runtime.now(),
-            actor=operator.actor,
-            **settings,
-        )
-    )
+    view = add_http_carrier(operator, name, kind, options, credentials, **settings)
     return callback_url(PUBLIC_URL, name, view["callbackToken"])
 
 

@@ -202,13 +202,7 @@ class ProviderServer:
             return [r for r in self.requests if path_part in r.path]
 
     def wait_requests(self, count: int, timeout: float = 10.0) -> list[Recorded]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+        return self._wait(self.requests, count, timeout)
 
     # --- callbacks ------------------------------------------------------------------------
 
@@ -239,13 +233,17 @@ class ProviderServer:
         return taken
 
     def wait_sent(self, count: int, timeout: float = 10.0) -> list[tuple[Callback, int]]:
+        return self._wait(self.sent, count, timeout)
+
+    def _wait(self, items: list[Any], count: int, timeout: float) -> list[Any]:
+        """A copy of ``items`` once it holds ``count`` (filled by the server's threads)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                if len(self.sent) >= count:
-                    return list(self.sent)
+                if len(items) >= count:
+                    return list(items)
             time.sleep(0.02)
-        raise AssertionError(f"expected {count} callbacks sent, got {len(self.sent)}")
+        raise AssertionError(f"expected {count}, got {len(items)}")
 
 
 @contextlib.contextmanager

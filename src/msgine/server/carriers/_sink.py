@@ -27,7 +27,7 @@ from msgine.server.compliance import OPT_OUT, suppress
 from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
 from msgine.server.crypto import Vault
 from msgine.server.errors import DomainError
-from msgine.server.messages._lifecycle import load_outgoing, record_status
+from msgine.server.messages._lifecycle import Outgoing, load_outgoing, record_status
 from msgine.server.messages._numbers import normalize_number
 from msgine.server.messages._text import sanitize
 from msgine.server.runtime import Runtime
@@ -102,12 +102,13 @@ def _settle(
 OPTED_OUT_ERROR = "recipient_opted_out"
 
 
-def _suppress_recipient(
-    conn: sa.Connection, vault: Vault, carrier: str, recipient_id: str, now: datetime
+def suppress_opted_out(
+    conn: sa.Connection, vault: Vault, out: Outgoing, carrier: str, now: datetime
 ) -> None:
-    """The recipient's number on its account's suppression list (of its mode)."""
-    out = load_outgoing(conn, vault, recipient_id)
-    if out is None or out.to is None:  # erased since: its block was kept by the erasure
+    """The recipient's number on its account's suppression list (of its mode): the carrier
+    says the recipient opted out with it, so no later message should try. A number erased
+    since is left alone (the erasure kept its block)."""
+    if out.to is None:
         return
     suppress(
         conn,
@@ -120,6 +121,14 @@ def _suppress_recipient(
         source=f"carrier:{carrier}",
         now=now,
     )
+
+
+def _suppress_recipient(
+    conn: sa.Connection, vault: Vault, carrier: str, recipient_id: str, now: datetime
+) -> None:
+    out = load_outgoing(conn, vault, recipient_id)
+    if out is not None:
+        suppress_opted_out(conn, vault, out, carrier, now)
 
 
 def apply_receipt(

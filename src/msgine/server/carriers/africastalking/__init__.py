@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from msgine.server.carriers._base import Carrier
 from msgine.server.carriers._registry import BuildContext, CarrierKind
-from msgine.server.carriers._throttle import throttle_for
+from msgine.server.carriers._throttle import throttle_of
 from msgine.server.carriers.africastalking._answers import (
     FAILURE_REASONS,
     RECEIPT_STATES,
@@ -28,9 +28,7 @@ from msgine.server.carriers.africastalking._carrier import (
 def _build(ctx: BuildContext) -> Carrier:
     assert isinstance(ctx.options, AfricasTalkingOptions)
     assert isinstance(ctx.credentials, AfricasTalkingCredentials)
-    rate = ctx.options.throughput
-    throttle = throttle_for(ctx.runtime, ctx.name, rate) if rate else None
-    return AfricasTalkingUpstream(ctx.name, ctx.options, ctx.credentials, throttle=throttle)
+    return AfricasTalkingUpstream(ctx.name, ctx.options, ctx.credentials, throttle=throttle_of(ctx))
 
 
 def kind() -> CarrierKind:

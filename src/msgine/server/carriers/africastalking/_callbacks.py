@@ -21,14 +21,13 @@ from msgine.server.carriers._callbacks import (
     CallbackRefused,
     CallbackRequest,
 )
-from msgine.server.carriers._forms import MalformedForm, form_fields
+from msgine.server.carriers._forms import form_fields, required, status_word
 from msgine.server.carriers.africastalking._answers import (
     FAILURE_REASONS,
     RECEIPT_STATES,
     UNKNOWN_FAILURE,
 )
 from msgine.server.carriers.africastalking._carrier import AfricasTalkingOptions
-from msgine.server.errors import InvalidRequest
 
 RECEIPTS_PATH = "receipts"
 INBOUND_PATH = "inbound"
@@ -46,10 +45,7 @@ class AfricasTalkingCallbacks:
         return f"{request.what}:{hashlib.sha256(request.body).hexdigest()}"
 
     def parse(self, request: CallbackRequest, carrier: CallbackCarrier) -> CallbackContent:
-        try:
-            fields = form_fields(request.body)
-        except MalformedForm:
-            raise InvalidRequest("Not a form-encoded callback.") from None
+        fields = form_fields(request.body)
         if request.what == INBOUND_PATH:
             return CallbackContent(inbound=[_inbound(fields)])
         return CallbackContent(receipts=[_receipt(fields)])
@@ -63,27 +59,15 @@ def _allowed(client_ip: str | None, options: AfricasTalkingOptions) -> bool:
     return any(address in network for network in options.callback_sources)
 
 
-def _field(fields: dict[str, str], name: str) -> str:
-    value = fields.get(name, "").strip()
-    if not value:
-        raise InvalidRequest(f"The callback has no {name}.", details={"field": name})
-    return value
-
-
-def _word(value: str) -> str:
-    """A provider's status word as stored in history: letters and digits only."""
-    return "".join(ch for ch in value if ch.isascii() and ch.isalnum())[:32]
-
-
 def _receipt(fields: dict[str, str]) -> Receipt:
-    state = _word(_field(fields, "status"))
+    state = status_word(required(fields, "status"))
     status: ReceiptStatus = RECEIPT_STATES.get(state, "unknown")
     error_code, opted_out = None, False
     if status == "failed":
-        reason = _word(fields.get("failureReason", "")) or state
+        reason = status_word(fields.get("failureReason", "")) or state
         error_code, opted_out = FAILURE_REASONS.get(reason, UNKNOWN_FAILURE)
     return Receipt(
-        carrier_message_id=_field(fields, "id")[:64],
+        carrier_message_id=required(fields, "id")[:64],
         status=status,
         carrier_state=state or "unknown",
         error_code=error_code,
@@ -94,7 +78,7 @@ def _receipt(fields: dict[str, str]) -> Receipt:
 
 def _inbound(fields: dict[str, str]) -> InboundMessage:
     return InboundMessage(
-        sender=_field(fields, "from"),
+        sender=required(fields, "from"),
         to=fields.get("to") or None,
         text=fields.get("text", ""),
         carrier_message_id=(fields.get("id") or "")[:64] or None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from msgine.server.carriers._base import Carrier
 from msgine.server.carriers._registry import BuildContext, CarrierKind
-from msgine.server.carriers._throttle import throttle_for
+from msgine.server.carriers._throttle import throttle_of
 from msgine.server.carriers.twilio._answers import ANSWERS, DELIVERY_ERRORS, RECEIPT_STATES
 from msgine.server.carriers.twilio._callbacks import (
     EMPTY_TWIML,
@@ -24,11 +24,9 @@ from msgine.server.carriers.twilio._signature import signature, verify
 def _build(ctx: BuildContext) -> Carrier:
     assert isinstance(ctx.options, TwilioOptions)
     assert isinstance(ctx.credentials, TwilioCredentials)
-    rate = ctx.options.throughput
-    throttle = throttle_for(ctx.runtime, ctx.name, rate) if rate else None
     receipts = f"{ctx.callback_url}/{RECEIPTS_PATH}" if ctx.callback_url else None
     return TwilioUpstream(
-        ctx.name, ctx.options, ctx.credentials, status_callback=receipts, throttle=throttle
+        ctx.name, ctx.options, ctx.credentials, status_callback=receipts, throttle=throttle_of(ctx)
     )
 
 

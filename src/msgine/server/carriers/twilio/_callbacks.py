@@ -18,7 +18,13 @@ from msgine.server.carriers._callbacks import (
     CallbackRefused,
     CallbackRequest,
 )
-from msgine.server.carriers._forms import MalformedForm, form_fields, form_pairs
+from msgine.server.carriers._forms import (
+    MalformedForm,
+    form_fields,
+    form_pairs,
+    required,
+    status_word,
+)
 from msgine.server.carriers.twilio._answers import (
     DELIVERY_ERRORS,
     RECEIPT_STATES,
@@ -26,7 +32,6 @@ from msgine.server.carriers.twilio._answers import (
 )
 from msgine.server.carriers.twilio._carrier import TwilioCredentials
 from msgine.server.carriers.twilio._signature import verify
-from msgine.server.errors import InvalidRequest
 
 RECEIPTS_PATH = "receipts"
 INBOUND_PATH = "inbound"
@@ -55,10 +60,7 @@ class TwilioCallbacks:
         return f"{request.what}:{presented}"
 
     def parse(self, request: CallbackRequest, carrier: CallbackCarrier) -> CallbackContent:
-        try:
-            fields = form_fields(request.body)
-        except MalformedForm:
-            raise InvalidRequest("Not a form-encoded callback.") from None
+        fields = form_fields(request.body)
         if request.what == INBOUND_PATH:
             return CallbackContent(
                 inbound=[_inbound(fields)], answer=EMPTY_TWIML, content_type="text/xml"
@@ -66,24 +68,17 @@ class TwilioCallbacks:
         return CallbackContent(receipts=[_receipt(fields)])
 
 
-def _field(fields: dict[str, str], name: str) -> str:
-    value = fields.get(name, "").strip()
-    if not value:
-        raise InvalidRequest(f"The callback has no {name}.", details={"field": name})
-    return value
-
-
 def _receipt(fields: dict[str, str]) -> Receipt:
-    state = "".join(ch for ch in _field(fields, "MessageStatus") if ch.isascii() and ch.isalpha())
+    state = status_word(required(fields, "MessageStatus"))
     status: ReceiptStatus = RECEIPT_STATES.get(state, "unknown")
     error_code, opted_out = None, False
     if status == "failed":
         code = fields.get("ErrorCode", "").strip()
         error_code, opted_out = DELIVERY_ERRORS.get(code, UNKNOWN_DELIVERY_ERROR)
     return Receipt(
-        carrier_message_id=_field(fields, "MessageSid")[:64],
+        carrier_message_id=required(fields, "MessageSid")[:64],
         status=status,
-        carrier_state=state[:32] or "unknown",
+        carrier_state=state or "unknown",
         error_code=error_code,
         to=fields.get("To") or None,
         opted_out=opted_out,
@@ -92,7 +87,7 @@ def _receipt(fields: dict[str, str]) -> Receipt:
 
 def _inbound(fields: dict[str, str]) -> InboundMessage:
     return InboundMessage(
-        sender=_field(fields, "From"),
+        sender=required(fields, "From"),
         to=fields.get("To") or None,
         text=fields.get("Body", ""),
         carrier_message_id=(fields.get("MessageSid") or "")[:64] or None,
