@@ -1,10 +1,14 @@
 """Form-encoded callback bodies (Africa's Talking and Twilio post
-``application/x-www-form-urlencoded``), read one way for every kind."""
+``application/x-www-form-urlencoded``), read one way for every kind: each kind names its
+fields (:class:`FormNames`) and gives its tables (:class:`ReceiptTables`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from msgine.server.carriers._base import InboundMessage, Receipt, ReceiptStatus
 from msgine.server.errors import InvalidRequest
 
 #: More fields than any provider's callback carries: a body past it is not the provider's.
@@ -48,3 +52,59 @@ def required(fields: dict[str, str], name: str) -> str:
 def status_word(value: str) -> str:
     """A provider's status word as kept in history: its ASCII letters and digits only."""
     return "".join(ch for ch in value if ch.isascii() and ch.isalnum())[:32]
+
+
+_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class FormNames:
+    """Where a provider's callbacks put what the gateway reads."""
+
+    message_id: str
+    #: Receipts: the state word, the failure word, the recipient's number.
+    state: str
+    error: str
+    recipient: str
+    #: Inbound messages: who texted, which number they texted, the text.
+    sender: str
+    texted: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReceiptTables:
+    """A kind's receipt tables: its state words, and for a failed receipt its error words
+    (our error code, and whether the recipient opted out)."""
+
+    states: Mapping[str, ReceiptStatus]
+    errors: Mapping[str, tuple[str, bool]]
+    unknown_error: tuple[str, bool]
+
+
+def form_receipt(fields: dict[str, str], names: FormNames, tables: ReceiptTables) -> Receipt:
+    """A receipt; a state the table lacks is ``unknown`` (kept in history, changes nothing),
+    a failure with no error word is looked up by its state."""
+    state = status_word(required(fields, names.state))
+    status: ReceiptStatus = tables.states.get(state, "unknown")
+    error_code, opted_out = None, False
+    if status == "failed":
+        key = status_word(fields.get(names.error, "")) or state
+        error_code, opted_out = tables.errors.get(key, tables.unknown_error)
+    return Receipt(
+        carrier_message_id=required(fields, names.message_id)[:_ID_LENGTH],
+        status=status,
+        carrier_state=state or "unknown",
+        error_code=error_code,
+        to=fields.get(names.recipient) or None,
+        opted_out=opted_out,
+    )
+
+
+def form_inbound(fields: dict[str, str], names: FormNames) -> InboundMessage:
+    return InboundMessage(
+        sender=required(fields, names.sender),
+        to=fields.get(names.texted) or None,
+        text=fields.get(names.text, ""),
+        carrier_message_id=(fields.get(names.message_id) or "")[:_ID_LENGTH] or None,
+    )

@@ -14,14 +14,19 @@ from __future__ import annotations
 import hashlib
 from ipaddress import ip_address
 
-from msgine.server.carriers._base import InboundMessage, Receipt, ReceiptStatus
 from msgine.server.carriers._callbacks import (
     CallbackCarrier,
     CallbackContent,
     CallbackRefused,
     CallbackRequest,
 )
-from msgine.server.carriers._forms import form_fields, required, status_word
+from msgine.server.carriers._forms import (
+    FormNames,
+    ReceiptTables,
+    form_fields,
+    form_inbound,
+    form_receipt,
+)
 from msgine.server.carriers.africastalking._answers import (
     FAILURE_REASONS,
     RECEIPT_STATES,
@@ -32,6 +37,17 @@ from msgine.server.carriers.africastalking._carrier import AfricasTalkingOptions
 RECEIPTS_PATH = "receipts"
 INBOUND_PATH = "inbound"
 _PATHS = (RECEIPTS_PATH, INBOUND_PATH)
+#: Where AT's callbacks put what we read.
+NAMES = FormNames(
+    message_id="id",
+    state="status",
+    error="failureReason",
+    recipient="phoneNumber",
+    sender="from",
+    texted="to",
+    text="text",
+)
+TABLES = ReceiptTables(RECEIPT_STATES, FAILURE_REASONS, UNKNOWN_FAILURE)
 
 
 class AfricasTalkingCallbacks:
@@ -47,8 +63,8 @@ class AfricasTalkingCallbacks:
     def parse(self, request: CallbackRequest, carrier: CallbackCarrier) -> CallbackContent:
         fields = form_fields(request.body)
         if request.what == INBOUND_PATH:
-            return CallbackContent(inbound=[_inbound(fields)])
-        return CallbackContent(receipts=[_receipt(fields)])
+            return CallbackContent(inbound=[form_inbound(fields, NAMES)])
+        return CallbackContent(receipts=[form_receipt(fields, NAMES, TABLES)])
 
 
 def _allowed(client_ip: str | None, options: AfricasTalkingOptions) -> bool:
@@ -57,29 +73,3 @@ def _allowed(client_ip: str | None, options: AfricasTalkingOptions) -> bool:
     except ValueError:
         return False
     return any(address in network for network in options.callback_sources)
-
-
-def _receipt(fields: dict[str, str]) -> Receipt:
-    state = status_word(required(fields, "status"))
-    status: ReceiptStatus = RECEIPT_STATES.get(state, "unknown")
-    error_code, opted_out = None, False
-    if status == "failed":
-        reason = status_word(fields.get("failureReason", "")) or state
-        error_code, opted_out = FAILURE_REASONS.get(reason, UNKNOWN_FAILURE)
-    return Receipt(
-        carrier_message_id=required(fields, "id")[:64],
-        status=status,
-        carrier_state=state or "unknown",
-        error_code=error_code,
-        to=fields.get("phoneNumber") or None,
-        opted_out=opted_out,
-    )
-
-
-def _inbound(fields: dict[str, str]) -> InboundMessage:
-    return InboundMessage(
-        sender=required(fields, "from"),
-        to=fields.get("to") or None,
-        text=fields.get("text", ""),
-        carrier_message_id=(fields.get("id") or "")[:64] or None,
-    )

@@ -11,7 +11,6 @@ retry of one already stored, within the replay window is refused.
 
 from __future__ import annotations
 
-from msgine.server.carriers._base import InboundMessage, Receipt, ReceiptStatus
 from msgine.server.carriers._callbacks import (
     CallbackCarrier,
     CallbackContent,
@@ -19,11 +18,13 @@ from msgine.server.carriers._callbacks import (
     CallbackRequest,
 )
 from msgine.server.carriers._forms import (
+    FormNames,
     MalformedForm,
+    ReceiptTables,
     form_fields,
+    form_inbound,
     form_pairs,
-    required,
-    status_word,
+    form_receipt,
 )
 from msgine.server.carriers.twilio._answers import (
     DELIVERY_ERRORS,
@@ -36,6 +37,17 @@ from msgine.server.carriers.twilio._signature import verify
 RECEIPTS_PATH = "receipts"
 INBOUND_PATH = "inbound"
 _PATHS = (RECEIPTS_PATH, INBOUND_PATH)
+#: Where Twilio's callbacks put what we read.
+NAMES = FormNames(
+    message_id="MessageSid",
+    state="MessageStatus",
+    error="ErrorCode",
+    recipient="To",
+    sender="From",
+    texted="To",
+    text="Body",
+)
+TABLES = ReceiptTables(RECEIPT_STATES, DELIVERY_ERRORS, UNKNOWN_DELIVERY_ERROR)
 #: The answer to an incoming message: TwiML that does nothing (replies go out as messages of
 #: their own, through the route, like any other).
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -63,32 +75,6 @@ class TwilioCallbacks:
         fields = form_fields(request.body)
         if request.what == INBOUND_PATH:
             return CallbackContent(
-                inbound=[_inbound(fields)], answer=EMPTY_TWIML, content_type="text/xml"
+                inbound=[form_inbound(fields, NAMES)], answer=EMPTY_TWIML, content_type="text/xml"
             )
-        return CallbackContent(receipts=[_receipt(fields)])
-
-
-def _receipt(fields: dict[str, str]) -> Receipt:
-    state = status_word(required(fields, "MessageStatus"))
-    status: ReceiptStatus = RECEIPT_STATES.get(state, "unknown")
-    error_code, opted_out = None, False
-    if status == "failed":
-        code = fields.get("ErrorCode", "").strip()
-        error_code, opted_out = DELIVERY_ERRORS.get(code, UNKNOWN_DELIVERY_ERROR)
-    return Receipt(
-        carrier_message_id=required(fields, "MessageSid")[:64],
-        status=status,
-        carrier_state=state or "unknown",
-        error_code=error_code,
-        to=fields.get("To") or None,
-        opted_out=opted_out,
-    )
-
-
-def _inbound(fields: dict[str, str]) -> InboundMessage:
-    return InboundMessage(
-        sender=required(fields, "From"),
-        to=fields.get("To") or None,
-        text=fields.get("Body", ""),
-        carrier_message_id=(fields.get("MessageSid") or "")[:64] or None,
-    )
+        return CallbackContent(receipts=[form_receipt(fields, NAMES, TABLES)])
