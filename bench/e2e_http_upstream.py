@@ -41,7 +41,7 @@ import trustme
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "carriers")]
 
-from e2e_smpp import RECEIVER, free_port, offer, wait_http  # noqa: E402
+from e2e_smpp import RECEIVER, cli, free_port, offer, wait_for_webhooks, wait_http  # noqa: E402
 from http_support import TcpProxy  # noqa: E402
 
 UNLIMITED = {
@@ -54,18 +54,6 @@ UNLIMITED = {
     "MSGINE_SIMULATOR_DLR_DELAY": "0",
     "MSGINE_LOG_LEVEL": "WARNING",
 }
-
-
-def cli(env: dict[str, str], *argv: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "msgine", *argv],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
 
 
 def serve(env: dict[str, str], port: int, *, read_key: bool = False) -> subprocess.Popen[bytes]:
@@ -256,13 +244,9 @@ def main() -> None:
         sent = asyncio.run(
             offer(run["relay"], run["key"], args.rate, args.seconds, args.connections)
         )
-        deadline = time.monotonic() + max(120, args.seconds * 5)
-        while time.monotonic() < deadline:
-            stats = httpx.get(run["stats"], verify=run["trust"], timeout=30).json()
-            run["arrived"], run["bad"] = stats["arrived"], stats["bad"]
-            if len(run["arrived"]) >= len(sent):
-                break
-            time.sleep(0.5)
+        run["arrived"], run["bad"] = wait_for_webhooks(
+            run["stats"], run["trust"], len(sent), max(120, args.seconds * 5)
+        )
         run["cpu"] = {n: cpu_seconds(p.pid) - before[n] for n, p in processes.items()}
         run["cpu"]["bench"] = _own_cpu() - before["bench"]  # load generator and TLS proxies
         run["relay_metrics"] = httpx.get(run["relay"] + "/metrics", timeout=30).text

@@ -111,19 +111,21 @@ def start_smsc() -> tuple[subprocess.Popen[bytes], int, str]:
     return process, int(ports["smpp"]), control
 
 
+def cli(env: dict[str, str], *argv: str, stdin: str | None = None) -> str:
+    """One ``msgine`` command, as an operator runs it; its standard output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "msgine", *argv],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
 def configure(env: dict[str, str], smsc_port: int, args: argparse.Namespace) -> str:
     """The carrier, its route and a live key, with the CLI as an operator would."""
-
-    def cli(*argv: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "msgine", *argv],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout
 
     options = {
         "host": "127.0.0.1",
@@ -132,6 +134,7 @@ def configure(env: dict[str, str], smsc_port: int, args: argparse.Namespace) -> 
         "window": args.window,
     }
     cli(
+        env,
         "carriers",
         "add",
         "smsc",
@@ -143,6 +146,7 @@ def configure(env: dict[str, str], smsc_port: int, args: argparse.Namespace) -> 
         stdin=json.dumps({"system_id": "bench", "password": "bench"}),
     )
     cli(
+        env,
         "routes",
         "add",
         "--country",
@@ -154,7 +158,7 @@ def configure(env: dict[str, str], smsc_port: int, args: argparse.Namespace) -> 
         "--currency",
         "UGX",
     )
-    return str(json.loads(cli("keys", "create", "--mode", "live", "--json"))["key"])
+    return str(json.loads(cli(env, "keys", "create", "--mode", "live", "--json"))["key"])
 
 
 async def offer(
@@ -203,6 +207,23 @@ async def offer(
     if failures:
         print(f"refused sends       : {failures}")
     return sent
+
+
+def wait_for_webhooks(
+    stats_url: str, trust: Any, count: int, within: float
+) -> tuple[dict[str, float], int]:
+    """The receiver's arrivals (message id -> time) and bad signatures, once ``count`` arrived
+    or ``within`` seconds passed."""
+    deadline = time.monotonic() + within
+    arrived: dict[str, float] = {}
+    bad = 0
+    while time.monotonic() < deadline:
+        stats = httpx.get(stats_url, verify=trust, timeout=30).json()
+        arrived, bad = stats["arrived"], stats["bad"]
+        if len(arrived) >= count:
+            break
+        time.sleep(0.5)
+    return arrived, bad
 
 
 def main() -> None:
@@ -287,15 +308,7 @@ def main() -> None:
         time.sleep(2)  # the worker binds to the SMSC on its first live batch; give it a moment
 
         sent = asyncio.run(offer(base, key, args.rate, args.seconds, args.connections))
-        deadline = time.monotonic() + max(120, args.seconds * 5)
-        arrived: dict[str, float] = {}
-        bad = 0
-        while time.monotonic() < deadline:
-            stats = httpx.get(stats_url, verify=trust, timeout=30).json()
-            arrived, bad = stats["arrived"], stats["bad"]
-            if len(arrived) >= len(sent):
-                break
-            time.sleep(0.5)
+        arrived, bad = wait_for_webhooks(stats_url, trust, len(sent), max(120, args.seconds * 5))
         smsc_state = httpx.get(f"{control}/state", timeout=30).json()
     finally:
         for process in reversed(processes):

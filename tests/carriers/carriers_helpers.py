@@ -81,6 +81,18 @@ class Operator:
         return carrier_stub.submits(self.log_of(name))
 
 
+def doc_rows(doc: Path, first_header: str) -> list[list[str]]:
+    """The cells of the Markdown table whose first header starts with ``first_header``."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return rows
+
+
 def history(runtime: Any, recipient_id: str | None = None) -> list[dict[str, Any]]:
     """The status history, oldest first (one recipient's, or all)."""
     from msgine.server.storage._tables import status_events

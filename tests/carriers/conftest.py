@@ -9,7 +9,10 @@ from typing import Any
 import carrier_stub
 import pytest
 from carriers_helpers import Operator
+from http_support import msgine_accepts
 from smsc_support import Smsc, start_smsc
+
+from webhook_receiver import Receiver, start_receiver
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +23,18 @@ def stub_kind() -> None:
 @pytest.fixture
 def operator(runtime: Any, tmp_path: Path) -> Operator:
     return Operator(runtime, tmp_path)
+
+
+@pytest.fixture
+def provider() -> Iterator[Receiver]:
+    """A MsGine stand-in over plain HTTP on 127.0.0.1 (loopback http is allowed): it accepts
+    every send unless a test scripts other answers."""
+    receiver, server = start_receiver(None, Receiver(default=msgine_accepts))
+    try:
+        yield receiver
+    finally:
+        receiver.closing.set()
+        server.shutdown()
 
 
 @pytest.fixture

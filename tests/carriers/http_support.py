@@ -42,6 +42,14 @@ def error_reply(status: int, code: str, **headers: str) -> Reply:
     return Reply(status, {"Content-Type": "application/json", **headers}, json.dumps(body).encode())
 
 
+async def drain_and_stop(api: Any) -> None:
+    """Run the worker until nothing is due, then stop the carriers it started."""
+    try:
+        await api.drain()
+    finally:
+        await api.worker.fleet.stop_all()
+
+
 def add_http_carrier(
     operator: Operator,
     name: str,

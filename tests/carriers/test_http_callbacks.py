@@ -6,7 +6,6 @@ PostgreSQL (the replay keys are stored)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +13,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from carriers_helpers import UG, Operator, recipient
-from http_support import API_KEY, add_http_carrier, msgine_accepts, msgine_event, new_webhook_secret
+from http_support import (
+    API_KEY,
+    add_http_carrier,
+    drain_and_stop,
+    msgine_event,
+    new_webhook_secret,
+)
 
 from msgine.server.storage._tables import events, status_events, suppressions
-from webhook_receiver import Receiver, start_receiver
+from webhook_receiver import Receiver
 
 
 @dataclass
@@ -39,15 +44,6 @@ class Relay:
 
 
 @pytest.fixture
-def provider() -> Iterator[Receiver]:
-    receiver, server = start_receiver(None, Receiver(default=msgine_accepts))
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-
-
-@pytest.fixture
 async def relay(api: Any, operator: Operator, provider: Receiver) -> Relay:
     """A live message relayed to the MsGine stand-in, waiting for its receipt."""
     secret = new_webhook_secret()
@@ -60,10 +56,7 @@ async def relay(api: Any, operator: Operator, provider: Receiver) -> Relay:
     )
     operator.add_route(["up"])
     sent = await api.send(api.new_key(mode="live", name="prod"))
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     message_id = sent.json()["id"]
     upstream_id = recipient(api.runtime, message_id)["carrier_message_id"].split(":")[0]
     return Relay(api, secret, view["callbackToken"], message_id, upstream_id)
@@ -204,3 +197,19 @@ async def test_malformed_content_after_a_good_signature_is_a_400(relay: Relay) -
     headers = signature_headers([relay.secret], "evt_x", int(datetime.now(UTC).timestamp()), raw)
     answer = await relay.post(raw, headers)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_rotated_token_replaces_the_old_one_at_once(
+    relay: Relay, operator: Operator
+) -> None:
+    from msgine.server.carriers._config import rotate_callback_token
+
+    runtime = relay.api.runtime
+    view = runtime.db.write(
+        lambda conn: rotate_callback_token(
+            conn, runtime.vault, "up", now=runtime.now(), actor=operator.actor
+        )
+    )
+    body, headers = relay.event("message.delivered")
+    assert (await relay.post(body, headers)).status_code == 401  # the old URL
+    assert (await relay.post(body, headers, token=view["callbackToken"])).status_code == 200

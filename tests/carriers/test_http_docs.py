@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from carriers_helpers import doc_rows
+
 from msgine.server.carriers._upstream import UpstreamOptions
 from msgine.server.carriers.msgine_api import (
     RECEIPT_STATES,
@@ -17,14 +19,7 @@ TEXT = DOC.read_text(encoding="utf-8")
 
 
 def _rows(first_header: str) -> list[list[str]]:
-    lines = TEXT.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
-    return rows
+    return doc_rows(DOC, first_header)
 
 
 def _code(cell: str) -> str:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import ssl
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import trustme
 from carriers_helpers import UG, Operator, history, recipient
-from http_support import API_KEY, add_http_carrier, error_reply, msgine_accepts
+from http_support import API_KEY, add_http_carrier, drain_and_stop, error_reply, msgine_accepts
 from smsc_support import request as submit_request
 
 from msgine.server.carriers._upstream import UncertainSubmit, http_rule
@@ -44,17 +46,6 @@ FAKE_VAULT: Any = SimpleNamespace(
 def database_url() -> None:
     """This module's worker tests run on SQLite; the callback tests' storage runs on both."""
     return None
-
-
-@pytest.fixture
-def provider() -> Iterator[Receiver]:
-    """A MsGine stand-in over plain HTTP on 127.0.0.1 (loopback http is allowed)."""
-    receiver, server = start_receiver(None, Receiver(default=msgine_accepts))
-    try:
-        yield receiver
-    finally:
-        receiver.closing.set()
-        server.shutdown()
 
 
 def upstream(provider: Receiver, **options: Any) -> MsgineUpstream:
@@ -295,10 +286,7 @@ async def test_failover_when_the_upstream_fails(
     operator.add_carrier("backup")
     operator.add_route(["up", "backup"])
     message_id = await send_live(api)
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     row = recipient(api.runtime, message_id)
     assert row["carrier"] == "backup" and row["status"] == "sent"
     notes = [h["detail"] for h in history(api.runtime, row["id"])]
@@ -315,10 +303,7 @@ async def test_429_retry_after_is_honoured(
     operator.add_route(["up"])
     message_id = await send_live(api)
     started = api.runtime.now()
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     assert recipient(api.runtime, message_id)["status"] == "queued"
     job = api.runtime.db.read(lambda c: c.execute(sa.select(jobs)).mappings().one())
     wait = (job["due_at"] - started).total_seconds()
@@ -337,10 +322,7 @@ async def test_an_opted_out_recipient_fails_and_is_suppressed(
     add_msgine(operator, "up", provider)
     operator.add_route(["up"])
     message_id = await send_live(api)
-    try:
-        await api.drain()
-    finally:
-        await api.worker.fleet.stop_all()
+    await drain_and_stop(api)
     row = recipient(api.runtime, message_id)
     assert (row["status"], row["error_code"]) == ("failed", "recipient_opted_out")
     [entry] = api.runtime.db.read(lambda c: c.execute(sa.select(suppressions)).mappings().all())
@@ -381,3 +363,31 @@ def test_add_refuses_a_cleartext_base_url(operator: Operator) -> None:
         )
     assert "base_url" in json.dumps(refused.value.details)
     assert API_KEY not in json.dumps(refused.value.details) + refused.value.message
+
+
+def test_the_cli_prints_the_callback_url_once(operator: Operator, tmp_path: Path) -> None:
+    """``carriers add`` shows the URL to configure at the provider; the view never again; the
+    printed token is the one the callback route checks; the credentials are never printed."""
+    from msgine.server.carriers._config import callback_target, get_carrier
+    from support import settings_env
+
+    runtime = operator.runtime
+    secret_file = tmp_path / "up.json"
+    secret_file.write_text(json.dumps({"api_key": API_KEY}))
+    env = settings_env(runtime.settings, MSGINE_PUBLIC_URL="https://sms.example.com")
+    add = ["carriers", "add", "up", "--kind", "msgine", "--credentials-file", str(secret_file),
+           "-o", "base_url=https://api.example.com/api/v1"]  # fmt: skip
+    added = subprocess.run(
+        [sys.executable, "-m", "msgine", *add],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    [url] = re.findall(r"callback URL: (\S+)", added.stdout)
+    assert url.startswith("https://sms.example.com/api/v1/carriers/up/callbacks/")
+    token = url.rsplit("/", 1)[1]
+    assert len(token) >= 43
+    shown = runtime.db.read(lambda conn: get_carrier(conn, runtime.vault, "up"))
+    assert token not in json.dumps(shown) and shown["callbacks"] is True  # never shown again
+    assert "shown only once" in added.stderr
+    target = runtime.db.read(lambda conn: callback_target(conn, runtime.vault, "up"))
+    assert target is not None and target.token == token
+    assert API_KEY not in added.stdout + added.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from carriers_helpers import doc_rows
+
 from msgine.server.carriers.smpp import COMMAND_STATUSES, RECEIPT_STATES
 from msgine.server.carriers.smpp._receipts import MESSAGE_STATES
 
@@ -12,14 +14,7 @@ DOC = Path(__file__).parents[2] / "docs" / "carriers-smpp.md"
 
 
 def _rows(first_header: str) -> list[list[str]]:
-    lines = DOC.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
-    return rows
+    return doc_rows(DOC, first_header)
 
 
 def test_the_command_status_table_is_the_codes() -> None:

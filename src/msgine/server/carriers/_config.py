@@ -213,7 +213,23 @@ def rotate_callback_token(
             f"Carrier kind {row['kind']!r} takes no callbacks.", details={"carrier": name}
         )
     token = new_callback_token()
-    values = {"callback_token": _seal_token(vault, row["id"], token), "updated_at": now}
+    values = {"callback_token": _seal_token(vault, row["id"], token)}
+    view = _write_changes(conn, vault, row, values, now=now, actor=actor)
+    return {**view, "callbackToken": token}
+
+
+def _write_changes(
+    conn: sa.Connection,
+    vault: Vault,
+    row: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    now: datetime,
+    actor: Actor,
+) -> dict[str, Any]:
+    """Store changed columns and audit them by name (never a value); the new view."""
+    changed = sorted(values)
+    values = {**values, "updated_at": now}
     conn.execute(sa.update(carriers).where(carriers.c.id == row["id"]).values(**values))
     record(
         conn,
@@ -222,9 +238,9 @@ def rotate_callback_token(
         "carrier.updated",
         now=now,
         target=row["id"],
-        details={"name": name, "changed": ["callback_token"]},
+        details={"name": row["name"], "changed": changed},
     )
-    return {**carrier_view({**row, **values}, vault), "callbackToken": token}
+    return carrier_view({**row, **values}, vault)
 
 
 def update_carrier(
@@ -261,18 +277,7 @@ def update_carrier(
         values["inbound_account_id"] = _check_account(conn, inbound_account_id)
     if not values:
         raise InvalidRequest("Nothing to change.")
-    values["updated_at"] = now
-    conn.execute(sa.update(carriers).where(carriers.c.id == row["id"]).values(**values))
-    record(
-        conn,
-        vault,
-        actor,
-        "carrier.updated",
-        now=now,
-        target=row["id"],
-        details={"name": name, "changed": sorted(k for k in values if k != "updated_at")},
-    )
-    return carrier_view({**row, **values}, vault)
+    return _write_changes(conn, vault, row, values, now=now, actor=actor)
 
 
 def remove_carrier(
