@@ -45,10 +45,11 @@ from msgine.server.carriers import (
     observe_submit,
     publish,
     purge_unclaimed_receipts,
+    suppress_opted_out,
     withdraw,
 )
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier, receipt_for
-from msgine.server.compliance import OPT_OUT, Decision, suppress
+from msgine.server.compliance import Decision
 from msgine.server.logging import get_logger
 from msgine.server.messages import (
     SUBMIT_JOB,
@@ -558,22 +559,10 @@ def _submitted(
 def _suppressing(
     runtime: Runtime, out: Outgoing, carrier: str, now: datetime, change: JobWrite
 ) -> JobWrite:
-    """``change``, and the number on the account's suppression list: the carrier says the
-    recipient opted out with it, so no later message should try."""
+    """``change``, and the number on the account's suppression list."""
 
     def write(conn: sa.Connection) -> object:
-        assert out.to is not None  # erased numbers are rejected by the recheck
-        suppress(
-            conn,
-            runtime.vault,
-            account_id=out.account_id,
-            mode=out.mode,
-            phone=out.to,
-            phone_index=out.phone_index,
-            reason=OPT_OUT,
-            source=f"carrier:{carrier}",
-            now=now,
-        )
+        suppress_opted_out(conn, runtime.vault, out, carrier, now)
         return change(conn)
 
     return write

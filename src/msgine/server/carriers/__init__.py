@@ -61,6 +61,7 @@ from msgine.server.carriers._sink import (
     DurableEvents,
     apply_early_receipts,
     purge_unclaimed_receipts,
+    suppress_opted_out,
 )
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "remove_route",
     "rotate_callback_token",
     "status",
+    "suppress_opted_out",
     "update_carrier",
     "withdraw",
 ]

@@ -74,6 +74,9 @@ class Receipt:
     #: The destination number, where the receipt names it (an SMPP ``deliver_sm``'s source
     #: address): used only to settle a recipient whose submit's answer was lost in a crash.
     to: str | None = field(default=None, repr=False)
+    #: The carrier says the recipient opted out (with it): the gateway also adds the number to
+    #: the account's suppression list, as for a submit refused for that reason.
+    opted_out: bool = False
 
 
 @dataclass(frozen=True)

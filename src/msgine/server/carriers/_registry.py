@@ -124,6 +124,8 @@ _LOADERS: dict[str, Callable[[], CarrierKind]] = {
     SIMULATOR: _simulator,
     "smpp": _smpp,
     "msgine": _module_kind("msgine.server.carriers.msgine_api"),
+    "africastalking": _module_kind("msgine.server.carriers.africastalking"),
+    "twilio": _module_kind("msgine.server.carriers.twilio"),
 }
 _LOADED: dict[str, CarrierKind] = {}
 
@@ -192,5 +194,7 @@ def dump_secret_model(model: BaseModel) -> dict[str, Any]:
     """A credentials model as plain JSON values, secrets revealed (to be encrypted at once)."""
     out: dict[str, Any] = {}
     for key, value in model:
+        if value is None:  # an optional credential not given: not stored, not listed as set
+            continue
         out[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
     return out

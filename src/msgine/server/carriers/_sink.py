@@ -32,10 +32,16 @@ from msgine.server import events
 from msgine.server.accounts import list_accounts
 from msgine.server.carriers import _metrics
 from msgine.server.carriers._base import InboundMessage, Receipt
-from msgine.server.compliance import Pricing, inbound_handler, store_inbound
+from msgine.server.compliance import OPT_OUT, Pricing, inbound_handler, store_inbound, suppress
 from msgine.server.crypto import Vault
 from msgine.server.errors import DomainError
-from msgine.server.messages import normalize_number, record_status, sanitize
+from msgine.server.messages import (
+    Outgoing,
+    load_outgoing,
+    normalize_number,
+    record_status,
+    sanitize,
+)
 from msgine.server.runtime import Runtime
 from msgine.server.storage import Direct, carrier_receipts, carriers, inbound_messages, recipients
 
@@ -88,6 +94,8 @@ def _settle(
 ) -> None:
     """Move the recipient as the receipt says. A carrier that itself does not know changes
     nothing but the history."""
+    if receipt.opted_out and receipt.status == "failed":
+        _suppress_recipient(conn, vault, carrier, recipient_id, now)
     record_status(
         conn,
         vault,
@@ -99,6 +107,39 @@ def _settle(
         carrier=carrier,
         detail=f"receipt: {receipt.carrier_state}"[:200],
     )
+
+
+#: Our error code of a recipient the carrier says opted out.
+OPTED_OUT_ERROR = "recipient_opted_out"
+
+
+def suppress_opted_out(
+    conn: sa.Connection, vault: Vault, out: Outgoing, carrier: str, now: datetime
+) -> None:
+    """The recipient's number on its account's suppression list (of its mode): the carrier
+    says the recipient opted out with it, so no later message should try. A number erased
+    since is left alone (the erasure kept its block)."""
+    if out.to is None:
+        return
+    suppress(
+        conn,
+        vault,
+        account_id=out.account_id,
+        mode=out.mode,
+        phone=out.to,
+        phone_index=out.phone_index,
+        reason=OPT_OUT,
+        source=f"carrier:{carrier}",
+        now=now,
+    )
+
+
+def _suppress_recipient(
+    conn: sa.Connection, vault: Vault, carrier: str, recipient_id: str, now: datetime
+) -> None:
+    out = load_outgoing(conn, vault, recipient_id)
+    if out is not None:
+        suppress_opted_out(conn, vault, out, carrier, now)
 
 
 def apply_receipt(
@@ -162,6 +203,8 @@ def apply_early_receipts(
             carrier_state=row["carrier_state"],
             error_code=row["error_code"],
             done_at=row["done_at"],
+            # Kept without the flag: a stored opt-out reads back from its error code.
+            opted_out=row["error_code"] == OPTED_OUT_ERROR,
         )
         _settle(conn, vault, carrier, recipient_id, receipt, now)
         _DROP_EARLY.execute(conn, {"receipt_id": row["id"]})

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from msgine.server.storage import Database, carrier_throttle
 
 if TYPE_CHECKING:
+    from msgine.server.carriers._registry import BuildContext
     from msgine.server.runtime import Runtime
 
 
@@ -203,6 +204,12 @@ def throttle_for(runtime: Runtime, carrier: str, rate: float) -> Throttle:
         key = f"{settings.redis_key_prefix}:throttle:{carrier}"
         return Throttle(rate, RedisSchedule(client, key, rate, owned=True))
     return Throttle(rate, DatabaseSchedule(runtime.db, carrier, rate))
+
+
+def throttle_of(ctx: BuildContext) -> Throttle | None:
+    """A carrier's throttle from its ``throughput`` option, or None when it has no cap."""
+    rate = getattr(ctx.options, "throughput", None)
+    return throttle_for(ctx.runtime, ctx.name, rate) if rate else None
 
 
 def shared_throttle(
