@@ -153,7 +153,7 @@ def update(
 @carriers_cli.command("list")
 def list_(as_json: JsonFlag = False) -> None:
     """Carriers (credentials never shown)."""
-    from msgine.server.carriers._config import list_carriers
+    from msgine.server.carriers import list_carriers
 
     with runtime() as rt:
         views = rt.db.read(lambda conn: list_carriers(conn, rt.vault))
@@ -192,7 +192,7 @@ def remove(
 @carriers_cli.command("status")
 def status(as_json: JsonFlag = False) -> None:
     """Each carrier's state as its workers last published it (binds, window in use)."""
-    from msgine.server.carriers._health import status as read_status
+    from msgine.server.carriers import carrier_status as read_status
 
     with runtime() as rt:
         now = rt.now()
@@ -256,7 +256,7 @@ def route_list(
     as_json: JsonFlag = False,
 ) -> None:
     from msgine.server.accounts import find_account
-    from msgine.server.carriers._config import list_routes
+    from msgine.server.carriers import list_routes
 
     with runtime() as rt:
 

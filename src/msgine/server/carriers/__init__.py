@@ -12,6 +12,7 @@ from msgine.server.carriers._base import (
     SubmitRequest,
     SubmitResult,
 )
+from msgine.server.carriers._config import list_carriers, list_routes
 from msgine.server.carriers._health import status as carrier_status
 from msgine.server.carriers._registry import (
     SIMULATOR,
@@ -53,6 +54,8 @@ __all__ = [
     "carrier_status",
     "get_kind",
     "kind_names",
+    "list_carriers",
+    "list_routes",
     "load_routing",
     "price_for_send",
     "price_send",

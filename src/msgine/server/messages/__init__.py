@@ -1,5 +1,17 @@
 """Messages: numbers, text, encodings and segments, the message lifecycle."""
 
+from msgine.server.messages._numbers import mask_number
+from msgine.server.messages._search import (
+    MessageDetail,
+    MessageFilter,
+    MessagePage,
+    MessageSummary,
+    RecipientLine,
+    RecipientTimeline,
+    StatusStep,
+    message_detail,
+    search_messages,
+)
 from msgine.server.messages._text import (
     Encoding,
     encoding_of,
@@ -17,11 +29,21 @@ from msgine.server.messages._views import (
 __all__ = [
     "MESSAGE_STATUSES",
     "Encoding",
+    "MessageDetail",
+    "MessageFilter",
+    "MessagePage",
     "MessageStatus",
+    "MessageSummary",
+    "RecipientLine",
+    "RecipientTimeline",
+    "StatusStep",
     "aggregate_status",
     "encoding_of",
     "gsm7_decode",
     "gsm7_encode",
+    "mask_number",
+    "message_detail",
     "recipient_counts",
+    "search_messages",
     "split_segments",
 ]

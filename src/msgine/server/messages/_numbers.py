@@ -153,3 +153,19 @@ def timezones_of(e164: str) -> list[str]:
     """IANA time zones the number may be in (several for many mobile ranges); [] when unknown."""
     zones = phone_timezone.time_zones_for_number(_parse_e164(e164))
     return [zone for zone in zones if zone != _UNKNOWN_ZONE]
+
+
+def mask_number(e164: str | None) -> str:
+    """A number as people may see it by default: ``+256 70* *** 269`` (the country code, two
+    leading and three trailing digits). Enough to tell numbers apart on a screen, not enough to
+    dial one; the full number is shown only on an audited reveal."""
+    if not e164:
+        return "erased"
+    try:  # the calling code of anything number-like, valid or not (an old range, a test number)
+        code = str(phonenumbers.parse(e164, None).country_code)
+    except phonenumbers.NumberParseException:
+        return "*" * max(len(e164) - 3, 1) + e164[-3:]
+    national = e164[1 + len(code) :]
+    if len(national) < 7:
+        return f"+{code} " + "*" * (len(national) - 2) + national[-2:]
+    return f"+{code} {national[:2]}* {'*' * (len(national) - 6)} {national[-3:]}"

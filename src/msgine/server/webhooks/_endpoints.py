@@ -484,11 +484,11 @@ def list_deliveries(
             ).limit(min(limit, MAX_DELIVERY_PAGE))
         ).mappings()
     ]
-    attempts = _attempts_of(conn, [r["id"] for r in rows])
+    attempts = attempts_of(conn, [r["id"] for r in rows])
     return [{**r, "attempt_log": attempts.get(r["id"], [])} for r in rows]
 
 
-def _attempts_of(
+def attempts_of(
     conn: sa.Connection, delivery_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}

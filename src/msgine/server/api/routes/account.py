@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from msgine.server import webhooks as service
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import SecretView
 from msgine.server.api.routes.webhooks import RotateSecret, secret_view
 from msgine.server.keys import Principal
-from msgine.server.webhooks import _endpoints as service
 
 router = APIRouter(tags=["account"])
 manage = require("webhooks:manage")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.responses import Response
 
 from msgine.server import events
+from msgine.server import webhooks as service
 from msgine.server.api._deps import actor_of, require, runtime_of
 from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import (
@@ -23,9 +24,7 @@ from msgine.server.api._schemas import (
 from msgine.server.api._text import PlainText
 from msgine.server.keys import Principal
 from msgine.server.runtime import Runtime
-from msgine.server.webhooks import UrlPolicy, checked_url
-from msgine.server.webhooks import _endpoints as service
-from msgine.server.webhooks._dispatch import Dispatcher
+from msgine.server.webhooks import Dispatcher, UrlPolicy, checked_url
 
 router = APIRouter(tags=["webhooks"])
 manage = require("webhooks:manage")
@@ -242,6 +241,38 @@ async def replay_delivery(
             mode=principal.mode,
             endpoint_id=endpoint_id,
             delivery_id=delivery_id,
+            now=now,
+        )
+    )
+    return service.delivery_view(row)
+
+
+class TestEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    event: Literal[events.EVENT_TYPES] = "message.delivered"  # type: ignore[valid-type]
+
+
+@router.post(
+    "/webhooks/{endpoint_id}/test",
+    operation_id="send_test_event",
+    **answers(DeliveryView, 404, 413, status=202),
+)
+async def send_test_event(
+    endpoint_id: str, request: Request, principal: Manager, body: TestEvent | None = None
+) -> dict[str, Any]:
+    """Send a made-up event (``data.test`` true, a fictional number) to this endpoint only."""
+    runtime = runtime_of(request)
+    event_type = (body or TestEvent()).event
+    actor, now = actor_of(request, principal), runtime.now()
+    row = await runtime.db.awrite(
+        lambda conn: service.send_test_event(
+            conn,
+            runtime.vault,
+            actor,
+            account_id=principal.account_id,
+            mode=principal.mode,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
             now=now,
         )
     )
