@@ -13,6 +13,7 @@ from msgine.cli import (  # noqa: F401  (importing registers the commands)
     _retention,
     _scan,
     _serve,
+    _users,
     _webhooks,
 )
 from msgine.cli._app import app, main

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field(default="msgine", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     trusted_proxies: str = ""
 
+    # The console (docs/console.md): session lifetimes and sign-in failures per user.
+    console_idle_timeout: int = Field(default=1800, ge=60, le=86400)
+    console_absolute_timeout: int = Field(default=12 * 3600, ge=300, le=30 * 86400)
+    console_signin_failures: str = "5/15minutes"
+
     price_per_segment: int = Field(default=30, ge=0)
     currency: str = "UGX"
 
@@ -101,6 +106,7 @@ class Settings(BaseSettings):
         "rate_limit_per_ip",
         "rate_limit_per_recipient",
         "auth_failure_limit",
+        "console_signin_failures",
     )
     @classmethod
     def _check_limit(cls, value: str) -> str:

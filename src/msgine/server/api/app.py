@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
+from msgine.server import console
 from msgine.server.api import _docs, _limits, _openapi
 from msgine.server.api._errors import error_response
 from msgine.server.api._middleware import (
@@ -112,6 +113,7 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         if install is not None:
             install(app)
     _limits.install(app)
+    console.install(app)  # after the limits: it shares their limiter
     _docs.install(app)
     _openapi.install(app)
     return app

@@ -482,3 +482,47 @@ carrier_throttle = sa.Table(
     sa.Column("carrier", sa.String(64), primary_key=True),
     sa.Column("tat", sa.Float, nullable=False),
 )
+
+# --- console users and their sessions (see msgine.server.console) -------------------------
+
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    _id(),
+    _account(),
+    # The sign-in name, lower-cased; one user per address across the gateway.
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    # argon2id, in the PHC string format (parameters and salt included).
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    # A one-time password from the operator: the user chooses their own at first sign-in.
+    sa.Column("password_must_change", sa.Boolean, nullable=False),
+    # The TOTP secret, sealed with the vault; pending until ``totp_enabled_at`` is set.
+    sa.Column("totp_secret", sa.LargeBinary),
+    sa.Column("totp_enabled_at", Time),
+    # The last time step a code was accepted for: a code is never accepted twice.
+    sa.Column("totp_last_step", sa.BigInteger),
+    # Keyed hashes of the unused recovery codes.
+    sa.Column("recovery_codes", sa.JSON, nullable=False),
+    sa.Column("disabled_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("last_sign_in_at", Time),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    _id(),
+    # A keyed hash of the cookie's token: a database dump holds no usable session.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", Id, sa.ForeignKey("console_users.id"), nullable=False, index=True),
+    _account(),
+    # ``full`` once every sign-in step is done; before, the step still due.
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time, nullable=False),
+    sa.Column("ended_at", Time),
+    sa.Column("source_ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(200)),
+)
