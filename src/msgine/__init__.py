@@ -25,8 +25,12 @@ from ._errors import (
 )
 from ._retry import RetryPolicy
 from ._types import (
+    AnalyticsDaily,
+    AnalyticsOverview,
     ApiKey,
+    ChannelStats,
     Consent,
+    DailyStats,
     Message,
     MessagePage,
     MessageStatus,
@@ -40,9 +44,13 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "AnalyticsDaily",
+    "AnalyticsOverview",
     "ApiKey",
     "AsyncMsGineClient",
+    "ChannelStats",
     "Consent",
+    "DailyStats",
     "Message",
     "MessagePage",
     "MessageStatus",

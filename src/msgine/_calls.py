@@ -9,12 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from . import _validation as check
 from ._types import (
+    AnalyticsDaily,
+    AnalyticsOverview,
     ApiKey,
     Consent,
     Message,
@@ -103,6 +105,34 @@ def history(page: int = 1, limit: int = 20, status: str | None = None) -> Call[M
     check.page_limit(page, limit)
     params = _compact(page=page, limit=limit, status=status)
     return Call("GET", "/messages", lambda d: MessagePage.from_json(_obj(d)), params=params)
+
+
+# Analytics
+
+
+def _day(value: date | datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def analytics_overview(
+    from_: date | datetime | str | None = None, to: date | datetime | str | None = None
+) -> Call[AnalyticsOverview]:
+    params = _compact(**{"from": _day(from_), "to": _day(to)})
+    return Call(
+        "GET",
+        "/developers/analytics/overview",
+        lambda d: AnalyticsOverview.from_json(_obj(d)),
+        params=params,
+    )
+
+
+def analytics_daily(days: int = 30) -> Call[AnalyticsDaily]:
+    return Call(
+        "GET",
+        "/developers/analytics/daily",
+        lambda d: AnalyticsDaily.from_json(_obj(d)),
+        params={"days": check.analytics_days(days)},
+    )
 
 
 # Webhook endpoints

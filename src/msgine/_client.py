@@ -15,6 +15,7 @@ import httpx
 from . import _base
 from ._async_resources import (
     AsyncAccount,
+    AsyncAnalytics,
     AsyncConsents,
     AsyncKeys,
     AsyncMessages,
@@ -26,7 +27,17 @@ from ._async_resources import (
 from ._calls import Call
 from ._config import ApiKeyAuth, resolve_api_key, resolve_base_url
 from ._errors import MsGineError
-from ._resources import Account, Consents, Keys, Messages, Privacy, Sms, Suppressions, Webhooks
+from ._resources import (
+    Account,
+    Analytics,
+    Consents,
+    Keys,
+    Messages,
+    Privacy,
+    Sms,
+    Suppressions,
+    Webhooks,
+)
 from ._retry import RetryPolicy, is_replay_safe, is_retryable_status, never_reached_server
 
 T = TypeVar("T")
@@ -116,6 +127,7 @@ class MsGineClient(_ClientBase):
         self.suppressions = Suppressions(self._execute)
         self.privacy = Privacy(self._execute)
         self.account = Account(self._execute)
+        self.analytics = Analytics(self._execute)
 
     def _execute(self, call: Call[T]) -> T:
         request = _base.build_request(self._http, self.base_url, call)
@@ -183,6 +195,7 @@ class AsyncMsGineClient(_ClientBase):
         self.suppressions = AsyncSuppressions(self._execute)
         self.privacy = AsyncPrivacy(self._execute)
         self.account = AsyncAccount(self._execute)
+        self.analytics = AsyncAnalytics(self._execute)
 
     async def _execute(self, call: Call[T]) -> T:
         request = _base.build_request(self._http, self.base_url, call)

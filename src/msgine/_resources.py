@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
 from . import _calls
 from ._calls import Call
 from ._types import (
+    AnalyticsDaily,
+    AnalyticsOverview,
     ApiKey,
     Consent,
     Message,
@@ -195,3 +197,17 @@ class Account(_Resource):
     def rotate_webhook_secret(self) -> WebhookSecret:
         """Rotate the secret that signs per-message callbackUrl deliveries; returned once."""
         return self._execute(_calls.account_rotate_webhook_secret())
+
+
+class Analytics(_Resource):
+    """Message analytics of the key's account and mode, per UTC day (scope messages:read)."""
+
+    def overview(
+        self, from_: date | datetime | str | None = None, to: date | datetime | str | None = None
+    ) -> AnalyticsOverview:
+        """Totals from ``from_`` to ``to`` (both included; default: the last 30 days)."""
+        return self._execute(_calls.analytics_overview(from_, to))
+
+    def daily(self, days: int = 30) -> AnalyticsDaily:
+        """Each of the last ``days`` days (1-90), today included, oldest first."""
+        return self._execute(_calls.analytics_daily(days))

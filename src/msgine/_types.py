@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 MessageType = Literal["transactional", "marketing"]
@@ -36,6 +36,15 @@ def _datetime(value: Any) -> datetime | None:
         return None
     try:
         return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return date.fromisoformat(value)
     except ValueError:
         return None
 
@@ -93,6 +102,8 @@ class Message:
     type: str | None = None
     created_at: datetime | None = None
     scheduled_for: datetime | None = None
+    sent_at: datetime | None = None
+    """When a carrier first accepted one of its recipients; None before."""
     recipients: list[Recipient] = field(default_factory=list, repr=False)
     recipient_counts: dict[str, int] = field(default_factory=dict)
     """How many recipients are in each status, e.g. ``{"delivered": 1, "failed": 1}``; empty
@@ -116,7 +127,8 @@ class Message:
             encoding=_str(data.get("encoding")),
             type=_str(data.get("type")),
             created_at=_datetime(data.get("createdAt")),
-            scheduled_for=_datetime(data.get("scheduledFor")),
+            scheduled_for=_datetime(data.get("scheduledFor") or data.get("scheduledAt")),
+            sent_at=_datetime(data.get("sentAt")),
             recipients=[
                 Recipient.from_json(item)
                 for item in (recipients if isinstance(recipients, list) else [])
@@ -270,3 +282,94 @@ class WebhookSecret:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WebhookSecret:
         return cls(secret=str(data.get("secret", "")), raw=dict(data))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    """One channel's counts: ``sent`` recipients accepted for sending, of those ``delivered``
+    and ``failed``; ``cost`` in the report's currency."""
+
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    cost: int | float = 0
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.delivered / self.sent if self.sent else None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ChannelStats:
+        data = data if isinstance(data, Mapping) else {}
+        cost = data.get("cost")
+        return cls(
+            sent=_int(data.get("sent")) or 0,
+            delivered=_int(data.get("delivered")) or 0,
+            failed=_int(data.get("failed")) or 0,
+            cost=cost if isinstance(cost, int | float) and not isinstance(cost, bool) else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsOverview:
+    """Totals over a period of UTC days (``start`` and ``end`` included)."""
+
+    start: date | None
+    end: date | None
+    totals: ChannelStats
+    currency: str | None = None
+    channels: dict[str, ChannelStats] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnalyticsOverview:
+        period = data.get("period")
+        period = period if isinstance(period, Mapping) else {}
+        totals = data.get("totals")
+        channels = data.get("channels")
+        return cls(
+            start=_date(period.get("from")),
+            end=_date(period.get("to")),
+            totals=ChannelStats.from_json(totals),
+            currency=_str(totals.get("currency")) if isinstance(totals, Mapping) else None,
+            channels={
+                str(name): ChannelStats.from_json(stats)
+                for name, stats in (channels.items() if isinstance(channels, Mapping) else ())
+                if isinstance(stats, Mapping) and stats
+            },
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DailyStats:
+    date: date | None
+    sms: ChannelStats
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DailyStats:
+        return cls(date=_date(data.get("date")), sms=ChannelStats.from_json(data.get("sms")))
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsDaily:
+    """Each of the last ``days`` UTC days, oldest first."""
+
+    days: int
+    data: list[DailyStats] = field(default_factory=list)
+    currency: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnalyticsDaily:
+        items = data.get("data")
+        return cls(
+            days=_int(data.get("days")) or 0,
+            data=[
+                DailyStats.from_json(item)
+                for item in (items if isinstance(items, list) else [])
+                if isinstance(item, Mapping)
+            ],
+            currency=_str(data.get("currency")),
+            raw=dict(data),
+        )

@@ -113,6 +113,12 @@ def page_limit(page: int, limit: int) -> None:
         raise MsGineValidationError("invalid_request", "limit must be an integer from 1 to 100")
 
 
+def analytics_days(days: int) -> int:
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
+        raise MsGineValidationError("invalid_request", "days must be an integer from 1 to 90")
+    return days
+
+
 def idempotency_key(value: str) -> str:
     if (
         not isinstance(value, str)

@@ -67,7 +67,7 @@ class MessageView(BaseModel):
     channel: Literal["sms"]
     type: Literal["transactional", "marketing"]
     to: list[str | None]
-    from_: str | None = Field(alias="from")
+    from_: str = Field(alias="from", description="The sender ID; empty when none was given")
     content: str | None = Field(description="null once purged or erased")
     status: Status
     cost: int
@@ -75,6 +75,10 @@ class MessageView(BaseModel):
     segments: int
     encoding: Literal["GSM-7", "UCS-2"]
     scheduledFor: datetime | None
+    scheduledAt: datetime | None = Field(description="The same as scheduledFor (MsGine's name)")
+    sentAt: datetime | None = Field(
+        description="When a carrier first accepted one of its recipients; null before"
+    )
     callbackUrl: str | None
     createdAt: datetime
     updatedAt: datetime
@@ -361,3 +365,51 @@ def policy_changes_schema() -> dict[str, Any]:
     for field in schema["properties"].values():
         field.pop("default", None)
     return schema
+
+
+# --- analytics ----------------------------------------------------------------------------
+
+
+class ChannelCounts(BaseModel):
+    """One channel's counts: ``sent`` recipients accepted for sending, of those ``delivered``
+    and ``failed`` (docs/analytics.md); ``cost`` in the answer's currency."""
+
+    sent: int
+    delivered: int
+    failed: int
+    cost: int
+
+
+class AnalyticsTotals(ChannelCounts):
+    currency: str = Field(description="ISO 4217; the currency of most of the period's SMS")
+
+
+class AnalyticsPeriod(BaseModel):
+    from_: str = Field(alias="from", description="First UTC day, YYYY-MM-DD")
+    to: str = Field(description="Last UTC day (included), YYYY-MM-DD")
+
+
+class AnalyticsChannels(BaseModel):
+    sms: ChannelCounts
+
+
+class AnalyticsOverview(BaseModel):
+    period: AnalyticsPeriod
+    totals: AnalyticsTotals
+    channels: AnalyticsChannels
+    costByCurrency: dict[str, int] = Field(
+        description="The period's cost in each currency (one entry unless several were used)"
+    )
+
+
+class AnalyticsDay(BaseModel):
+    date: str = Field(description="UTC day, YYYY-MM-DD")
+    sms: ChannelCounts
+    email: dict[str, int] = Field(description="Always empty: this gateway sends SMS only")
+    push: dict[str, int] = Field(description="Always empty: this gateway sends SMS only")
+
+
+class AnalyticsDaily(BaseModel):
+    days: int
+    currency: str = Field(description="ISO 4217: the currency of each day's sms.cost")
+    data: list[AnalyticsDay] = Field(description="Every day, oldest first, zeros where none")

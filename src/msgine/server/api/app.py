@@ -26,7 +26,9 @@ from msgine.server.api._middleware import (
 from msgine.server.api.routes import (
     API_PREFIX,
     account,
+    analytics,
     audit,
+    channels,
     compliance,
     keys,
     messages,
@@ -104,7 +106,9 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
     app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
-    for module in (messages, keys, webhooks, compliance, audit, account, simulator):
+    # Other channels' paths first: the message routes' {message_id} would catch them.
+    routers = (channels, messages, analytics, keys, webhooks, compliance, audit, account, simulator)
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)
     app.include_router(meta.router)

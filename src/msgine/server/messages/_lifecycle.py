@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from msgine.server import events
+from msgine.server import analytics, events
 from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.compliance._gate import Decision, MessageType, evaluate
 from msgine.server.crypto import Vault
@@ -20,6 +20,9 @@ from msgine.server.storage._tables import messages, recipients, status_events
 
 TERMINAL = frozenset({"delivered", "failed", "rejected"})
 _TIME_COLUMN = {"sent": "sent_at", "delivered": "delivered_at", "failed": "failed_at"}
+#: Final statuses, counted once each (analytics): delivered, or failed (a recipient rejected
+#: here was accepted first; one rejected at acceptance is final and never reaches this module).
+_SETTLED = TERMINAL
 _EVENT = {"sent": "message.sent", "delivered": "message.delivered", "failed": "message.failed"}
 
 
@@ -166,20 +169,22 @@ _SET_STATUS = Direct(
         _SIBLINGS.scalar_subquery().label("recipient_count"),
     )
 )
+# What a status change's event and counters need of its message.
+_MESSAGE_FOR_EVENTS = (
+    messages.c.id,
+    messages.c.account_id,
+    messages.c.mode,
+    messages.c.sender,
+    messages.c.segments,
+    messages.c.callback_url,
+    messages.c.currency,
+    messages.c.scheduled_for,
+    messages.c.created_at,
+)
 # Serialises the recomputation of one message's status across concurrent workers; the locked
 # row cannot change under us, so it is read in the same statement.
 _LOCK_MESSAGE = Direct(
-    sa.select(
-        messages.c.id,
-        messages.c.account_id,
-        messages.c.mode,
-        messages.c.sender,
-        messages.c.segments,
-        messages.c.callback_url,
-        messages.c.mode,
-    )
-    .where(messages.c.id == sa.bindparam("mid"))
-    .with_for_update()
+    sa.select(*_MESSAGE_FOR_EVENTS).where(messages.c.id == sa.bindparam("mid")).with_for_update()
 )
 _INSERT_STATUS_EVENT = Direct(status_events.insert())
 _STATUSES = Direct(
@@ -192,17 +197,7 @@ _UPDATE_MESSAGE = Direct(sa.update(messages).where(messages.c.id == sa.bindparam
 _SET_SOLE_STATUS = Direct(
     sa.update(messages)
     .where(messages.c.id == sa.bindparam("mid"))
-    .returning(
-        messages.c.id,
-        messages.c.account_id,
-        messages.c.mode,
-        messages.c.sender,
-        messages.c.segments,
-        messages.c.callback_url,
-        messages.c.mode,
-        messages.c.status,
-        messages.c.updated_at,
-    )
+    .returning(*_MESSAGE_FOR_EVENTS, messages.c.status, messages.c.updated_at)
 )
 
 
@@ -253,6 +248,16 @@ def record_status(
     )
     if status in _EVENT:
         _emit_status_event(conn, vault, message, row, status, now)
+    if status in _SETTLED:
+        analytics.count(
+            conn,
+            account_id=message["account_id"],
+            mode=message["mode"],
+            due=message["scheduled_for"] or message["created_at"],
+            currency=message["currency"],
+            delivered=int(status == "delivered"),
+            failed=int(status != "delivered"),
+        )
     return StatusChange(
         recipient_id=recipient_id,
         message_id=row["message_id"],

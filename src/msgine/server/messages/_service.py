@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from msgine.server import analytics
 from msgine.server._ids import new_id
 from msgine.server.accounts import policy_of
 from msgine.server.compliance._gate import Decision, evaluate, identify
@@ -220,6 +221,7 @@ def accept(
     each_price = list(prices) if prices is not None else [price_per_segment] * len(cmd.to)
     billable = sum(p for p, d in zip(each_price, decisions, strict=True) if d.status != "rejected")
     message_id = new_id("msg")
+    cost = info.segments * billable
     message_row = {
         "id": message_id,
         "account_id": account_id,
@@ -232,7 +234,7 @@ def accept(
         ),
         "encoding": info.encoding,
         "segments": info.segments,
-        "cost": info.segments * billable,
+        "cost": cost,
         "currency": currency,
         "callback_url": cmd.callback_url,
         "status": _views.aggregate_status([d.status for d in decisions]),
@@ -282,6 +284,15 @@ def accept(
             )
     # Nothing below reads these rows back, so they join the batch's bulk inserts.
     _INSERT_MESSAGES.defer(conn, [message_row])
+    analytics.count(
+        conn,
+        account_id=account_id,
+        mode=principal.mode,
+        due=send_at,
+        currency=currency,
+        sent=len(job_rows),
+        cost=cost,
+    )
     _INSERT_RECIPIENTS.defer(conn, recipient_rows)
     _INSERT_STATUS_EVENTS.defer(conn, event_rows)
     _INSERT_JOBS.defer(conn, job_rows)

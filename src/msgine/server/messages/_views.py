@@ -109,6 +109,7 @@ def present(
 ) -> dict[str, Any]:
     """A message whose plaintext the caller already holds (e.g. the one just accepted)."""
     view_recipients = []
+    sent = [r["sent_at"] for r in rcpts if r.get("sent_at") is not None]
     for phone, r in zip(phones, rcpts, strict=True):
         item: dict[str, Any] = {"to": phone, "status": r["status"]}
         if r["error_code"]:
@@ -123,7 +124,9 @@ def present(
         "channel": CHANNEL,
         "type": message["type"],
         "to": list(phones),
-        "from": message["sender"],
+        # MsGine's SDKs type it as a string: "" when the request named no sender (the
+        # carrier then uses its own default sender ID).
+        "from": message["sender"] or "",
         "content": content,
         "status": message["status"],
         "recipientCounts": recipient_counts([r["status"] for r in rcpts]),
@@ -132,6 +135,9 @@ def present(
         "segments": message["segments"],
         "encoding": message["encoding"],
         "scheduledFor": iso(message["scheduled_for"]),
+        "scheduledAt": iso(message["scheduled_for"]),  # MsGine's SDKs' name for it
+        # When a carrier first took one of its recipients; null before.
+        "sentAt": iso(min(sent)) if sent else None,
         "callbackUrl": message["callback_url"],
         "createdAt": iso(message["created_at"]),
         "updatedAt": iso(message["updated_at"]),

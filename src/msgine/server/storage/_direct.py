@@ -26,6 +26,7 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 
 Processor = Callable[[Any], Any] | None
 Row = dict[str, Any]
+Merge = Callable[[Sequence[Mapping[str, Any]]], Sequence[Mapping[str, Any]]]
 Statement = sa.Select[Any] | UpdateBase
 
 _PYFORMAT_NAME = re.compile(r"%\((\w+)\)s")
@@ -50,10 +51,13 @@ class Direct:
     with ``Connection.execute``.
     """
 
-    __slots__ = ("_plans", "statement")
+    __slots__ = ("_plans", "merge", "statement")
 
-    def __init__(self, statement: Statement) -> None:
+    def __init__(self, statement: Statement, *, merge: Merge | None = None) -> None:
         self.statement = statement
+        #: Folds deferred rows before they are written (e.g. counter increments of one key
+        #: summed into one row), so a batch writes each key once.
+        self.merge = merge
         self._plans: dict[tuple[str, str, str, tuple[str, ...]], _Plan] = {}
 
     def __repr__(self) -> str:
@@ -112,7 +116,7 @@ class Direct:
         pending: dict[tuple[Direct, tuple[str, ...]], list[Mapping[str, Any]]] | None
         pending = conn.info.get(_DEFERRED)
         if pending is None:
-            self.executemany(conn, rows)
+            self.executemany(conn, rows if self.merge is None else self.merge(rows))
             return
         for row in rows:
             pending.setdefault((self, tuple(row)), []).append(row)
@@ -165,7 +169,7 @@ def flush_deferred(conn: sa.Connection) -> None:
     batches = list(pending.items())
     pending.clear()
     for (statement, _keys), rows in batches:
-        statement.executemany(conn, rows)
+        statement.executemany(conn, rows if statement.merge is None else statement.merge(rows))
 
 
 def _driver(conn: sa.Connection) -> Any:

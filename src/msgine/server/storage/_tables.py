@@ -526,3 +526,23 @@ console_sessions = sa.Table(
     sa.Column("source_ip", sa.String(64)),
     sa.Column("user_agent", sa.String(200)),
 )
+
+# --- analytics ----------------------------------------------------------------------------
+
+# Per-day message counters, changed in the transaction of each acceptance and status change
+# (see msgine.server.analytics): the analytics routes read a few rows per day, never the
+# messages. ``day`` is the UTC day a message was due (scheduledFor, else its acceptance); a
+# recipient's delivery or failure counts on its message's day, whenever it happens.
+daily_message_counts = sa.Table(
+    "daily_message_counts",
+    metadata,
+    sa.Column("account_id", Id, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("mode", sa.String(4), primary_key=True),
+    sa.Column("channel", sa.String(8), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("currency", sa.String(3), primary_key=True),
+    sa.Column("sent", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("delivered", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("cost", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+)

@@ -4,7 +4,7 @@ Users belong to one account and have a role; passwords are argon2id hashes, TOTP
 sealed with the vault, recovery codes and session tokens are stored as keyed hashes only.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 08:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
