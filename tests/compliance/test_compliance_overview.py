@@ -37,7 +37,7 @@ async def test_counts_recent_changes_suppressions_and_policy(comp: ComplianceApi
     superseded = [c for c in seen.recent_consents if not c.active]
     assert [c.withdrawn_reason for c in superseded if c.number == PHONE] == ["superseded"]
     assert OTHER not in repr(seen.recent_consents[0])
-    assert seen.suppressed_total == 1 and seen.suppressions[0]["phone"] == OTHER
+    assert seen.suppressed_total == 1 and seen.suppressions[0].number == OTHER
     assert seen.policy.quiet_hours_start == "09:00"
     assert seen.policy.quiet_hours_policy == "defer"
 

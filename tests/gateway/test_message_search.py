@@ -126,12 +126,34 @@ async def test_detail_has_each_recipients_timeline(api: Any) -> None:
     ("number", "shown"),
     [
         ("+256701521269", "+256 70* *** 269"),
-        ("+15555550123", "+1 55* **** 123"),
-        ("+447400123456", "+44 74* **** 456"),
+        ("+15555550123", "+1 55* *** * 123"),
+        ("+447400123456", "+44 74* *** * 456"),
         ("+80012345678", "+800 12* ** 678"),
-        ("not a number", "*********ber"),
-        (None, "erased"),
+        ("+3545", "****"),
+        ("not a number", ""),
+        (None, ""),
     ],
 )
 def test_numbers_are_masked_as_the_issue_shows(number: str | None, shown: str) -> None:
     assert mask_number(number) == shown
+
+
+async def test_receipt_latency_per_day_from_a_bounded_sample(api: Any) -> None:
+    from msgine.server.messages import receipt_latency
+
+    today = api.runtime.now().date()
+    for _ in range(3):
+        await _sent(api, ALICE)
+    await _sent(api, "+256772000999")  # failed: not a receipt of delivery
+    await api.drain()
+    yesterday = today - timedelta(days=1)
+    points = api.runtime.db.read(
+        lambda conn: receipt_latency(conn, api.account_id, "test", [yesterday, today], sample=2)
+    )
+    assert [(p.day, p.samples) for p in points] == [(yesterday, 0), (today, 2)]
+    assert points[0].median_seconds is None
+    assert points[1].median_seconds is not None and points[1].median_seconds >= 0
+    assert points[1].p95_seconds is not None
+    assert points[1].p95_seconds >= points[1].median_seconds
+    live = api.runtime.db.read(lambda conn: receipt_latency(conn, api.account_id, "live", [today]))
+    assert live[0].samples == 0

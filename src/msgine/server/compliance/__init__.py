@@ -3,7 +3,19 @@
 from msgine.server.compliance._overview import (
     ComplianceOverview,
     ConsentLine,
+    SuppressionLine,
     compliance_overview,
+    consent_number,
+    suppressed_number,
+    suppression_ref,
 )
 
-__all__ = ["ComplianceOverview", "ConsentLine", "compliance_overview"]
+__all__ = [
+    "ComplianceOverview",
+    "ConsentLine",
+    "SuppressionLine",
+    "compliance_overview",
+    "consent_number",
+    "suppressed_number",
+    "suppression_ref",
+]

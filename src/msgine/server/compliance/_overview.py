@@ -17,7 +17,7 @@ from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.compliance import _suppressions
 from msgine.server.compliance._consents import PURPOSES
 from msgine.server.crypto import Vault
-from msgine.server.storage._tables import consents
+from msgine.server.storage._tables import consents, suppressions
 
 RECENT: Final = 20
 
@@ -37,12 +37,21 @@ class ConsentLine:
 
 
 @dataclass(frozen=True)
+class SuppressionLine:
+    #: Names the entry for a reveal (see ``suppression_ref``).
+    ref: str
+    reason: str
+    source: str
+    created_at: datetime
+    number: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ComplianceOverview:
     #: Numbers with an open consent, per purpose.
     active_consents: dict[str, int]
     recent_consents: list[ConsentLine]
-    #: The newest suppressions as the API shows them (``phone`` plaintext: mask it), and the total.
-    suppressions: list[dict[str, Any]] = field(repr=False)
+    suppressions: list[SuppressionLine]
     suppressed_total: int
     #: The account's policy (quiet hours, consent for marketing, retention...).
     policy: AccountPolicy
@@ -54,7 +63,6 @@ def compliance_overview(
     account_id: str,
     mode: str,
     *,
-    suppressions_page: int = 1,
     limit: int = RECENT,
 ) -> ComplianceOverview:
     mine = (consents.c.account_id == account_id, consents.c.mode == mode)
@@ -85,13 +93,57 @@ def compliance_overview(
         )
         for r in rows
     ]
-    page = _suppressions.list_page(
-        conn, vault, account_id, mode, page=suppressions_page, limit=limit
-    )
+    listed = (suppressions.c.account_id == account_id, suppressions.c.mode == mode)
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(suppressions).where(*listed)
+    ).scalar_one()
+    newest = conn.execute(
+        sa.select(suppressions)
+        .where(*listed)
+        .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
+        .limit(limit)
+    ).mappings()
     return ComplianceOverview(
         active_consents=active,
         recent_consents=recent,
-        suppressions=page["suppressions"],
-        suppressed_total=page["total"],
+        suppressions=[_suppression(vault, row) for row in newest],
+        suppressed_total=total,
         policy=policy_of(conn, account_id),
     )
+
+
+def _suppression(vault: Vault, row: Any) -> SuppressionLine:
+    shown = _suppressions.view(vault, row)
+    return SuppressionLine(
+        ref=suppression_ref(row["mode"], row["phone_index"]),
+        reason=shown["reason"],
+        source=shown["source"],
+        created_at=row["created_at"],
+        number=shown["phone"],
+    )
+
+
+def consent_number(
+    conn: sa.Connection, vault: Vault, account_id: str, consent_id: str
+) -> str | None:
+    """The number of one of the account's consent records (for an audited reveal)."""
+    row = conn.execute(
+        sa.select(consents.c.phone).where(
+            consents.c.id == consent_id, consents.c.account_id == account_id
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return vault.decrypt_str(row[0], table="consents", column="phone", row_id=consent_id)
+
+
+def suppression_ref(mode: str, phone_index: str) -> str:
+    """How a page names a suppression (its key within the account) for a reveal."""
+    return f"{mode}:{phone_index}"
+
+
+def suppressed_number(conn: sa.Connection, vault: Vault, account_id: str, ref: str) -> str | None:
+    """The number of one of the account's suppressions, named by ``suppression_ref``."""
+    mode, _, phone_index = ref.partition(":")
+    found = _suppressions.find(conn, vault, account_id, mode, phone_index)
+    return None if found is None else found["phone"]

@@ -88,7 +88,7 @@ def forget_number(
     return bool(result.rowcount)
 
 
-def _view(vault: Vault, row: Any) -> dict[str, Any]:
+def view(vault: Vault, row: Any) -> dict[str, Any]:
     phone = None
     if row["phone"] is not None:
         phone = vault.decrypt_str(
@@ -120,7 +120,7 @@ def find(
         .mappings()
         .first()
     )
-    return None if row is None else _view(vault, row)
+    return None if row is None else view(vault, row)
 
 
 def list_page(
@@ -139,7 +139,7 @@ def list_page(
         .offset((page - 1) * limit)
     ).mappings()
     return {
-        "suppressions": [_view(vault, r) for r in rows],
+        "suppressions": [view(vault, r) for r in rows],
         "total": total,
         "page": page,
         "limit": limit,

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from msgine.server.errors import DomainError
 from msgine.server.logging import security_event
 
-from . import _home, _reveal, _signin
+from . import _audit, _carriers, _compliance, _home, _messages, _reveal, _signin, _webhooks
 from ._web import BASE, SIGN_IN, Refused, SecurityHeaders, SignInRequired, csrf_guard, render
 
 _STATIC = Path(__file__).parent / "static"
@@ -44,7 +44,7 @@ def install(app: FastAPI) -> FastAPI:
 
 
 #: The route modules; a page module adds itself here.
-ROUTES = [_home, _signin, _reveal]
+ROUTES = [_home, _signin, _reveal, _messages, _webhooks, _compliance, _audit, _carriers]
 
 
 def _error_pages(console: FastAPI) -> None:

@@ -1,5 +1,6 @@
 """Messages: numbers, text, encodings and segments, the message lifecycle."""
 
+from msgine.server.messages._latency import LatencyPoint, receipt_latency
 from msgine.server.messages._numbers import mask_number
 from msgine.server.messages._search import (
     MessageDetail,
@@ -10,6 +11,7 @@ from msgine.server.messages._search import (
     RecipientTimeline,
     StatusStep,
     message_detail,
+    recipient_number,
     search_messages,
 )
 from msgine.server.messages._text import (
@@ -29,6 +31,7 @@ from msgine.server.messages._views import (
 __all__ = [
     "MESSAGE_STATUSES",
     "Encoding",
+    "LatencyPoint",
     "MessageDetail",
     "MessageFilter",
     "MessagePage",
@@ -43,7 +46,9 @@ __all__ = [
     "gsm7_encode",
     "mask_number",
     "message_detail",
+    "receipt_latency",
     "recipient_counts",
+    "recipient_number",
     "search_messages",
     "split_segments",
 ]

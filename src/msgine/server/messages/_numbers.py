@@ -155,17 +155,21 @@ def timezones_of(e164: str) -> list[str]:
     return [zone for zone in zones if zone != _UNKNOWN_ZONE]
 
 
-def mask_number(e164: str | None) -> str:
-    """A number as people may see it by default: ``+256 70* *** 269`` (the country code, two
-    leading and three trailing digits). Enough to tell numbers apart on a screen, not enough to
-    dial one; the full number is shown only on an audited reveal."""
-    if not e164:
-        return "erased"
+def mask_number(number: str | None) -> str:
+    """``+256701521269`` -> ``+256 70* *** 269``: the country code, the first two and the last
+    three digits of the national number, the rest masked, in groups of three ("" for none).
+    Enough to tell numbers apart on a screen, not to dial one; the console shows a full number
+    only on an audited reveal."""
+    if not number:
+        return ""
     try:  # the calling code of anything number-like, valid or not (an old range, a test number)
-        code = str(phonenumbers.parse(e164, None).country_code)
+        parsed = phonenumbers.parse(number, None)
+        country = str(parsed.country_code)
+        national = str(phonenumbers.national_significant_number(parsed))
     except phonenumbers.NumberParseException:
-        return "*" * max(len(e164) - 3, 1) + e164[-3:]
-    national = e164[1 + len(code) :]
-    if len(national) < 7:
-        return f"+{code} " + "*" * (len(national) - 2) + national[-2:]
-    return f"+{code} {national[:2]}* {'*' * (len(national) - 6)} {national[-3:]}"
+        country, national = "", "".join(ch for ch in number if ch.isdigit())
+    if len(national) <= 5:
+        return f"+{country} " + "*" * len(national) if country else "*" * len(national)
+    head = national[:2] + "*" * (len(national) - 5)
+    groups = [head[i : i + 3] for i in range(0, len(head), 3)] + [national[-3:]]
+    return " ".join(([f"+{country}"] if country else []) + groups)
