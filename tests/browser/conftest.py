@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from support import IN_CI, require_extra
+from support import IN_CI, Gateway, gateway_env, require_extra, start_gateway
 
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
@@ -54,3 +54,35 @@ def screenshots(request: pytest.FixtureRequest) -> Path:
     root = Path(request.config.rootpath) / "test-output" / "screenshots"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+# --- the console in a browser (see browser_support.py) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def console_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A real ``msgine serve`` for one module's console tests; its users are made with the CLI
+    (``browser_support.create_user``)."""
+    root = tmp_path_factory.mktemp("console")
+    # Failed sign-ins also count towards the address's lock-out (10 a minute by default), which
+    # would shut the whole module's browser (all on 127.0.0.1) out after a few lock-out tests.
+    gw = start_gateway(gateway_env(root, MSGINE_AUTH_FAILURE_LIMIT="100/5minutes"), cwd=root)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def console_page(browser: Any, console_gateway: Gateway, screenshots: Path) -> Iterator[Any]:
+    """A fresh browser context (no cookies) with a guarded page: the test fails on any CSP
+    violation, console error or uncaught exception in it."""
+    from browser_support import guard
+
+    context = browser.new_context()
+    try:
+        guarded = guard(context.new_page(), f"http://127.0.0.1:{console_gateway.port}", screenshots)
+        yield guarded
+        assert guarded.problems == [], guarded.problems
+    finally:
+        context.close()

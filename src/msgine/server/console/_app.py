@@ -18,7 +18,17 @@ from starlette.staticfiles import StaticFiles
 from msgine.server.errors import DomainError
 from msgine.server.logging import security_event
 
-from . import _audit, _carriers, _compliance, _home, _messages, _reveal, _signin, _webhooks
+from . import (
+    _audit,
+    _carriers,
+    _compliance,
+    _home,
+    _keys,
+    _messages,
+    _reveal,
+    _signin,
+    _webhooks,
+)
 from ._web import BASE, SIGN_IN, Refused, SecurityHeaders, SignInRequired, csrf_guard, render
 
 _STATIC = Path(__file__).parent / "static"
@@ -30,6 +40,7 @@ def install(app: FastAPI) -> FastAPI:
     console = FastAPI(
         docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(csrf_guard)]
     )
+    console.state.gateway = app.state  # what the API keeps there (e.g. the usage recorder)
     console.state.runtime = app.state.runtime
     console.state.rate_limiter = app.state.rate_limiter
     console.state.client_ip_resolver = getattr(app.state, "client_ip_resolver", None)
@@ -44,7 +55,17 @@ def install(app: FastAPI) -> FastAPI:
 
 
 #: The route modules; a page module adds itself here.
-ROUTES = [_home, _signin, _reveal, _messages, _webhooks, _compliance, _audit, _carriers]
+ROUTES = [
+    _home,
+    _signin,
+    _reveal,
+    _keys,
+    _messages,
+    _webhooks,
+    _compliance,
+    _audit,
+    _carriers,
+]
 
 
 def _error_pages(console: FastAPI) -> None:

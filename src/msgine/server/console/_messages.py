@@ -4,7 +4,7 @@ each recipient's status timeline and the webhook deliveries its events caused.
 A recipient is searched through its blind index (``search_messages``), and a search naming a
 number is a form POST, so the number stays out of URLs (browser history, proxies' logs).
 Numbers are shown masked, each with a reveal button for the roles allowed (kind
-``recipient``, audited).
+``recipient``, registered by ``_reveal``; audited).
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from msgine.server.messages import (
     MessageDetail,
     MessageFilter,
     message_detail,
-    recipient_number,
     search_messages,
 )
 from msgine.server.webhooks import message_deliveries
 
-from ._masking import register_revealer
 from ._pages import day_of, end_of, mode_of, start_of, text_of
 from ._web import ConsoleUser, render, require, runtime_of
 
@@ -33,8 +31,6 @@ router = APIRouter()
 PAGE_SIZE = 25
 FIELDS = ("id", "status", "since", "until", "mode", "recipient")
 Field = Annotated[str | None, Form(max_length=64)]
-
-register_revealer("recipient", recipient_number)
 
 
 @router.get("/messages")

@@ -14,11 +14,15 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import JSONResponse, Response
 
 from msgine.server.audit import record
+from msgine.server.messages import recipient_phone
 
-from ._masking import mask_phone, revealer
+from ._masking import mask_phone, register_revealer, revealer
 from ._web import BASE, HOME, ConsoleUser, Refused, actor, render, require, runtime_of
 
 router = APIRouter()
+
+# A message recipient's number (ref: the recipient's id).
+register_revealer("recipient", recipient_phone)
 
 
 @router.post("/reveal")

@@ -11,7 +11,6 @@ from msgine.server.messages._search import (
     RecipientTimeline,
     StatusStep,
     message_detail,
-    recipient_number,
     search_messages,
 )
 from msgine.server.messages._text import (
@@ -26,6 +25,7 @@ from msgine.server.messages._views import (
     MessageStatus,
     aggregate_status,
     recipient_counts,
+    recipient_phone,
 )
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "message_detail",
     "receipt_latency",
     "recipient_counts",
-    "recipient_number",
+    "recipient_phone",
     "search_messages",
     "split_segments",
 ]

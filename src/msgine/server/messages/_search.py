@@ -271,20 +271,3 @@ def _step(row: Mapping[Any, Any]) -> StatusStep:
         carrier_message_id=row["carrier_message_id"],
         detail=row["detail"],
     )
-
-
-def recipient_number(
-    conn: sa.Connection, vault: Vault, account_id: str, recipient_id: str
-) -> str | None:
-    """One recipient's number, decrypted, if the recipient is the account's (for an audited
-    reveal); None when not found or erased."""
-    row = (
-        conn.execute(
-            sa.select(recipients.c.id, recipients.c.phone).where(
-                recipients.c.id == recipient_id, recipients.c.account_id == account_id
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return None if row is None else _views.decrypt_phone(vault, row)

@@ -81,6 +81,19 @@ def decrypt_phone(vault: Vault, row: Mapping[Any, Any]) -> str | None:
     return vault.decrypt_str(blob, table="recipients", column="phone", row_id=row["id"])
 
 
+def recipient_phone(
+    conn: sa.Connection, vault: Vault, account_id: str, recipient_id: str
+) -> str | None:
+    """One recipient's number, if the recipient is the account's and its number is still
+    stored (retention and erasure remove it); for the console's audited reveal."""
+    row = conn.execute(
+        sa.select(recipients.c.id, recipients.c.phone).where(
+            recipients.c.id == recipient_id, recipients.c.account_id == account_id
+        )
+    ).first()
+    return decrypt_phone(vault, row._mapping) if row is not None else None
+
+
 def decrypt_content(vault: Vault, row: Mapping[Any, Any]) -> str | None:
     blob = row["content"]
     if blob is None:
