@@ -88,6 +88,15 @@ def make_user(
     return created
 
 
+def client_for(api: Any) -> httpx.AsyncClient:
+    """A client of the in-process app as a browser on this machine sees it: on loopback over
+    plain HTTP, where console cookies are not ``Secure`` (``api.client``'s ``testserver`` host
+    is not loopback, so a ``Secure`` cookie would never come back over its plain HTTP)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app), base_url="http://127.0.0.1"
+    )
+
+
 def csrf_of(html: str) -> str:
     """The CSRF token of the first form in a page."""
     found = _CSRF.search(html)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from console_support import User, make_user, sign_in
+from console_support import User, client_for, make_user, sign_in
 
 
 @dataclass
@@ -26,8 +26,7 @@ class Console:
 
 
 async def signed_in(api: Any, user: User) -> AsyncIterator[Console]:
-    transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+    async with client_for(api) as client:
         csrf = await sign_in(client, user)
         yield Console(api, user, client, csrf)
 

@@ -148,9 +148,14 @@ async def signin_page(request: Request) -> Response:
     session = await current_session(request)
     if session is not None and session.stage == _sessions.FULL:
         return redirect(HOME)
+    if session is not None:  # a sign-in left half-way: start again
+        runtime = runtime_of(request)
+        now = runtime.now()
+        await runtime.db.awrite(lambda conn: _sessions.end(conn, session.id, now))
     pre = new_pre_session()
     bind_csrf(request, pre)
     response = render(request, "signin.html")
+    clear_cookie(request, response, SESSION)  # the form is bound to the pre-session cookie
     set_cookie(request, response, PRE_SESSION, pre)
     return response
 
@@ -158,9 +163,10 @@ async def signin_page(request: Request) -> Response:
 @router.post("/signin")
 async def signin(request: Request, email: Text, password: Text) -> Response:
     runtime = runtime_of(request)
+    user = await runtime.db.aread(lambda conn: _users.user_by_email(conn, email))
     locked = await _locked_for(request, email)
     if locked:
-        await _audit_attempt(request, None, "failure", "locked")
+        await _audit_attempt(request, user, "failure", "locked")
         return render(
             request,
             "signin.html",
@@ -168,7 +174,6 @@ async def signin(request: Request, email: Text, password: Text) -> Response:
             email=email,
             error=_LOCKED.format(minutes=max(1, -(-locked // 60))),
         )
-    user = await runtime.db.aread(lambda conn: _users.user_by_email(conn, email))
     good = cred.verify_password(user["password_hash"] if user else None, password)
     if user is None or not good or user["disabled_at"] is not None:
         reason = "unknown_user" if user is None else ("password" if not good else "disabled")
