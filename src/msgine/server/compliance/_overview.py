@@ -17,7 +17,7 @@ from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.compliance import _suppressions
 from msgine.server.compliance._consents import PURPOSES
 from msgine.server.crypto import Vault
-from msgine.server.storage._tables import consents, suppressions
+from msgine.server.storage._tables import consents
 
 RECENT: Final = 20
 
@@ -72,7 +72,7 @@ def compliance_overview(
         .group_by(consents.c.purpose)
     ).all()
     active = dict.fromkeys(PURPOSES, 0) | {str(p): int(n) for p, n in counted}
-    rows = conn.execute(
+    consent_rows = conn.execute(
         sa.select(consents)
         .where(*mine)
         .order_by(consents.c.granted_at.desc(), consents.c.id.desc())
@@ -85,28 +85,15 @@ def compliance_overview(
             granted_at=r["granted_at"],
             withdrawn_at=r["withdrawn_at"],
             withdrawn_reason=r["withdrawn_reason"],
-            number=(
-                None
-                if r["phone"] is None
-                else vault.decrypt_str(r["phone"], table="consents", column="phone", row_id=r["id"])
-            ),
+            number=_consent_phone(vault, r["id"], r["phone"]),
         )
-        for r in rows
+        for r in consent_rows
     ]
-    listed = (suppressions.c.account_id == account_id, suppressions.c.mode == mode)
-    total = conn.execute(
-        sa.select(sa.func.count()).select_from(suppressions).where(*listed)
-    ).scalar_one()
-    newest = conn.execute(
-        sa.select(suppressions)
-        .where(*listed)
-        .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
-        .limit(limit)
-    ).mappings()
+    suppressed, total = _suppressions.newest(conn, account_id, mode, limit=limit)
     return ComplianceOverview(
         active_consents=active,
         recent_consents=recent,
-        suppressions=[_suppression(vault, row) for row in newest],
+        suppressions=[_suppression(vault, row) for row in suppressed],
         suppressed_total=total,
         policy=policy_of(conn, account_id),
     )
@@ -132,9 +119,13 @@ def consent_number(
             consents.c.id == consent_id, consents.c.account_id == account_id
         )
     ).first()
-    if row is None or row[0] is None:
+    return None if row is None else _consent_phone(vault, consent_id, row[0])
+
+
+def _consent_phone(vault: Vault, consent_id: str, blob: bytes | None) -> str | None:
+    if blob is None:
         return None
-    return vault.decrypt_str(row[0], table="consents", column="phone", row_id=consent_id)
+    return vault.decrypt_str(blob, table="consents", column="phone", row_id=consent_id)
 
 
 def suppression_ref(mode: str, phone_index: str) -> str:

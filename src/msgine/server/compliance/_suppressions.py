@@ -123,10 +123,10 @@ def find(
     return None if row is None else view(vault, row)
 
 
-def list_page(
-    conn: sa.Connection, vault: Vault, account_id: str, mode: str, *, page: int, limit: int
-) -> dict[str, Any]:
-    """The account's list of ``mode``, newest first. Erased entries show no number."""
+def newest(
+    conn: sa.Connection, account_id: str, mode: str, *, limit: int, offset: int = 0
+) -> tuple[list[Any], int]:
+    """The rows of the account's list of ``mode``, newest first, and how many there are."""
     where = (suppressions.c.account_id == account_id, suppressions.c.mode == mode)
     total = conn.execute(
         sa.select(sa.func.count()).select_from(suppressions).where(*where)
@@ -136,8 +136,16 @@ def list_page(
         .where(*where)
         .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
         .limit(limit)
-        .offset((page - 1) * limit)
+        .offset(offset)
     ).mappings()
+    return list(rows), int(total)
+
+
+def list_page(
+    conn: sa.Connection, vault: Vault, account_id: str, mode: str, *, page: int, limit: int
+) -> dict[str, Any]:
+    """The account's list of ``mode``, newest first. Erased entries show no number."""
+    rows, total = newest(conn, account_id, mode, limit=limit, offset=(page - 1) * limit)
     return {
         "suppressions": [view(vault, r) for r in rows],
         "total": total,

@@ -8,8 +8,9 @@ permission stand in front of each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +23,7 @@ from ._pages import text_of
 from ._web import BASE, ConsoleUser, actor, render, require, runtime_of
 
 router = APIRouter()
+T = TypeVar("T")
 PAGE_SIZE: Final = 25
 #: What a finished action says on the page it returns to (``?done=``).
 DONE: Final = {
@@ -92,18 +94,8 @@ async def _endpoint(
 async def replay(
     request: Request, endpoint_id: str, delivery_id: str, user: ConsoleUser = Depends(manager)
 ) -> Response:
-    runtime = runtime_of(request)
-    who, now = actor(request, user.id), runtime.now()
-    await runtime.db.awrite(
-        lambda conn: service.replay_delivery(
-            conn,
-            runtime.vault,
-            who,
-            account_id=user.account_id,
-            endpoint_id=endpoint_id,
-            delivery_id=delivery_id,
-            now=now,
-        )
+    await _change(
+        request, user, service.replay_delivery, endpoint_id=endpoint_id, delivery_id=delivery_id
     )
     return _back(endpoint_id, "replayed")
 
@@ -115,19 +107,7 @@ async def send_test(
     event: Annotated[str, Form(max_length=40)] = "message.delivered",
     user: ConsoleUser = Depends(manager),
 ) -> Response:
-    runtime = runtime_of(request)
-    who, now = actor(request, user.id), runtime.now()
-    await runtime.db.awrite(
-        lambda conn: service.send_test_event(
-            conn,
-            runtime.vault,
-            who,
-            account_id=user.account_id,
-            endpoint_id=endpoint_id,
-            event_type=event,
-            now=now,
-        )
-    )
+    await _change(request, user, service.send_test_event, endpoint_id=endpoint_id, event_type=event)
     return _back(endpoint_id, "tested")
 
 
@@ -141,20 +121,25 @@ async def rotate_secret(
     user: ConsoleUser = Depends(manager),
 ) -> Response:
     """A new secret, on the page this answer is and nowhere else (the page is not cached)."""
-    runtime = runtime_of(request)
-    who, now = actor(request, user.id), runtime.now()
-    new = await runtime.db.awrite(
-        lambda conn: service.rotate_endpoint_secret(
-            conn,
-            runtime.vault,
-            who,
-            account_id=user.account_id,
-            endpoint_id=endpoint_id,
-            grace=timedelta(hours=grace_hours),
-            now=now,
-        )
+    new = await _change(
+        request,
+        user,
+        service.rotate_endpoint_secret,
+        endpoint_id=endpoint_id,
+        grace=timedelta(hours=grace_hours),
     )
     return await _endpoint(request, user, endpoint_id, None, None, new_secret=new)
+
+
+async def _change(
+    request: Request, user: ConsoleUser, change: Callable[..., T], **fields: Any
+) -> T:
+    """One of the service's changes, in the user's account, as the user (audited so)."""
+    runtime = runtime_of(request)
+    who, now = actor(request, user.id), runtime.now()
+    return await runtime.db.awrite(
+        lambda conn: change(conn, runtime.vault, who, account_id=user.account_id, now=now, **fields)
+    )
 
 
 def _back(endpoint_id: str, done: str) -> Response:

@@ -23,10 +23,10 @@ from msgine.server.errors import InvalidRequest
 from msgine.server.messages import mask_number
 from msgine.server.storage._tables import events, webhook_deliveries
 from msgine.server.webhooks._endpoints import (
-    MAX_DELIVERY_PAGE,
-    attempts_of,
+    DELIVERIES,
+    find_delivery,
     get_endpoint,
-    list_deliveries,
+    with_attempts,
 )
 from msgine.server.webhooks._listen import sample_event
 
@@ -80,21 +80,11 @@ def message_deliveries(
 ) -> list[dict[str, Any]]:
     """Every webhook delivery of the message's events (to endpoints and to its callback URL),
     oldest first, each with its attempts."""
-    query = (
-        sa.select(webhook_deliveries, events.c.type)
-        .join(events, events.c.id == webhook_deliveries.c.event_id)
-        .where(events.c.message_id == message_id, events.c.account_id == account_id)
-    )
+    query = DELIVERIES.where(events.c.message_id == message_id, events.c.account_id == account_id)
     if mode is not None:
         query = query.where(events.c.mode == mode)
-    rows = [
-        dict(r)
-        for r in conn.execute(
-            query.order_by(webhook_deliveries.c.created_at, webhook_deliveries.c.id)
-        ).mappings()
-    ]
-    attempts = attempts_of(conn, [r["id"] for r in rows])
-    return [{**r, "attempt_log": attempts.get(r["id"], [])} for r in rows]
+    query = query.order_by(webhook_deliveries.c.created_at, webhook_deliveries.c.id)
+    return with_attempts(conn, [dict(r) for r in conn.execute(query).mappings()])
 
 
 def send_test_event(
@@ -143,5 +133,4 @@ def send_test_event(
         account_id=account_id,
         details={"event": event_type, "eventId": event_id},
     )
-    rows = list_deliveries(conn, account_id, endpoint_id, limit=MAX_DELIVERY_PAGE, mode=mode)
-    return next(r for r in rows if r["event_id"] == event_id)
+    return find_delivery(conn, webhook_deliveries.c.event_id == event_id)
