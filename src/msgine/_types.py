@@ -7,11 +7,12 @@ SDK version does not model yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+When = TypeVar("When", date, datetime)
 MessageType = Literal["transactional", "marketing"]
 MessageStatus = Literal[
     "pending",
@@ -31,22 +32,22 @@ answer in a crash and will not send again; a later delivery receipt settles it (
 docs/carriers.md)."""
 
 
-def _datetime(value: Any) -> datetime | None:
+def _iso(value: Any, parse: Callable[[str], When]) -> When | None:
+    """An ISO 8601 string parsed, or None for anything else."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return parse(value)
     except ValueError:
         return None
+
+
+def _datetime(value: Any) -> datetime | None:
+    return _iso(value, datetime.fromisoformat)
 
 
 def _date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
+    return _iso(value, date.fromisoformat)
 
 
 def _str(value: Any) -> str | None:

@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 from collections import Counter
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +314,72 @@ async def test_the_migration_backfills_the_counters_existing_messages_would_have
     api.runtime.db.write(refill)
     assert api.runtime.db.read(_counters) == kept
     assert kept
+
+
+async def test_the_sdk_reads_both_reports(api: Any) -> None:
+    import httpx
+
+    from msgine import AsyncMsGineClient, MsGineClient, MsGineValidationError
+
+    await _send(api, to=[OK_1, FAILS])
+    await api.drain()
+    today = api.runtime.now().astimezone(UTC).date()
+    transport = httpx.ASGITransport(app=api.app)
+    base = "http://localhost/api/v1"
+    async with AsyncMsGineClient(api.key, base_url=base, transport=transport) as client:
+        overview = await client.analytics.overview(from_=today, to=today.isoformat())
+        assert (overview.start, overview.end, overview.currency) == (today, today, "UGX")
+        assert (overview.totals.sent, overview.totals.delivered) == (2, 1)
+        assert overview.channels["sms"] == overview.totals
+        assert overview.totals.delivery_rate == 0.5
+        daily = await client.analytics.daily(days=3)
+        assert [p.date for p in daily.data] == [today - timedelta(days=n) for n in (2, 1, 0)]
+        assert daily.data[-1].sms.failed == 1
+    with MsGineClient(api.key, base_url=base) as sync, pytest.raises(MsGineValidationError):
+        sync.analytics.daily(days=91)  # refused before any request
+
+
+def test_writers_in_separate_transactions_add_up(tmp_path: Path, postgres_url: str) -> None:
+    """Two databases' writers (as two processes have) upsert one day's row at once on
+    PostgreSQL: each increment is added, none overwrites another (ON CONFLICT DO UPDATE under
+    row locks). On SQLite the one write lock serialises writers; the tests above cover it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from msgine.server import analytics
+    from msgine.server.runtime import Runtime, ensure_default_account
+    from msgine.server.storage import Database
+    from support import make_settings
+
+    settings = make_settings(tmp_path, postgres_url)
+    runtime = Runtime.open(settings)
+    second = Database(settings.sqlalchemy_url)
+    try:
+        first = ensure_default_account(runtime)
+        assert first is not None
+        account_id, now = first.record["account_id"], runtime.now()
+
+        def add(n: int) -> None:
+            db = (runtime.db, second)[n % 2]
+            db.write(
+                lambda conn: analytics.count(
+                    conn,
+                    account_id=account_id,
+                    mode="test",
+                    due=now,
+                    currency="UGX",
+                    sent=1,
+                    cost=n,
+                )
+            )
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(add, range(64)))
+        c = daily_message_counts.c
+        summed = sa.select(sa.func.sum(c.sent), sa.func.sum(c.cost))
+        totals = runtime.db.read(
+            lambda conn: conn.execute(summed.where(c.account_id == account_id)).one()
+        )
+        assert (int(totals[0]), int(totals[1])) == (64, sum(range(64)))
+    finally:
+        second.close()
+        runtime.close()

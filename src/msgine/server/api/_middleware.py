@@ -188,7 +188,9 @@ class DirectRoutes:
     route matching over every route, two handler wrappers) cost about a tenth of a send's CPU
     and do nothing a plain endpoint needs. What a request gets from the layers above (request
     id, body cap, metrics, rate-limit headers) stays the same. ``handlers`` is read at each
-    request, so the app may register its handlers after adding the middleware.
+    request, so the app may register its handlers after adding the middleware. ``refuse``
+    names the error for paths answered without routing at all (another channel's paths, which
+    templated routes further down would otherwise catch).
     """
 
     def __init__(
@@ -196,10 +198,12 @@ class DirectRoutes:
         app: ASGIApp,
         routes: Mapping[tuple[str, str], Route],
         handlers: Mapping[Any, ExceptionHandler],
+        refuse: Callable[[str], Exception | None] = lambda _path: None,
     ) -> None:
         self.app = app
         self.routes = routes
         self.handlers = handlers
+        self.refuse = refuse
         self.paths = {path for _method, path in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -211,6 +215,10 @@ class DirectRoutes:
                 # These paths are this middleware's alone: another method is 405 here, not a
                 # lookup of an object named "sms" by a templated route further down.
                 await self._answer(scope, receive, send, None, StarletteHTTPException(405))
+                return
+            refusal = self.refuse(scope["path"]) if scope["type"] == "http" else None
+            if refusal is not None:
+                await self._answer(scope, receive, send, None, refusal)
                 return
             await self.app(scope, receive, send)
             return

@@ -103,11 +103,13 @@ def create_app(runtime: Runtime, *, background: list[BackgroundTask] | None = No
         ("POST", API_PREFIX + path): Route(path, messages.send, methods=["POST"])
         for path in messages.SEND_PATHS
     }
-    app.add_middleware(DirectRoutes, routes=direct, handlers=app.exception_handlers)
+    app.add_middleware(
+        DirectRoutes, routes=direct, handlers=app.exception_handlers, refuse=channels.refusal
+    )
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     # Other channels' paths first: the message routes' {message_id} would catch them.
-    routers = (channels, messages, analytics, keys, webhooks, compliance, audit, account, simulator)
+    routers = (messages, analytics, keys, webhooks, compliance, audit, account, simulator)
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(meta.api_router, prefix=API_PREFIX)

@@ -1,42 +1,34 @@
-"""Routes: MsGine's other channels (email, push), which this gateway does not carry.
+"""MsGine's other channels (email, push), which this gateway does not carry.
 
 MsGine's official SDKs call ``/developers/email``, ``/developers/push`` and paths below them
-(history, devices). Without these routes the message routes' ``{message_id}`` parameter caught
-the one-segment paths and answered 405, as if the path existed with other methods. Every
-method on each path here, and on ``/messages/email`` and ``/messages/push``, answers 404
-``not_found`` saying the gateway sends SMS only. The router is mounted before the message
-routes, so these paths never reach them.
+(history, devices). The message routes' ``{message_id}`` parameter caught the one-segment
+paths, so they answered 405 (or looked up a message named "email"), as if they existed here
+with other methods. Every method on those paths, on ``/messages/email``, ``/messages/push``
+and below, now answers 404 ``not_found`` saying the gateway sends SMS only. They are refused
+by ``DirectRoutes`` before routing: they are not operations of this API, so the OpenAPI
+document (which lists exactly what is served) does not name them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
 
-from fastapi import APIRouter
-from starlette.responses import Response
-
+from msgine.server.api.routes import API_PREFIX
 from msgine.server.errors import NotFound
 
 OTHER_CHANNELS = ("email", "push")
-PREFIXES = ("/developers", "/messages")
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-router = APIRouter()
-
-
-def _sms_only(channel: str) -> Callable[[], Awaitable[Response]]:
-    async def answer() -> Response:
-        raise NotFound(
-            f"This gateway sends SMS only: {channel} messages are not available here.",
-            details={"channel": channel, "channels": ["sms"]},
-        )
-
-    return answer
+_PATHS = re.compile(
+    rf"{re.escape(API_PREFIX)}/(?:developers|messages)/({'|'.join(OTHER_CHANNELS)})(?:/.*)?"
+)
 
 
-for _prefix in PREFIXES:
-    for _channel in OTHER_CHANNELS:
-        for _path in (f"{_prefix}/{_channel}", f"{_prefix}/{_channel}/{{rest:path}}"):
-            router.add_api_route(
-                _path, _sms_only(_channel), methods=METHODS, include_in_schema=False
-            )
+def refusal(path: str) -> NotFound | None:
+    """The answer to a request for another channel's path; None for every other path."""
+    found = _PATHS.fullmatch(path)
+    if found is None:
+        return None
+    channel = found.group(1)
+    return NotFound(
+        f"This gateway sends SMS only: {channel} messages are not available here.",
+        details={"channel": channel, "channels": ["sms"]},
+    )
