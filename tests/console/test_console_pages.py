@@ -222,3 +222,39 @@ async def test_request_values_come_back_escaped_never_as_a_500(api: Any) -> None
             "/console/messages", data={"csrf_token": token, "recipient": XSS}
         )
         assert posted.status_code == 400 and "<script>alert" not in posted.text
+
+
+async def test_only_compliance_managers_take_a_number_off_the_suppression_list(api: Any) -> None:
+    stop = await api.client.post(
+        "/api/v1/simulator/inbound",
+        json={"from": NUMBER, "message": "STOP"},
+        headers=api.headers(),
+    )
+    assert stop.status_code == 201, stop.text
+    async with browser_of(api, "developer") as (client, token, _user):
+        page = await client.get("/console/compliance?mode=test")
+        assert MASKED in page.text and "/compliance/suppressions/remove" not in page.text
+        ref = re.search(r'name="ref" value="(test:[0-9a-f]+)"', page.text)
+        assert ref is not None  # the reveal form names it
+        refused = await client.post(
+            "/console/compliance/suppressions/remove", data={"csrf_token": token, "ref": ref[1]}
+        )
+        assert refused.status_code == 403
+    async with browser_of(api, "owner") as (client, token, user):
+        removed = await client.post(
+            "/console/compliance/suppressions/remove", data={"csrf_token": token, "ref": ref[1]}
+        )
+        assert removed.status_code == 303
+        page = await client.get(removed.headers["location"])
+        assert "taken off the suppression list" in page.text and MASKED not in page.text
+        again = await client.post(
+            "/console/compliance/suppressions/remove", data={"csrf_token": token, "ref": ref[1]}
+        )
+        assert again.status_code == 404
+    listed = await api.client.get("/api/v1/suppressions", headers=api.headers())
+    assert listed.json()["total"] == 0
+    audit = await api.client.get("/api/v1/audit", headers=api.headers())
+    assert any(
+        e["action"] == "suppression.removed" and e["actor"] == f"user:{user.id}"
+        for e in audit.json()["entries"]
+    )

@@ -6,6 +6,7 @@ from msgine.server.compliance._overview import (
     SuppressionLine,
     compliance_overview,
     consent_number,
+    remove_suppression,
     suppressed_number,
     suppression_ref,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "SuppressionLine",
     "compliance_overview",
     "consent_number",
+    "remove_suppression",
     "suppressed_number",
     "suppression_ref",
 ]

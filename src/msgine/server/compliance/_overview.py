@@ -14,6 +14,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from msgine.server.accounts import AccountPolicy, policy_of
+from msgine.server.audit import Actor
 from msgine.server.compliance import _suppressions
 from msgine.server.compliance._consents import PURPOSES
 from msgine.server.crypto import Vault
@@ -131,6 +132,16 @@ def _consent_phone(vault: Vault, consent_id: str, blob: bytes | None) -> str | N
 def suppression_ref(mode: str, phone_index: str) -> str:
     """How a page names a suppression (its key within the account) for a reveal."""
     return f"{mode}:{phone_index}"
+
+
+def remove_suppression(
+    conn: sa.Connection, vault: Vault, actor: Actor, *, account_id: str, ref: str, now: datetime
+) -> None:
+    """Take the suppression a page named (``suppression_ref``) off the list, audited."""
+    mode, _, phone_index = ref.partition(":")
+    _suppressions.remove(
+        conn, vault, actor, account_id=account_id, mode=mode, phone_index=phone_index, now=now
+    )
 
 
 def suppressed_number(conn: sa.Connection, vault: Vault, account_id: str, ref: str) -> str | None:

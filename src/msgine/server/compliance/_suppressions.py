@@ -16,7 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
+from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.storage._tables import suppressions
 
@@ -70,6 +72,31 @@ def lift(conn: sa.Connection, account_id: str, mode: str, phone_index: str) -> b
         )
     )
     return bool(result.rowcount)
+
+
+def remove(
+    conn: sa.Connection,
+    vault: Vault,
+    actor: Actor,
+    *,
+    account_id: str,
+    mode: str,
+    phone_index: str,
+    now: datetime,
+) -> None:
+    """Take a number off the list on a person's request (the API, the console), audited;
+    NotFound if it is not on it."""
+    if not lift(conn, account_id, mode, phone_index):
+        raise NotFound("This number is not on the suppression list.")
+    record(
+        conn,
+        vault,
+        actor,
+        "suppression.removed",
+        now=now,
+        account_id=account_id,
+        details={"mode": mode},
+    )
 
 
 def forget_number(
