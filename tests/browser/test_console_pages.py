@@ -127,9 +127,11 @@ def test_every_page_passes_for_each_role(
         assert answer.status == 200, path
         console_page.check(f"{role}-{name}")
         assert NUMBER not in console_page.page.content()
-    console_page.page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    console_page.goto("/console/")
-    console_page.check(f"{role}-overview-phone")
+    if role == "owner":  # the layout does not depend on the role
+        console_page.page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        for name in ("overview", "message", "webhook"):
+            console_page.goto(pages[name])
+            console_page.check(f"phone-{name}")
 
 
 def test_the_main_navigation_works_with_the_keyboard(
