@@ -44,6 +44,7 @@ class GuardedPage:
     origin: str
     screenshots: Path
     problems: list[str] = field(default_factory=list)
+    user: User | None = None
 
     def goto(self, path: str) -> Any:
         return self.page.goto(self.origin + path)

@@ -86,3 +86,18 @@ def console_page(browser: Any, console_gateway: Gateway, screenshots: Path) -> I
         assert guarded.problems == [], guarded.problems
     finally:
         context.close()
+
+
+_emails = iter(range(1_000_000))
+
+
+@pytest.fixture
+def signed_in_page(console_page: Any, console_gateway: Gateway) -> Any:
+    """``console_page`` signed in as a new owner (made with the CLI, TOTP set up at first
+    sign-in); the user is ``signed_in_page.user``."""
+    from browser_support import create_user, sign_in
+
+    user = create_user(console_gateway, f"owner{next(_emails)}@example.com", role="owner")
+    sign_in(console_page, user)
+    console_page.user = user
+    return console_page

@@ -50,11 +50,8 @@ def test_a_user_is_locked_out_after_repeated_failures(
     console_page.check("signin-locked")
 
 
-def test_a_form_without_its_csrf_token_is_refused(
-    console_gateway: Gateway, console_page: GuardedPage
-) -> None:
-    user = create_user(console_gateway, "csrf@example.com")
-    sign_in(console_page, user)
+def test_a_form_without_its_csrf_token_is_refused(signed_in_page: GuardedPage) -> None:
+    console_page = signed_in_page
     page = console_page.page
     for token in ("wrong", None):
         console_page.goto("/console/sessions")

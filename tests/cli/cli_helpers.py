@@ -49,8 +49,14 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def on_a_terminal(env: dict[str, str], args: list[str], answer: str = "") -> str:
-    """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer``, return all it printed."""
+def on_a_terminal(
+    env: dict[str, str],
+    args: list[str],
+    answer: str = "",
+    prompts: tuple[str, ...] = ("[y/N]",),
+) -> str:
+    """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer`` after each of ``prompts`` in
+    turn (a confirmation by default), return all it printed."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "msgine", *args],
@@ -62,7 +68,8 @@ def on_a_terminal(env: dict[str, str], args: list[str], answer: str = "") -> str
     os.close(follower)
     output = b""
     deadline = time.monotonic() + 30
-    answered = False
+    waiting = [p.encode() for p in prompts]
+    seen = 0
     while time.monotonic() < deadline:
         try:
             chunk = os.read(leader, 4096)
@@ -71,9 +78,9 @@ def on_a_terminal(env: dict[str, str], args: list[str], answer: str = "") -> str
         if not chunk:
             break
         output += chunk
-        if not answered and b"[y/N]" in output:
+        if waiting and waiting[0] in output[seen:]:
+            seen = output.index(waiting.pop(0), seen) + 1
             os.write(leader, answer.encode())
-            answered = True
     process.wait(timeout=30)
     os.close(leader)
     return output.decode(errors="replace")

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from msgine.server.errors import DomainError
-from msgine.server.logging import security_event
+from msgine.server.logging import get_logger, security_event
 
 from . import (
     _audit,
@@ -32,7 +32,21 @@ from . import (
 from ._web import BASE, SIGN_IN, Refused, SecurityHeaders, SignInRequired, csrf_guard, render
 
 _STATIC = Path(__file__).parent / "static"
+log = get_logger("msgine.console")
 _TITLES = {404: "Not found", 405: "Not allowed", 413: "Too large"}
+
+#: The route modules; a page module adds itself here.
+ROUTES = [
+    _home,
+    _signin,
+    _reveal,
+    _keys,
+    _messages,
+    _webhooks,
+    _compliance,
+    _audit,
+    _carriers,
+]
 
 
 def install(app: FastAPI) -> FastAPI:
@@ -52,20 +66,6 @@ def install(app: FastAPI) -> FastAPI:
     app.mount(BASE, console)
     app.state.console = console
     return console
-
-
-#: The route modules; a page module adds itself here.
-ROUTES = [
-    _home,
-    _signin,
-    _reveal,
-    _keys,
-    _messages,
-    _webhooks,
-    _compliance,
-    _audit,
-    _carriers,
-]
 
 
 def _error_pages(console: FastAPI) -> None:
@@ -93,6 +93,18 @@ def _error_pages(console: FastAPI) -> None:
             status=400,
             title="Not done",
             message=f"Check the form: {', '.join(fields)}.",
+        )
+
+    @console.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.error("unhandled_error", error_type=type(exc).__name__, route=route)
+        return render(
+            request,
+            "error.html",
+            status=500,
+            title="Something went wrong",
+            message="The console could not do this. Try again; if it persists, tell the operator.",
         )
 
     @console.exception_handler(StarletteHTTPException)

@@ -26,7 +26,7 @@ PAGE = f"{BASE}/keys"
 
 async def _flush_usage(request: Request) -> None:
     """This process's request counts into the report (as the API's usage route does)."""
-    recorder = getattr(request.app.state.gateway.state, "usage_recorder", None)
+    recorder = getattr(request.app.state.gateway, "usage_recorder", None)
     if recorder is not None:
         await recorder.flush()
 

@@ -97,10 +97,8 @@ def advance(conn: sa.Connection, vault: Vault, session: Session, stage: str, now
     return token
 
 
-def lookup(
-    conn: sa.Connection, vault: Vault, token: str, now: datetime, timeouts: Timeouts
-) -> Session | None:
-    """The live session holding ``token``; an expired one is ended here and None returned."""
+def find(conn: sa.Connection, vault: Vault, token: str) -> Session | None:
+    """The open session holding ``token``, with its user (a read: expiry is ``settle``'s)."""
     row = conn.execute(
         sa.select(console_sessions, console_users)
         .join(console_users, console_users.c.id == console_sessions.c.user_id)
@@ -112,7 +110,7 @@ def lookup(
     if row is None:
         return None
     found = row._mapping
-    session = Session(
+    return Session(
         id=found[console_sessions.c.id],
         user={c.name: found[c] for c in console_users.c},
         stage=found[console_sessions.c.stage],
@@ -120,16 +118,22 @@ def lookup(
         last_seen_at=found[console_sessions.c.last_seen_at],
         token=token,
     )
+
+
+def verdict(session: Session, now: datetime, timeouts: Timeouts) -> str:
+    """``"end"`` (expired, or its user disabled), ``"touch"`` (record the activity: at most
+    every ``TOUCH_SECONDS``, so most page views write nothing) or ``"live"``."""
     if _expired(session, now, timeouts) or session.user["disabled_at"] is not None:
-        end(conn, session.id, now)
-        return None
-    if now - session.last_seen_at >= timedelta(seconds=TOUCH_SECONDS):
-        conn.execute(
-            sa.update(console_sessions)
-            .where(console_sessions.c.id == session.id)
-            .values(last_seen_at=now)
-        )
-    return session
+        return "end"
+    return "touch" if now - session.last_seen_at >= timedelta(seconds=TOUCH_SECONDS) else "live"
+
+
+def touch(conn: sa.Connection, session_id: str, now: datetime) -> None:
+    conn.execute(
+        sa.update(console_sessions)
+        .where(console_sessions.c.id == session_id)
+        .values(last_seen_at=now)
+    )
 
 
 def _expired(session: Session, now: datetime, timeouts: Timeouts) -> bool:

@@ -12,6 +12,8 @@ from many places get far. Every attempt is in the audit log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -376,24 +378,46 @@ async def new_password(request: Request, password: Text, confirm: Text) -> Respo
 async def signout(
     request: Request, user: ConsoleUser = Depends(require("console:view"))
 ) -> Response:
+    def end(conn: Any, now: datetime) -> dict[str, Any]:
+        _sessions.end(conn, user.session_id, now)
+        return {}
+
+    await _end_sessions(request, user, "console.signout", user.session_id, end)
+    return _signed_out(request, SIGN_IN)
+
+
+async def _end_sessions(
+    request: Request,
+    user: ConsoleUser,
+    action: str,
+    target: str,
+    end: Callable[[Any, datetime], dict[str, Any] | None],
+) -> None:
+    """Run ``end`` (which ends sessions; its details, or None for nothing done) and audit it."""
     runtime = runtime_of(request)
     now = runtime.now()
 
-    def end(conn: Any) -> None:
-        _sessions.end(conn, user.session_id, now)
-        record(
-            conn,
-            runtime.vault,
-            actor(request, user.id),
-            "console.signout",
-            now=now,
-            target=user.session_id,
-            account_id=user.account_id,
-        )
+    def write(conn: Any) -> None:
+        details = end(conn, now)
+        if details is not None:
+            record(
+                conn,
+                runtime.vault,
+                actor(request, user.id),
+                action,
+                now=now,
+                target=target,
+                account_id=user.account_id,
+                details=details,
+            )
 
-    await runtime.db.awrite(end)
-    response = redirect(SIGN_IN)
-    clear_cookie(request, response, SESSION)
+    await runtime.db.awrite(write)
+
+
+def _signed_out(request: Request, to: str) -> Response:
+    response = redirect(to)
+    if to == SIGN_IN:
+        clear_cookie(request, response, SESSION)
     return response
 
 
@@ -412,46 +436,20 @@ async def end_all(
     request: Request, user: ConsoleUser = Depends(require("console:view"))
 ) -> Response:
     """Sign out everywhere: every session of this user, this one included."""
-    runtime = runtime_of(request)
-    now = runtime.now()
 
-    def end(conn: Any) -> None:
-        ended = _users.end_user_sessions(conn, user.id, now)
-        record(
-            conn,
-            runtime.vault,
-            actor(request, user.id),
-            "console.signout_everywhere",
-            now=now,
-            target=user.id,
-            account_id=user.account_id,
-            details={"sessionsEnded": ended},
-        )
+    def end(conn: Any, now: datetime) -> dict[str, Any]:
+        return {"sessionsEnded": _users.end_user_sessions(conn, user.id, now)}
 
-    await runtime.db.awrite(end)
-    response = redirect(SIGN_IN)
-    clear_cookie(request, response, SESSION)
-    return response
+    await _end_sessions(request, user, "console.signout_everywhere", user.id, end)
+    return _signed_out(request, SIGN_IN)
 
 
 @router.post("/sessions/{session_id}/end")
 async def end_one(
     session_id: str, request: Request, user: ConsoleUser = Depends(require("console:view"))
 ) -> Response:
-    runtime = runtime_of(request)
-    now = runtime.now()
+    def end(conn: Any, now: datetime) -> dict[str, Any] | None:
+        return {} if _sessions.end_own(conn, user.id, session_id, now) else None
 
-    def end(conn: Any) -> None:
-        if _sessions.end_own(conn, user.id, session_id, now):
-            record(
-                conn,
-                runtime.vault,
-                actor(request, user.id),
-                "console.session_end",
-                now=now,
-                target=session_id,
-                account_id=user.account_id,
-            )
-
-    await runtime.db.awrite(end)
-    return redirect(SIGN_IN if session_id == user.session_id else f"{BASE}/sessions")
+    await _end_sessions(request, user, "console.session_end", session_id, end)
+    return _signed_out(request, SIGN_IN if session_id == user.session_id else f"{BASE}/sessions")

@@ -143,18 +143,7 @@ def disable_user(
     """Disable and end every session of the user at once."""
     user = find_user(conn, id_or_email)
     if user["disabled_at"] is None:
-        _update(conn, user["id"], disabled_at=now)
-        ended = end_user_sessions(conn, user["id"], now)
-        _audit(
-            conn,
-            vault,
-            actor,
-            "console.user_disable",
-            user["id"],
-            user["account_id"],
-            now,
-            sessionsEnded=ended,
-        )
+        _lock_down(conn, vault, actor, user, "console.user_disable", now, disabled_at=now)
     return view(get_user(conn, user["id"]))
 
 
@@ -164,26 +153,34 @@ def reset_two_factor(
     """Forget the TOTP secret and recovery codes (the user enrols again at next sign-in) and
     end every session, so no session outlives the factor it was opened with."""
     user = find_user(conn, id_or_email)
-    _update(
+    _lock_down(
         conn,
-        user["id"],
+        vault,
+        actor,
+        user,
+        "console.user_reset_2fa",
+        now,
         totp_secret=None,
         totp_enabled_at=None,
         totp_last_step=None,
         recovery_codes=[],
     )
-    ended = end_user_sessions(conn, user["id"], now)
-    _audit(
-        conn,
-        vault,
-        actor,
-        "console.user_reset_2fa",
-        user["id"],
-        user["account_id"],
-        now,
-        sessionsEnded=ended,
-    )
     return view(get_user(conn, user["id"]))
+
+
+def _lock_down(
+    conn: sa.Connection,
+    vault: Vault,
+    actor: Actor,
+    user: dict[str, Any],
+    action: str,
+    now: datetime,
+    **values: Any,
+) -> None:
+    """Change the user, end all their sessions, audit both in this transaction."""
+    _update(conn, user["id"], **values)
+    ended = end_user_sessions(conn, user["id"], now)
+    _audit(conn, vault, actor, action, user["id"], user["account_id"], now, sessionsEnded=ended)
 
 
 def end_user_sessions(

@@ -147,10 +147,16 @@ async def current_session(request: Request) -> _sessions.Session | None:
     if token and len(token) <= 64:
         runtime = runtime_of(request)
         now = runtime.now()
-        limits = timeouts(runtime)
-        session = await runtime.db.awrite(
-            lambda conn: _sessions.lookup(conn, runtime.vault, token, now, limits)
-        )
+        session = await runtime.db.aread(lambda conn: _sessions.find(conn, runtime.vault, token))
+        if session is not None:
+            verdict = _sessions.verdict(session, now, timeouts(runtime))
+            if verdict == "end":
+                ended = session.id
+                await runtime.db.awrite(lambda conn: _sessions.end(conn, ended, now))
+                session = None
+            elif verdict == "touch":
+                touched = session.id
+                await runtime.db.awrite(lambda conn: _sessions.touch(conn, touched, now))
     request.scope["console_session"] = session
     return session
 
