@@ -37,6 +37,7 @@ from ._web import (
     bind_csrf,
     clear_cookie,
     client_ip,
+    cookie_name,
     current_session,
     new_pre_session,
     render,
@@ -157,7 +158,8 @@ async def signin_page(request: Request) -> Response:
     pre = new_pre_session()
     bind_csrf(request, pre)
     response = render(request, "signin.html")
-    clear_cookie(request, response, SESSION)  # the form is bound to the pre-session cookie
+    if cookie_name(request, SESSION) in request.cookies:  # the form is bound to the pre-session
+        clear_cookie(request, response, SESSION)
     set_cookie(request, response, PRE_SESSION, pre)
     return response
 
