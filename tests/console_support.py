@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +121,22 @@ async def sign_in(client: httpx.AsyncClient, user: User) -> str:
     home = await client.get("/console/")
     assert home.status_code == 200
     return csrf_of(home.text)
+
+
+@dataclass
+class Console:
+    """A signed-in browser-like client: ``client`` keeps the session cookie, ``csrf`` its token."""
+
+    api: Any
+    user: User
+    client: httpx.AsyncClient
+    csrf: str
+
+    async def post(self, path: str, **data: str) -> httpx.Response:
+        return await self.client.post(path, data={"csrf_token": self.csrf, **data})
+
+
+async def signed_in(api: Any, user: User) -> AsyncIterator[Console]:
+    async with client_for(api) as client:
+        csrf = await sign_in(client, user)
+        yield Console(api, user, client, csrf)

@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
-from console_support import User, client_for, make_user, sign_in
-
-
-@dataclass
-class Console:
-    """A signed-in browser-like client: ``client`` keeps the session cookie, ``csrf`` its token."""
-
-    api: Any
-    user: User
-    client: httpx.AsyncClient
-    csrf: str
-
-    async def post(self, path: str, **data: str) -> httpx.Response:
-        return await self.client.post(path, data={"csrf_token": self.csrf, **data})
-
-
-async def signed_in(api: Any, user: User) -> AsyncIterator[Console]:
-    async with client_for(api) as client:
-        csrf = await sign_in(client, user)
-        yield Console(api, user, client, csrf)
+from console_support import Console, User, make_user, signed_in
 
 
 @pytest.fixture

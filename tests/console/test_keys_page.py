@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Console
+from console_support import Console
 
 _SECRET = re.compile(r'id="new-key">(msgine_(?:test|live)_[A-Za-z0-9]+)<')
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Console, signed_in
-from console_support import make_user
+from console_support import Console, make_user, signed_in
 
 DOCS = Path(__file__).parents[2] / "docs" / "console.md"
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conftest import Console, signed_in
-from console_support import PASSWORD, client_for, csrf_of, make_user
+from console_support import PASSWORD, Console, client_for, csrf_of, make_user, signed_in
 
 
 def _sessions(api: Any) -> list[dict[str, Any]]:

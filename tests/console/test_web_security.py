@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Console
-from console_support import PASSWORD, client_for, csrf_of, make_user
+from console_support import PASSWORD, Console, client_for, csrf_of, make_user
 
 
 def _cookie_lines(response: httpx.Response) -> list[str]:
@@ -108,7 +107,7 @@ async def test_a_state_change_without_its_sessions_csrf_token_is_refused(
     key_id = console.api.runtime.db.read(lambda c: list_keys(c, console.api.account_id))[0]["id"]
     if token == "other-session":  # a valid token, of another user's session
         other = make_user(console.api.runtime, console.api.account_id, email="b@example.com")
-        from conftest import signed_in
+        from console_support import signed_in
 
         async for second in signed_in(console.api, other):
             token = second.csrf

@@ -237,7 +237,7 @@ def remove(
 @carriers_cli.command("status")
 def status(as_json: JsonFlag = False) -> None:
     """Each carrier's state as its workers last published it (binds, window in use)."""
-    from msgine.server.carriers import status as read_status
+    from msgine.server.carriers import carrier_status as read_status
 
     with runtime() as rt:
         now = rt.now()

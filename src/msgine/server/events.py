@@ -64,10 +64,12 @@ def emit(
     phone_index: str | None = None,
     callback_url: str | None = None,
     deliver: bool = True,
+    endpoint_id: str | None = None,
 ) -> str:
     """Store one event and queue its deliveries to the endpoints of its ``mode``; returns the
     event id. ``deliver=False`` stores it for listen sessions only (a triggered test event):
-    no endpoint gets it."""
+    no endpoint gets it. ``endpoint_id`` sends it to that one endpoint only (a test event a
+    person asked for)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     if mode not in ("live", "test"):
@@ -94,11 +96,15 @@ def emit(
     )
     if not deliver:
         return event_id
-    targets: list[dict[str, Any]] = [
-        {"endpoint_id": endpoint["id"], "url": None}
-        for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id, "mode": mode})
-        if not endpoint["events"] or event_type in endpoint["events"]
-    ]
+    targets: list[dict[str, Any]] = (
+        [{"endpoint_id": endpoint_id, "url": None}]
+        if endpoint_id is not None
+        else [
+            {"endpoint_id": endpoint["id"], "url": None}
+            for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id, "mode": mode})
+            if not endpoint["events"] or event_type in endpoint["events"]
+        ]
+    )
     if callback_url and event_type in MESSAGE_EVENTS:
         targets.append({"endpoint_id": None, "url": callback_url})
     if targets:

@@ -7,14 +7,25 @@ from msgine.server.audit._anchor import (
     publish_heads,
     read_head,
 )
-from msgine.server.audit._chain import ChainAnchor
-from msgine.server.audit._service import Actor, list_entries, record, verify, view
+from msgine.server.audit._chain import ChainAnchor, ChainProblem
+from msgine.server.audit._service import (
+    Actor,
+    ChainState,
+    chain_state,
+    list_entries,
+    record,
+    verify,
+    view,
+)
 
 __all__ = [
     "Actor",
     "AnchorError",
     "ChainAnchor",
+    "ChainProblem",
+    "ChainState",
     "HeadPublisher",
+    "chain_state",
     "list_entries",
     "load_anchor",
     "publish_heads",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from msgine.server._ids import new_id
+from msgine.server.audit._anchor import read_head
 from msgine.server.audit._chain import (
     GENESIS_HASH,
     AuditEntry,
@@ -121,6 +122,41 @@ def verify(
     """The first problem in the whole chain; with ``anchor`` (a head published earlier), a
     chain that ends before it, or differs at it, is a problem too."""
     return verify_chain(_rows(conn), key=vault.audit_key(), anchor=anchor)
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The whole chain checked now: intact or the first problem, how many entries were
+    checked, the head reached, and whether a head published outside the database was given
+    (without one, deleting the newest entries goes unnoticed)."""
+
+    checked: int
+    head: ChainAnchor | None
+    problem: ChainProblem | None
+    anchored: bool
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+def chain_state(conn: sa.Connection, vault: Vault, anchor: ChainAnchor | None = None) -> ChainState:
+    """Verify the chain (as ``msgine audit verify`` does) and say what was verified."""
+    checked = 0
+
+    def counted() -> Iterator[tuple[AuditEntry, str, str]]:
+        nonlocal checked
+        for row in _rows(conn):
+            yield row
+            checked += 1  # reached only once the verifier accepted the row and asks for more
+
+    problem = verify_chain(counted(), key=vault.audit_key(), anchor=anchor)
+    return ChainState(
+        checked=checked,
+        head=read_head(conn),
+        problem=problem,
+        anchored=anchor is not None,
+    )
 
 
 def view(row: Mapping[Any, Any]) -> dict[str, Any]:

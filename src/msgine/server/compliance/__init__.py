@@ -2,6 +2,16 @@
 
 from msgine.server.compliance._gate import Decision, MessageType, evaluate, identify
 from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
+from msgine.server.compliance._overview import (
+    ComplianceOverview,
+    ConsentLine,
+    SuppressionLine,
+    compliance_overview,
+    consent_number,
+    remove_suppression,
+    suppressed_number,
+    suppression_ref,
+)
 from msgine.server.compliance._privacy import (
     erase_number,
     export_number,
@@ -14,9 +24,14 @@ from msgine.server.compliance._suppressions import OPT_OUT, suppress
 
 __all__ = [
     "OPT_OUT",
+    "ComplianceOverview",
+    "ConsentLine",
     "Decision",
     "MessageType",
     "Pricing",
+    "SuppressionLine",
+    "compliance_overview",
+    "consent_number",
     "erase_number",
     "evaluate",
     "export_number",
@@ -25,8 +40,11 @@ __all__ = [
     "inbound_handler",
     "preview_erase",
     "preview_purge",
+    "remove_suppression",
     "retention_tasks",
     "run_purge",
     "store_inbound",
     "suppress",
+    "suppressed_number",
+    "suppression_ref",
 ]

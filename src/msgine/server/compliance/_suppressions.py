@@ -16,7 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
+from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.storage import suppressions
 
@@ -72,6 +74,31 @@ def lift(conn: sa.Connection, account_id: str, mode: str, phone_index: str) -> b
     return bool(result.rowcount)
 
 
+def remove(
+    conn: sa.Connection,
+    vault: Vault,
+    actor: Actor,
+    *,
+    account_id: str,
+    mode: str,
+    phone_index: str,
+    now: datetime,
+) -> None:
+    """Take a number off the list on a person's request (the API, the console), audited;
+    NotFound if it is not on it."""
+    if not lift(conn, account_id, mode, phone_index):
+        raise NotFound("This number is not on the suppression list.")
+    record(
+        conn,
+        vault,
+        actor,
+        "suppression.removed",
+        now=now,
+        account_id=account_id,
+        details={"mode": mode},
+    )
+
+
 def forget_number(
     conn: sa.Connection, account_id: str, phone_index: str, modes: Sequence[str]
 ) -> bool:
@@ -88,7 +115,7 @@ def forget_number(
     return bool(result.rowcount)
 
 
-def _view(vault: Vault, row: Any) -> dict[str, Any]:
+def view(vault: Vault, row: Any) -> dict[str, Any]:
     phone = None
     if row["phone"] is not None:
         phone = vault.decrypt_str(
@@ -120,13 +147,13 @@ def find(
         .mappings()
         .first()
     )
-    return None if row is None else _view(vault, row)
+    return None if row is None else view(vault, row)
 
 
-def list_page(
-    conn: sa.Connection, vault: Vault, account_id: str, mode: str, *, page: int, limit: int
-) -> dict[str, Any]:
-    """The account's list of ``mode``, newest first. Erased entries show no number."""
+def newest(
+    conn: sa.Connection, account_id: str, mode: str, *, limit: int, offset: int = 0
+) -> tuple[list[Any], int]:
+    """The rows of the account's list of ``mode``, newest first, and how many there are."""
     where = (suppressions.c.account_id == account_id, suppressions.c.mode == mode)
     total = conn.execute(
         sa.select(sa.func.count()).select_from(suppressions).where(*where)
@@ -136,10 +163,18 @@ def list_page(
         .where(*where)
         .order_by(suppressions.c.created_at.desc(), suppressions.c.phone_index)
         .limit(limit)
-        .offset((page - 1) * limit)
+        .offset(offset)
     ).mappings()
+    return list(rows), int(total)
+
+
+def list_page(
+    conn: sa.Connection, vault: Vault, account_id: str, mode: str, *, page: int, limit: int
+) -> dict[str, Any]:
+    """The account's list of ``mode``, newest first. Erased entries show no number."""
+    rows, total = newest(conn, account_id, mode, limit=limit, offset=(page - 1) * limit)
     return {
-        "suppressions": [_view(vault, r) for r in rows],
+        "suppressions": [view(vault, r) for r in rows],
         "total": total,
         "page": page,
         "limit": limit,

@@ -18,7 +18,17 @@ from starlette.staticfiles import StaticFiles
 from msgine.server.errors import DomainError
 from msgine.server.logging import get_logger, security_event
 
-from . import _home, _keys, _reveal, _signin
+from . import (
+    _audit,
+    _carriers,
+    _compliance,
+    _home,
+    _keys,
+    _messages,
+    _reveal,
+    _signin,
+    _webhooks,
+)
 from ._web import BASE, SIGN_IN, Refused, SecurityHeaders, SignInRequired, csrf_guard, render
 
 _STATIC = Path(__file__).parent / "static"
@@ -26,7 +36,17 @@ log = get_logger("msgine.console")
 _TITLES = {404: "Not found", 405: "Not allowed", 413: "Too large"}
 
 #: The route modules; a page module adds itself here.
-ROUTES = [_home, _signin, _reveal, _keys]
+ROUTES = [
+    _home,
+    _signin,
+    _reveal,
+    _keys,
+    _messages,
+    _webhooks,
+    _compliance,
+    _audit,
+    _carriers,
+]
 
 
 def install(app: FastAPI) -> FastAPI:

@@ -2,7 +2,19 @@
 
 # The pure layers first: compliance imports numbers and text while the lifecycle below
 # (which calls compliance) is still being imported.
-from msgine.server.messages._numbers import normalize_number, region_of, timezones_of
+from msgine.server.messages._latency import LatencyPoint, receipt_latency
+from msgine.server.messages._numbers import mask_number, normalize_number, region_of, timezones_of
+from msgine.server.messages._search import (
+    MessageDetail,
+    MessageFilter,
+    MessagePage,
+    MessageSummary,
+    RecipientLine,
+    RecipientTimeline,
+    StatusStep,
+    message_detail,
+    search_messages,
+)
 from msgine.server.messages._text import (
     Encoding,
     encoding_of,
@@ -46,10 +58,18 @@ __all__ = [
     "SUBMIT_JOB",
     "TERMINAL",
     "Encoding",
+    "LatencyPoint",
+    "MessageDetail",
+    "MessageFilter",
+    "MessagePage",
     "MessageStatus",
+    "MessageSummary",
     "Outgoing",
+    "RecipientLine",
+    "RecipientTimeline",
     "SendCommand",
     "StatusChange",
+    "StatusStep",
     "accept",
     "accept_reply",
     "aggregate_status",
@@ -61,14 +81,18 @@ __all__ = [
     "gsm7_encode",
     "list_messages",
     "load_outgoing",
+    "mask_number",
+    "message_detail",
     "normalize_number",
     "note_history",
+    "receipt_latency",
     "recheck",
     "recipient_counts",
     "recipient_phone",
     "record_status",
     "region_of",
     "sanitize",
+    "search_messages",
     "split_segments",
     "timezones_of",
 ]

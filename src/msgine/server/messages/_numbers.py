@@ -153,3 +153,23 @@ def timezones_of(e164: str) -> list[str]:
     """IANA time zones the number may be in (several for many mobile ranges); [] when unknown."""
     zones = phone_timezone.time_zones_for_number(_parse_e164(e164))
     return [zone for zone in zones if zone != _UNKNOWN_ZONE]
+
+
+def mask_number(number: str | None) -> str:
+    """``+256701521269`` -> ``+256 70* *** 269``: the country code, the first two and the last
+    three digits of the national number, the rest masked, in groups of three ("" for none).
+    Enough to tell numbers apart on a screen, not to dial one; the console shows a full number
+    only on an audited reveal."""
+    if not number:
+        return ""
+    try:  # the calling code of anything number-like, valid or not (an old range, a test number)
+        parsed = phonenumbers.parse(number, None)
+        country = str(parsed.country_code)
+        national = str(phonenumbers.national_significant_number(parsed))
+    except phonenumbers.NumberParseException:
+        country, national = "", "".join(ch for ch in number if ch.isdigit())
+    if len(national) <= 5:
+        return f"+{country} " + "*" * len(national) if country else "*" * len(national)
+    head = national[:2] + "*" * (len(national) - 5)
+    groups = [head[i : i + 3] for i in range(0, len(head), 3)] + [national[-3:]]
+    return " ".join(([f"+{country}"] if country else []) + groups)

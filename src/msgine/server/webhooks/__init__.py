@@ -20,6 +20,13 @@ from msgine.server.webhooks._endpoints import (
     rotate_endpoint_secret,
     update_endpoint,
 )
+from msgine.server.webhooks._inspect import (
+    DELIVERY_HEADERS,
+    message_deliveries,
+    redact,
+    request_excerpts,
+    send_test_event,
+)
 from msgine.server.webhooks._listen import (
     EventFollower,
     check_forward_url,
@@ -41,6 +48,7 @@ from msgine.server.webhooks._urlpolicy import (
 __all__ = [
     "DEFAULT_ALLOWED_PORTS",
     "DEFAULT_GRACE_HOURS",
+    "DELIVERY_HEADERS",
     "MAX_DELIVERY_PAGE",
     "MAX_GRACE_HOURS",
     "Dispatcher",
@@ -62,12 +70,16 @@ __all__ = [
     "list_deliveries",
     "list_endpoints",
     "listen_secret",
+    "message_deliveries",
     "normalise_events",
     "parse_port_ranges",
+    "redact",
     "replay_delivery",
+    "request_excerpts",
     "resolve_and_check",
     "rotate_account_secret",
     "rotate_endpoint_secret",
+    "send_test_event",
     "trigger_test_event",
     "update_endpoint",
 ]

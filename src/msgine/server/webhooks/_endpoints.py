@@ -469,26 +469,33 @@ def list_deliveries(
 ) -> list[dict[str, Any]]:
     """Newest deliveries of one endpoint, each with its attempts (oldest first)."""
     get_endpoint(conn, account_id, endpoint_id, mode)
-    query = (
-        sa.select(webhook_deliveries, events.c.type)
-        .join(events, events.c.id == webhook_deliveries.c.event_id)
-        .where(webhook_deliveries.c.endpoint_id == endpoint_id)
-    )
+    query = DELIVERIES.where(webhook_deliveries.c.endpoint_id == endpoint_id)
     if status is not None:
         query = query.where(webhook_deliveries.c.status == status)
-    rows = [
-        dict(r)
-        for r in conn.execute(
-            query.order_by(
-                webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc()
-            ).limit(min(limit, MAX_DELIVERY_PAGE))
-        ).mappings()
-    ]
-    attempts = _attempts_of(conn, [r["id"] for r in rows])
+    query = query.order_by(
+        webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc()
+    ).limit(min(limit, MAX_DELIVERY_PAGE))
+    return with_attempts(conn, [dict(r) for r in conn.execute(query).mappings()])
+
+
+#: Deliveries with their event's type.
+DELIVERIES: Final = sa.select(webhook_deliveries, events.c.type).join(
+    events, events.c.id == webhook_deliveries.c.event_id
+)
+
+
+def find_delivery(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> dict[str, Any]:
+    """The one delivery ``where`` names, with its event's type and its attempts."""
+    row = conn.execute(DELIVERIES.where(*where)).mappings().one()
+    return with_attempts(conn, [dict(row)])[0]
+
+
+def with_attempts(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    attempts = attempts_of(conn, [r["id"] for r in rows])
     return [{**r, "attempt_log": attempts.get(r["id"], [])} for r in rows]
 
 
-def _attempts_of(
+def attempts_of(
     conn: sa.Connection, delivery_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
@@ -563,8 +570,7 @@ def replay_delivery(
         account_id=account_id,
         details={"endpointId": endpoint_id, "replayOf": delivery_id},
     )
-    rows = list_deliveries(conn, account_id, endpoint_id, limit=MAX_DELIVERY_PAGE, mode=mode)
-    return next(r for r in rows if r["id"] == replay_id)
+    return find_delivery(conn, webhook_deliveries.c.id == replay_id)
 
 
 # --- views --------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def trigger(
         raise InvalidRequest(
             f"Unknown event {event_type!r}; one of: {', '.join(event_store.EVENT_TYPES)}."
         )
-    fields, data = _sample(event_type)
+    fields, data = sample_event(event_type)
     return event_store.emit(
         conn,
         vault,
@@ -191,7 +191,7 @@ def trigger(
     )
 
 
-def _sample(event_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def sample_event(event_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
     message_id = new_id("msg")
     kind, _, action = event_type.partition(".")
     if kind == "message" and action != "received":

@@ -26,7 +26,6 @@ from msgine.server.api._schemas import (
     policy_changes_schema,
 )
 from msgine.server.api._text import PlainText
-from msgine.server.audit import record
 from msgine.server.compliance import (
     Pricing,
     _consents,
@@ -35,7 +34,6 @@ from msgine.server.compliance import (
     _suppressions,
     inbound_handler,
 )
-from msgine.server.errors import NotFound
 from msgine.server.events import iso
 from msgine.server.keys import Principal
 from msgine.server.messages import normalize_number
@@ -205,21 +203,18 @@ async def delete_suppression(
     runtime, number, index = _number_of(phone, request, principal)
     actor, now = actor_of(request, principal), runtime.now()
 
-    def apply(conn: Any) -> dict[str, Any]:
-        if not _suppressions.lift(conn, principal.account_id, principal.mode, index):
-            raise NotFound("This number is not on the suppression list.")
-        record(
+    await runtime.db.awrite(
+        lambda conn: _suppressions.remove(
             conn,
             runtime.vault,
             actor,
-            "suppression.removed",
-            now=now,
             account_id=principal.account_id,
-            details={"mode": principal.mode},
+            mode=principal.mode,
+            phone_index=index,
+            now=now,
         )
-        return {"phone": number, "suppressed": False, "removedAt": iso(now)}
-
-    return await runtime.db.awrite(apply)
+    )
+    return {"phone": number, "suppressed": False, "removedAt": iso(now)}
 
 
 # --- privacy ------------------------------------------------------------------------------

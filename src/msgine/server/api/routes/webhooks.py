@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
@@ -27,6 +28,7 @@ from msgine.server.runtime import Runtime
 from msgine.server.webhooks import Dispatcher, UrlPolicy, checked_url
 
 router = APIRouter(tags=["webhooks"])
+T = TypeVar("T")
 manage = require("webhooks:manage")
 Manager = Annotated[Principal, Depends(manage)]
 
@@ -79,19 +81,13 @@ async def create_endpoint(
     runtime = runtime_of(request)
     url = await checked_url(body.url, url_policy(runtime))
     subscribed = service.normalise_events(body.events)
-    actor, now = actor_of(request, principal), runtime.now()
-    row, secret = await runtime.db.awrite(
-        lambda conn: service.create_endpoint(
-            conn,
-            runtime.vault,
-            actor,
-            account_id=principal.account_id,
-            mode=principal.mode,
-            url=url,
-            subscribed=subscribed,
-            description=body.description,
-            now=now,
-        )
+    row, secret = await _change(
+        request,
+        principal,
+        service.create_endpoint,
+        url=url,
+        subscribed=subscribed,
+        description=body.description,
     )
     return {**service.endpoint_view(row), "secret": secret}
 
@@ -126,18 +122,8 @@ async def update_endpoint(
         changes["url"] = await checked_url(body.url, url_policy(runtime))
     if "events" in body.model_fields_set:
         changes["events"] = service.normalise_events(body.events)
-    actor, now = actor_of(request, principal), runtime.now()
-    row = await runtime.db.awrite(
-        lambda conn: service.update_endpoint(
-            conn,
-            runtime.vault,
-            actor,
-            account_id=principal.account_id,
-            mode=principal.mode,
-            endpoint_id=endpoint_id,
-            changes=changes,
-            now=now,
-        )
+    row = await _change(
+        request, principal, service.update_endpoint, endpoint_id=endpoint_id, changes=changes
     )
     return service.endpoint_view(row)
 
@@ -148,19 +134,7 @@ async def update_endpoint(
     **answers(None, 404, status=204, description="Deleted"),
 )
 async def delete_endpoint(endpoint_id: str, request: Request, principal: Manager) -> Response:
-    runtime = runtime_of(request)
-    actor, now = actor_of(request, principal), runtime.now()
-    await runtime.db.awrite(
-        lambda conn: service.delete_endpoint(
-            conn,
-            runtime.vault,
-            actor,
-            account_id=principal.account_id,
-            mode=principal.mode,
-            endpoint_id=endpoint_id,
-            now=now,
-        )
-    )
+    await _change(request, principal, service.delete_endpoint, endpoint_id=endpoint_id)
     return Response(status_code=204)
 
 
@@ -173,20 +147,9 @@ async def rotate_secret(
     endpoint_id: str, request: Request, principal: Manager, body: RotateSecret | None = None
 ) -> dict[str, Any]:
     """A new secret, shown once; the old one keeps signing alongside it for ``graceHours``."""
-    runtime = runtime_of(request)
     grace = timedelta(hours=(body or RotateSecret()).graceHours)
-    actor, now = actor_of(request, principal), runtime.now()
-    new = await runtime.db.awrite(
-        lambda conn: service.rotate_endpoint_secret(
-            conn,
-            runtime.vault,
-            actor,
-            account_id=principal.account_id,
-            mode=principal.mode,
-            endpoint_id=endpoint_id,
-            grace=grace,
-            now=now,
-        )
+    new = await _change(
+        request, principal, service.rotate_endpoint_secret, endpoint_id=endpoint_id, grace=grace
     )
     return {"id": endpoint_id, **secret_view(new)}
 
@@ -230,21 +193,54 @@ async def replay_delivery(
     endpoint_id: str, delivery_id: str, request: Request, principal: Manager
 ) -> dict[str, Any]:
     """Send the delivery's event again (same id, same body) as a new delivery."""
+    row = await _change(
+        request,
+        principal,
+        service.replay_delivery,
+        endpoint_id=endpoint_id,
+        delivery_id=delivery_id,
+    )
+    return service.delivery_view(row)
+
+
+class TestEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    event: Literal[events.EVENT_TYPES] = "message.delivered"  # type: ignore[valid-type]
+
+
+@router.post(
+    "/webhooks/{endpoint_id}/test",
+    operation_id="send_test_event",
+    **answers(DeliveryView, 404, 413, status=202),
+)
+async def send_test_event(
+    endpoint_id: str, request: Request, principal: Manager, body: TestEvent | None = None
+) -> dict[str, Any]:
+    """Send a made-up event (``data.test`` true, a fictional number) to this endpoint only."""
+    event_type = (body or TestEvent()).event
+    row = await _change(
+        request, principal, service.send_test_event, endpoint_id=endpoint_id, event_type=event_type
+    )
+    return service.delivery_view(row)
+
+
+async def _change(
+    request: Request, principal: Principal, change: Callable[..., T], **fields: Any
+) -> T:
+    """One of the service's changes, in the key's account and mode, audited as the key."""
     runtime = runtime_of(request)
     actor, now = actor_of(request, principal), runtime.now()
-    row = await runtime.db.awrite(
-        lambda conn: service.replay_delivery(
+    return await runtime.db.awrite(
+        lambda conn: change(
             conn,
             runtime.vault,
             actor,
             account_id=principal.account_id,
             mode=principal.mode,
-            endpoint_id=endpoint_id,
-            delivery_id=delivery_id,
             now=now,
+            **fields,
         )
     )
-    return service.delivery_view(row)
 
 
 def install(app: Any) -> None:
