@@ -2,7 +2,9 @@
 
 Every job is idempotent: it re-reads its state, and a carrier submit carries a stable key. So a
 job whose worker died mid-way (its lease runs out and another worker takes it) is safe to run
-again, and nothing is sent twice.
+again, and nothing is sent twice. A worker that starts takes back at once the jobs of a crashed
+process of its own machine (``storage._outbox.take_back``), so a restart does not wait out the
+lease.
 
 Jobs run in batches, one handler call per kind of job in a claim, because the worker shares its
 process (and its one interpreter lock) with the API: the submit jobs of a claim share one read,
@@ -54,8 +56,8 @@ from msgine.server.messages._lifecycle import (
 )
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
+from msgine.server.storage import Claim, each, take_back
 from msgine.server.storage._direct import Direct
-from msgine.server.storage._outbox import Claim, each
 from msgine.server.storage._tables import jobs, recipients
 
 log = get_logger("msgine.worker")
@@ -107,6 +109,8 @@ class Worker:
             await self.fleet.refresh()
         except Exception as exc:  # the database may be down at start: the loop retries
             log.error("carriers_start_failed", error_type=type(exc).__name__)
+        # Jobs a crashed process of this machine held are due now, not when their lease ends.
+        await take_back(self.runtime.db, self._claim_statement(), self.runtime.now())
         log.info(
             "worker_started",
             carriers=self.fleet.names(),

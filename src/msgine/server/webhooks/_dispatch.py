@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from msgine.server import metrics
 from msgine.server.logging import get_logger
 from msgine.server.runtime import Runtime
-from msgine.server.storage._outbox import Claim
+from msgine.server.storage import Claim, take_back
 from msgine.server.storage._tables import (
     events,
     webhook_attempts,
@@ -105,6 +105,8 @@ class Dispatcher:
         in_flight: set[asyncio.Task[None]] = set()
         refill = max(1, self.concurrency // 4)
         poll = self.runtime.settings.worker_poll_interval
+        # Deliveries a crashed process of this machine held are due now, not at lease end.
+        await take_back(self.runtime.db, _CLAIM, self.runtime.now())
         while not stop.is_set():
             room = self.concurrency - len(in_flight)
             if room < refill and in_flight:
