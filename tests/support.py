@@ -163,7 +163,12 @@ def gateway_env(tmp_path: Path, database_url: str | None = None, **extra: str) -
 
 
 def start_gateway(
-    env: dict[str, str], *, cwd: Path, port: int | None = None, args: tuple[str, ...] = ()
+    env: dict[str, str],
+    *,
+    cwd: Path,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 30,
 ) -> Gateway:
     """Start ``msgine serve`` as a user would; the first start prints the test key once."""
     port = port or free_port()
@@ -181,7 +186,7 @@ def start_gateway(
     assert process.stdout is not None
     stdout = process.stdout
     threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
