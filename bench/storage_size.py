@@ -11,6 +11,8 @@ changes), then measures what the database grew by, table by table and index by i
 The figure is "before retention": the rows a delivered message leaves until the retention purge.
 
     python bench/storage_size.py [--messages 2000] [--database-url postgresql://...]
+
+The PostgreSQL database must be a throwaway one: each measurement empties its public schema.
 """
 
 from __future__ import annotations
@@ -106,7 +108,19 @@ def settings_for(tmp: Path, database_url: str | None) -> Settings:
     )
 
 
+def empty(database_url: str) -> None:
+    engine = sa.create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
 def measure(database_url: str | None, count: int, recipients: int) -> dict[str, int]:
+    if database_url:
+        empty(database_url)
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime.open(settings_for(Path(tmp), database_url))
         try:
