@@ -269,6 +269,7 @@ def _retry_later(
             "attempts": attempts,
             "due_at": now + timedelta(seconds=min(2**attempts, 300) if delay is None else delay),
             "lease_until": None,
+            "locked_by": None,
             "last_error": type(exc).__name__[:200],
         },
     )
@@ -606,7 +607,13 @@ def _failover(
         _UNMARK.execute(conn, {"rid": out.recipient_id, "name": name})
         _UPDATE_JOB.execute(
             conn,
-            {"job_id": job["id"], "attempts": 0, "due_at": now, "lease_until": None},
+            {
+                "job_id": job["id"],
+                "attempts": 0,
+                "due_at": now,
+                "lease_until": None,
+                "locked_by": None,
+            },
         )
 
     return write
@@ -676,7 +683,9 @@ def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
     """Put the job back until ``due`` (quiet hours) and show the recipient as scheduled."""
 
     def write(conn: sa.Connection) -> None:
-        _UPDATE_JOB.execute(conn, {"job_id": job["id"], "due_at": due, "lease_until": None})
+        _UPDATE_JOB.execute(
+            conn, {"job_id": job["id"], "due_at": due, "lease_until": None, "locked_by": None}
+        )
         _SCHEDULE_RECIPIENT.execute(conn, {"rid": rid, "updated_at": now})
 
     return write

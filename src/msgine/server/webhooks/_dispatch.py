@@ -354,6 +354,7 @@ def _record_successes(conn: sa.Connection, succeeded: list[Outcome], now: dateti
             last_status_code=sa.bindparam("status_code"),
             next_attempt_at=None,
             lease_until=None,
+            locked_by=None,
             last_error=None,
             completed_at=now,
         ),
@@ -414,6 +415,7 @@ def _finish(
         "status": status,
         "next_attempt_at": None,
         "lease_until": None,
+        "locked_by": None,
         "completed_at": now,
         "last_error": error if result is None else result.reported_error,
     }
@@ -432,6 +434,7 @@ def _retry_later(
             attempts=attempts,
             next_attempt_at=due,
             lease_until=None,
+            locked_by=None,
             last_status_code=result.status_code,
             last_error=result.reported_error,
         )
