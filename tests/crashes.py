@@ -25,17 +25,10 @@ import httpx
 import sqlalchemy as sa
 
 from msgine.server.storage._tables import jobs, messages, recipients, simulator_submissions
-from support import MASTER_KEY, Gateway, gateway_env, start_gateway
+from support import FINAL, MASTER_KEY, NO_LIMITS, Gateway, gateway_env, start_gateway
 
-FINAL = ("delivered", "failed", "rejected")
 # A start under load on a busy machine can take a while (the usual 30 s is too short there).
 START_TIMEOUT = 90
-# Load sends bursts from one key and address; the default limits would refuse them.
-NO_LIMITS = {
-    "MSGINE_RATE_LIMIT_PER_KEY": "1000000/minute",
-    "MSGINE_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
-    "MSGINE_RATE_LIMIT_PER_IP": "1000000/minute",
-}
 
 
 @dataclass

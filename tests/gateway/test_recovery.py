@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from msgine.server._process import is_gone, owner_of, this_process
 from msgine.server.storage import Claim, take_back
 from msgine.server.storage._tables import jobs, recipients, simulator_submissions
-from support import gateway_env, start_gateway
+from support import NO_LIMITS, gateway_env, send_many, start_gateway, wait_final
 
 LEASE = timedelta(seconds=60)
 
@@ -112,14 +112,12 @@ def _kill_holding_claims(process: subprocess.Popen[str], db_file: Path) -> list[
 def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease(
     tmp_path: Path,
 ) -> None:
-    from test_processes import NO_LIMITS, _send_many, _wait_final
-
     env = gateway_env(tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.3", **NO_LIMITS)
     assert "MSGINE_JOB_LEASE_SECONDS" not in env  # the default 60 s lease
     gw = start_gateway(env, cwd=tmp_path)
     db_file = tmp_path / "gw-data" / "msgine.db"
     try:
-        accepted = _send_many(gw, 40)
+        accepted = send_many(gw, 40)
         assert len(accepted) == 40
         held = _kill_holding_claims(gw.process, db_file)
     finally:
@@ -128,7 +126,7 @@ def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease
     gw2 = start_gateway(env, cwd=tmp_path, port=gw.port)
     gw2.api_key = gw.api_key
     try:
-        statuses = _wait_final(gw2, accepted, timeout=20)
+        statuses = wait_final(gw2, accepted, timeout=20)
     finally:
         gw2.stop()
     # Delivered before the killed process's 60 s leases ran out (even on a loaded machine,

@@ -22,10 +22,9 @@ from msgine.server.runtime import Runtime
 from msgine.server.storage import WriteProbe
 from msgine.server.storage._tables import messages
 from msgine.server.worker import Worker
-from support import IN_CI, PG_ADMIN_URL, make_settings, serve_in_process
+from support import FINAL, IN_CI, PG_ADMIN_URL, make_settings, serve_in_process
 
 pytestmark = pytest.mark.asyncio
-FINAL = {"delivered", "failed"}
 
 
 @pytest.fixture
