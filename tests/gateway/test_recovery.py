@@ -94,18 +94,32 @@ def _leased(db_file: Path) -> list[Any]:
         engine.dispose()
 
 
+def _wait_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` has stopped: a signal is delivered asynchronously, and a
+    thread still running could settle the claims read as held."""
+    tasks = Path(f"/proc/{pid}/task")
+    while any(
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "tT"
+        for task in tasks.iterdir()
+    ):
+        time.sleep(0.001)
+
+
 def _kill_holding_claims(process: subprocess.Popen[str], db_file: Path) -> list[Any]:
-    """SIGKILL the gateway at a moment it holds claimed jobs; the jobs it held."""
+    """SIGKILL the gateway at a moment it holds claimed jobs; the claims the database still
+    holds for it once it is dead (empty when the kill came too late for them)."""
     for _ in range(200):
         process.send_signal(signal.SIGSTOP)
-        held = _leased(db_file)
-        if held:
-            process.kill()
-            process.wait(timeout=15)
-            return held
+        _wait_stopped(process.pid)
+        if _leased(db_file):
+            break
         process.send_signal(signal.SIGCONT)
         time.sleep(0.02)
-    raise AssertionError("the gateway never held a claim")
+    process.kill()
+    process.wait(timeout=15)
+    # Read again with the process gone: a claim seen while it was stopped was, rarely, not
+    # there for the next opener of the database (seen on SQLite under heavy load).
+    return _leased(db_file)
 
 
 @pytest.mark.slow
@@ -113,27 +127,35 @@ def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease
     tmp_path: Path,
 ) -> None:
     env = gateway_env(tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.3", **NO_LIMITS)
+    env["MSGINE_RATE_LIMIT_PER_RECIPIENT"] = "1000000/hour"  # a retry sends to the same numbers
     assert "MSGINE_JOB_LEASE_SECONDS" not in env  # the default 60 s lease
-    gw = start_gateway(env, cwd=tmp_path)
     db_file = tmp_path / "gw-data" / "msgine.db"
+    accepted: list[str] = []
+    gw = start_gateway(env, cwd=tmp_path)
+    key, port = gw.api_key, gw.port
+    for attempt in range(3):
+        try:
+            sent = send_many(gw, 40, prefix=f"a{attempt}-")
+            assert len(sent) == 40
+            accepted += sent
+            held = _kill_holding_claims(gw.process, db_file)
+        finally:
+            gw.stop(kill=True)
+        killed = time.monotonic()
+        gw = start_gateway(env, cwd=tmp_path, port=port)
+        gw.api_key = key
+        if held:
+            break
     try:
-        accepted = send_many(gw, 40)
-        assert len(accepted) == 40
-        held = _kill_holding_claims(gw.process, db_file)
+        assert held, "the gateway never died holding a claim"
+        statuses = wait_final(gw, accepted, timeout=40)
     finally:
-        gw.stop(kill=True)
-    killed = time.monotonic()
-    gw2 = start_gateway(env, cwd=tmp_path, port=gw.port)
-    gw2.api_key = gw.api_key
-    try:
-        statuses = wait_final(gw2, accepted, timeout=20)
-    finally:
-        gw2.stop()
+        gw.stop()
     # Delivered before the killed process's 60 s leases ran out (even on a loaded machine,
-    # where the restart alone may take seconds), because the new process took them back.
-    assert time.monotonic() - killed < 50
-    log = (tmp_path / f"gateway-{gw.port}.log").read_text()
-    assert "claims_taken_back" in log, (held, log)
+    # where the restart alone may take many seconds), because the new process took them back.
+    assert time.monotonic() - killed < 55
+    log = (tmp_path / f"gateway-{port}.log").read_text()
+    assert '"claims_taken_back"' in log
     assert set(statuses.values()) == {"delivered"}
     engine = sa.create_engine(f"sqlite:///{db_file}")
     with engine.connect() as conn:
@@ -143,5 +165,5 @@ def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease
     engine.dispose()
     # One carrier submission per recipient (a submit cut off by the kill is repeated with the
     # same key, which the carrier dedupes), and no job left behind.
-    assert sorted(submitted) == sorted(rcpt_ids) and len(rcpt_ids) == 40
+    assert sorted(submitted) == sorted(rcpt_ids) and len(rcpt_ids) == len(accepted)
     assert left == 0
