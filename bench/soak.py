@@ -194,8 +194,9 @@ def main() -> None:
         if args.database_url:
             env["MSGINE_DATABASE_URL"] = args.database_url
         port = free_port()
-        start(env, port, no_worker=True).terminate()  # the first start makes the account
-        time.sleep(1)
+        first = start(env, port, no_worker=True)  # the first start makes the account
+        first.terminate()
+        first.wait(timeout=30)
         secret = json.loads(create_key(env, check=True).stdout)["key"]
         server = start(env, port, no_worker=False)
         try:
