@@ -113,6 +113,23 @@ class Traffic:
         return kind, ok
 
 
+def report(
+    traffic: Traffic, pid: int, receiver: ReceiverProcess, start_at: float
+) -> tuple[float, float]:
+    """Print the interval's line and start a new one; (RSS, p99) of the interval."""
+    window, traffic.window = traffic.window, Window()
+    rss = rss_mib(pid)
+    p99 = window.percentile(0.99)
+    hooks = receiver.stats().get("count", "?")
+    mix = " ".join(f"{k}={v}" for k, v in sorted(window.kinds.items()))
+    print(
+        f"{(time.monotonic() - start_at) / 60:5.1f} {rss:8.1f} {len(window.latencies):8d} "
+        f"{window.percentile(0.5):7.1f} {p99:7.1f} {window.errors:6d} {hooks!s:>8}  {mix}",
+        flush=True,
+    )
+    return rss, p99
+
+
 async def drive(
     base: str, key: str, pid: int, receiver: ReceiverProcess, args: argparse.Namespace
 ) -> None:
@@ -140,24 +157,13 @@ async def drive(
             task = asyncio.create_task(traffic.one())
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
-            now = time.monotonic()
-            if now >= next_report:
-                window, traffic.window = traffic.window, Window()
-                rss = rss_mib(pid)
-                p99 = window.percentile(0.99)
-                rows.append((rss, p99))
-                hooks = receiver.stats().get("count", "?")
-                mix = " ".join(f"{k}={v}" for k, v in sorted(window.kinds.items()))
-                print(
-                    f"{(now - start_at) / 60:5.1f} {rss:8.1f} {len(window.latencies):8d} "
-                    f"{window.percentile(0.5):7.1f} {p99:7.1f} {window.errors:6d} "
-                    f"{hooks!s:>8}  {mix}",
-                    flush=True,
-                )
+            if time.monotonic() >= next_report:
+                rows.append(report(traffic, pid, receiver, start_at))
                 next_report += args.interval
             await asyncio.sleep(max(0.0, due - time.monotonic()))
         if in_flight:
             await asyncio.wait(in_flight, timeout=30)
+        rows.append(report(traffic, pid, receiver, start_at))  # the last (partial) interval
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         print(
