@@ -6,6 +6,7 @@ Import as ``from support import ...`` (the tests folder is on sys.path under pyt
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import importlib
 import os
@@ -185,7 +186,12 @@ def gateway_env(tmp_path: Path, database_url: str | None = None, **extra: str) -
 
 
 def start_gateway(
-    env: dict[str, str], *, cwd: Path, port: int | None = None, args: tuple[str, ...] = ()
+    env: dict[str, str],
+    *,
+    cwd: Path,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 30,
 ) -> Gateway:
     """Start ``msgine serve`` as a user would; the first start prints the test key once."""
     port = port or free_port()
@@ -203,7 +209,7 @@ def start_gateway(
     assert process.stdout is not None
     stdout = process.stdout
     threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True).start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
@@ -230,6 +236,49 @@ def start_gateway(
         port=port,
         root=str(cwd),
     )
+
+
+FINAL = {"delivered", "failed", "rejected"}
+# Load tests send bursts from one key and address; the default limits would refuse them.
+NO_LIMITS = {
+    "MSGINE_RATE_LIMIT_PER_KEY": "1000000/minute",
+    "MSGINE_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
+    "MSGINE_RATE_LIMIT_PER_IP": "1000000/minute",
+}
+
+
+def send_many(gw: Gateway, count: int, prefix: str = "m") -> list[str]:
+    """Send ``count`` messages from 16 threads; the ids of the 201s."""
+
+    def one(n: int) -> str | None:
+        try:
+            r = httpx.post(
+                f"{gw.base_url}/messages/sms",
+                json={"to": f"+2567015{n:05d}", "message": f"{prefix}{n}"},
+                headers={"Authorization": f"Bearer {gw.api_key}"},
+                timeout=10,
+            )
+        except httpx.HTTPError:
+            return None
+        return str(r.json()["id"]) if r.status_code == 201 else None
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return [i for i in pool.map(one, range(count)) if i]
+
+
+def wait_final(gw: Gateway, ids: list[str], timeout: float = 60) -> dict[str, str]:
+    """Each message's status once all are final (through the API)."""
+    deadline = time.monotonic() + timeout
+    statuses: dict[str, str] = {}
+    with httpx.Client(headers={"X-Api-Key": gw.api_key}, timeout=10) as client:
+        while time.monotonic() < deadline:
+            for mid in ids:
+                if statuses.get(mid) not in FINAL:
+                    statuses[mid] = client.get(f"{gw.base_url}/messages/{mid}").json()["status"]
+            if all(s in FINAL for s in statuses.values()) and len(statuses) == len(ids):
+                return statuses
+            time.sleep(0.2)
+    raise AssertionError(f"not final: {[s for s in statuses.values() if s not in FINAL][:5]}")
 
 
 @contextlib.asynccontextmanager

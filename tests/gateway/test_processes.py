@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import subprocess
 import sys
@@ -14,46 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from msgine.server.storage._tables import recipients, simulator_submissions
-from support import Gateway, gateway_env, start_gateway
-
-FINAL = {"delivered", "failed", "rejected"}
-# Load tests send bursts from one key and address; the default limits would refuse them.
-NO_LIMITS = {
-    "MSGINE_RATE_LIMIT_PER_KEY": "1000000/minute",
-    "MSGINE_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
-    "MSGINE_RATE_LIMIT_PER_IP": "1000000/minute",
-}
-
-
-def _send_many(gw: Gateway, count: int, prefix: str = "m") -> list[str]:
-    def one(n: int) -> str | None:
-        try:
-            r = httpx.post(
-                f"{gw.base_url}/messages/sms",
-                json={"to": f"+2567015{n:05d}", "message": f"{prefix}{n}"},
-                headers={"Authorization": f"Bearer {gw.api_key}"},
-                timeout=10,
-            )
-        except httpx.HTTPError:
-            return None
-        return str(r.json()["id"]) if r.status_code == 201 else None
-
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        return [i for i in pool.map(one, range(count)) if i]
-
-
-def _wait_final(gw: Gateway, ids: list[str], timeout: float = 60) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    statuses: dict[str, str] = {}
-    with httpx.Client(headers={"X-Api-Key": gw.api_key}, timeout=10) as client:
-        while time.monotonic() < deadline:
-            for mid in ids:
-                if statuses.get(mid) not in FINAL:
-                    statuses[mid] = client.get(f"{gw.base_url}/messages/{mid}").json()["status"]
-            if all(s in FINAL for s in statuses.values()) and len(statuses) == len(ids):
-                return statuses
-            time.sleep(0.2)
-    raise AssertionError(f"not final: {[s for s in statuses.values() if s not in FINAL][:5]}")
+from support import NO_LIMITS, Gateway, gateway_env, send_many, start_gateway, wait_final
 
 
 def _engine(url: str) -> sa.Engine:
@@ -66,13 +26,13 @@ def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
         tmp_path, MSGINE_SIMULATOR_DLR_DELAY="0.5", MSGINE_JOB_LEASE_SECONDS="3", **NO_LIMITS
     )
     gw = start_gateway(env, cwd=tmp_path)
-    accepted = _send_many(gw, 60)
+    accepted = send_many(gw, 60)
     gw.stop(kill=True)  # SIGKILL with jobs queued, submitted and awaiting receipts
     assert len(accepted) == 60
     gw2 = start_gateway(env, cwd=tmp_path, port=gw.port)
     gw2.api_key = gw.api_key
     try:
-        statuses = _wait_final(gw2, accepted)
+        statuses = wait_final(gw2, accepted)
     finally:
         gw2.stop()
     assert set(statuses.values()) == {"delivered"}
@@ -88,7 +48,7 @@ def test_kill_9_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
 def test_two_workers_on_postgresql_share_the_queue(tmp_path: Path, postgres_url: str) -> None:
     env = gateway_env(tmp_path, postgres_url, MSGINE_MASTER_KEY=_master_key(), **NO_LIMITS)
     api = start_gateway(env, cwd=tmp_path, args=("--no-worker",))
-    accepted = _send_many(api, 120)
+    accepted = send_many(api, 120)
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "msgine", "worker"],
@@ -100,7 +60,7 @@ def test_two_workers_on_postgresql_share_the_queue(tmp_path: Path, postgres_url:
         for _ in range(2)
     ]
     try:
-        statuses = _wait_final(api, accepted)
+        statuses = wait_final(api, accepted)
     finally:
         for w in workers:
             w.terminate()

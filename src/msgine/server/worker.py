@@ -2,7 +2,9 @@
 
 Every job is idempotent: it re-reads its state, and a carrier submit carries a stable key. So a
 job whose worker died mid-way (its lease runs out and another worker takes it) is safe to run
-again, and nothing is sent twice.
+again, and nothing is sent twice. A worker that starts takes back at once the jobs of a crashed
+process of its own machine (``storage._outbox.take_back``), so a restart does not wait out the
+lease.
 
 Jobs run in batches, one handler call per kind of job in a claim, because the worker shares its
 process (and its one interpreter lock) with the API: the submit jobs of a claim share one read,
@@ -62,7 +64,7 @@ from msgine.server.messages import (
     record_status,
 )
 from msgine.server.runtime import Runtime
-from msgine.server.storage import Claim, Direct, each, jobs, recipients
+from msgine.server.storage import Claim, Direct, each, jobs, recipients, take_back
 
 log = get_logger("msgine.worker")
 
@@ -115,6 +117,8 @@ class Worker:
             await self.fleet.refresh()
         except Exception as exc:  # the database may be down at start: the loop retries
             log.error("carriers_start_failed", error_type=type(exc).__name__)
+        # Jobs a crashed process of this machine held are due now, not when their lease ends.
+        await take_back(self.runtime.db, self._claim_statement(), self.runtime.now())
         log.info(
             "worker_started",
             carriers=self.fleet.names(),
@@ -273,6 +277,7 @@ def _retry_later(
             "attempts": attempts,
             "due_at": now + timedelta(seconds=min(2**attempts, 300) if delay is None else delay),
             "lease_until": None,
+            "locked_by": None,
             "last_error": type(exc).__name__[:200],
         },
     )
@@ -637,7 +642,13 @@ def _failover(
         _UNMARK.execute(conn, {"rid": out.recipient_id, "name": name})
         _UPDATE_JOB.execute(
             conn,
-            {"job_id": job["id"], "attempts": 0, "due_at": now, "lease_until": None},
+            {
+                "job_id": job["id"],
+                "attempts": 0,
+                "due_at": now,
+                "lease_until": None,
+                "locked_by": None,
+            },
         )
 
     return write
@@ -707,7 +718,9 @@ def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
     """Put the job back until ``due`` (quiet hours) and show the recipient as scheduled."""
 
     def write(conn: sa.Connection) -> None:
-        _UPDATE_JOB.execute(conn, {"job_id": job["id"], "due_at": due, "lease_until": None})
+        _UPDATE_JOB.execute(
+            conn, {"job_id": job["id"], "due_at": due, "lease_until": None, "locked_by": None}
+        )
         _SCHEDULE_RECIPIENT.execute(conn, {"rid": rid, "updated_at": now})
 
     return write

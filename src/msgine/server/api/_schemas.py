@@ -350,10 +350,11 @@ class CarriersReadiness(BaseModel):
 
 class Readiness(BaseModel):
     """``degraded``: a carrier is down while its routes' other carriers serve (or a route has
-    none left); the API still accepts and queues. 503 is for the database only."""
+    none left); the API still accepts and queues. 503 is for the database only: ``error`` when
+    it does not answer, ``unwritable`` when it answers but a write fails (disk full, read-only)."""
 
     status: Literal["ready", "degraded", "unavailable"]
-    database: Literal["ok", "error"]
+    database: Literal["ok", "error", "unwritable"]
     redis: str | None = None
     carriers: CarriersReadiness | None = None
 

@@ -47,6 +47,18 @@ log = get_logger("msgine.api")
 BackgroundTask = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# PostgreSQL refusing writes: a read-only transaction (a standby, or a database set read-only,
+# 25006) or insufficient resources (disk full, out of memory: class 53).
+_REFUSED_WRITE_STATES = ("25006", "53")
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database cannot serve now (down, overloaded, full, read-only): nothing was stored."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, sa_exc.DBAPIError) and str(state).startswith(_REFUSED_WRITE_STATES)
+
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -181,8 +193,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        if isinstance(exc, _UNAVAILABLE):
-            # The database is down or overloaded: nothing was stored, the client may retry.
+        if _unavailable(exc):
+            # The database is down, overloaded or refusing writes: nothing was stored, the
+            # client may retry.
             log.error("database_unavailable", error_type=type(exc).__name__, route=route)
             return error_response(
                 request,

@@ -2,7 +2,8 @@
 
 from msgine.server.storage._database import Database, current_revision
 from msgine.server.storage._direct import Direct, batch_memo
-from msgine.server.storage._outbox import Claim, each
+from msgine.server.storage._outbox import Claim, each, take_back
+from msgine.server.storage._probe import WriteProbe
 from msgine.server.storage._tables import (
     accounts,
     api_keys,
@@ -32,12 +33,14 @@ from msgine.server.storage._tables import (
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
+    write_probes,
 )
 
 __all__ = [
     "Claim",
     "Database",
     "Direct",
+    "WriteProbe",
     "accounts",
     "api_keys",
     "audit_log",
@@ -66,7 +69,9 @@ __all__ = [
     "simulator_submissions",
     "status_events",
     "suppressions",
+    "take_back",
     "webhook_attempts",
     "webhook_deliveries",
     "webhook_endpoints",
+    "write_probes",
 ]

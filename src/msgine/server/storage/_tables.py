@@ -232,7 +232,7 @@ jobs = sa.Table(
     sa.Column("due_at", Time, nullable=False, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("lease_until", Time),
-    sa.Column("locked_by", sa.String(64)),
+    sa.Column("locked_by", sa.String(64)),  # the claim's owner (msgine.server._process)
     sa.Column("last_error", sa.String(200)),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("kind", "ref", name="uq_jobs_kind_ref"),
@@ -323,6 +323,7 @@ webhook_deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", Time, index=True),
     sa.Column("lease_until", Time),
+    sa.Column("locked_by", sa.String(64)),  # the claim's owner (msgine.server._process)
     sa.Column("last_status_code", sa.Integer),
     sa.Column("last_error", sa.String(100)),
     sa.Column("created_at", Time, nullable=False),
@@ -560,4 +561,13 @@ console_sessions = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("source_ip", sa.String(64)),
     sa.Column("user_agent", sa.String(200)),
+)
+
+
+# One row per process: ``/readyz`` rewrites its own to prove the database still takes writes.
+write_probes = sa.Table(
+    "write_probes",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("checked_at", Time, nullable=False),
 )

@@ -30,6 +30,7 @@ from msgine.server.runtime import Runtime
 from msgine.server.storage import (
     Claim,
     events,
+    take_back,
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
@@ -105,6 +106,8 @@ class Dispatcher:
         in_flight: set[asyncio.Task[None]] = set()
         refill = max(1, self.concurrency // 4)
         poll = self.runtime.settings.worker_poll_interval
+        # Deliveries a crashed process of this machine held are due now, not at lease end.
+        await take_back(self.runtime.db, _CLAIM, self.runtime.now())
         while not stop.is_set():
             room = self.concurrency - len(in_flight)
             if room < refill and in_flight:
@@ -352,6 +355,7 @@ def _record_successes(conn: sa.Connection, succeeded: list[Outcome], now: dateti
             last_status_code=sa.bindparam("status_code"),
             next_attempt_at=None,
             lease_until=None,
+            locked_by=None,
             last_error=None,
             completed_at=now,
         ),
@@ -412,6 +416,7 @@ def _finish(
         "status": status,
         "next_attempt_at": None,
         "lease_until": None,
+        "locked_by": None,
         "completed_at": now,
         "last_error": error if result is None else result.reported_error,
     }
@@ -430,6 +435,7 @@ def _retry_later(
             attempts=attempts,
             next_attempt_at=due,
             lease_until=None,
+            locked_by=None,
             last_status_code=result.status_code,
             last_error=result.reported_error,
         )

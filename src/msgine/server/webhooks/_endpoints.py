@@ -248,6 +248,7 @@ def cancel_pending(conn: sa.Connection, endpoint_id: str, now: datetime, *, reas
             status="cancelled",
             next_attempt_at=None,
             lease_until=None,
+            locked_by=None,
             last_error=reason,
             completed_at=now,
         )

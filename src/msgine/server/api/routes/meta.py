@@ -13,6 +13,7 @@ from msgine.server.api._openapi import answers
 from msgine.server.api._schemas import EgressIps, Health, Readiness
 from msgine.server.carriers import carrier_status
 from msgine.server.logging import get_logger
+from msgine.server.storage import WriteProbe
 
 log = get_logger("msgine.metrics")
 router = APIRouter(tags=["operations"])
@@ -31,7 +32,7 @@ async def healthz() -> dict[str, str]:
     openapi_extra={
         "responses": {
             "503": {
-                "description": "the database is unavailable",
+                "description": "the database is unavailable or cannot take writes",
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
                 },
@@ -40,11 +41,18 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(request: Request) -> Response:
+    """Ready when the database answers and takes writes (a full disk or a read-only database
+    fails every send, though reads still work); Redis and carriers only degrade."""
     runtime = runtime_of(request)
     try:
         await runtime.db.aread(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
     except Exception:
         return JSONResponse({"status": "unavailable", "database": "error"}, status_code=503)
+    state = request.app.state
+    if getattr(state, "write_probe", None) is None:
+        state.write_probe = WriteProbe(runtime.db)
+    if not await state.write_probe.writable(runtime.now()):
+        return JSONResponse({"status": "unavailable", "database": "unwritable"}, status_code=503)
     limiter = getattr(request.app.state, "rate_limiter", None)
     redis = "not configured"
     if limiter is not None and runtime.settings.redis_url is not None:
