@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from msgine.server import analytics, compliance
+from msgine.server import analytics, compliance, webhooks
 from msgine.server._ids import new_id
 from msgine.server.accounts import policy_of
 from msgine.server.crypto import Vault
@@ -33,10 +33,9 @@ from msgine.server.storage import (
     recipients,
     status_events,
 )
-from msgine.server.webhooks import check_url_syntax
 
-# compliance is imported as a module and its names looked up when called: compliance uses this
-# package's text and number helpers, so the two packages import each other while initialising.
+# compliance and webhooks are imported as modules and their names looked up when called: both
+# use this package's text and number helpers, so the packages import each other while initialising.
 
 MessageType = Literal["transactional", "marketing"]
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -83,7 +82,7 @@ def build_command(
     numbers = parse_recipients(to)
     content = validate_content(message)
     clean_sender = validate_sender_id(sender)
-    url = check_url_syntax(callback_url) if callback_url else None
+    url = webhooks.check_url_syntax(callback_url) if callback_url else None
     if scheduled_for is not None:
         if scheduled_for.tzinfo is None:
             raise InvalidRequest(
