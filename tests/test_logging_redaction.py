@@ -240,3 +240,15 @@ def test_other_root_handlers_never_see_raw_structlog_values(
     assert caplog.records
     assert live not in caplog.text
     assert PHONE not in caplog.text
+
+
+def test_httpx_request_lines_are_never_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    # A webhook or callback URL may carry a token the redaction cannot recognise.
+    configure_logging(level="DEBUG")
+    url = "https://gateway.example/api/v1/carriers/at/callbacks/Zq8tokenNotToBeLogged/receipts"
+    logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"', url)
+    logging.getLogger("httpcore.connection").debug("connect_tcp.started host=%s", url)
+    logging.getLogger("httpx").warning("kept: warnings still show")
+    output = capsys.readouterr().err
+    assert "Zq8tokenNotToBeLogged" not in output
+    assert "kept: warnings still show" in output

@@ -226,12 +226,18 @@ def configure_logging(
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(logging.NOTSET)  # our level, whatever uvicorn's config set
     # uvicorn's access line holds the raw path (a phone number in /consents/00256...); the
     # gateway's own access log (msgine.access) names the route template instead. Dropped even
     # when uvicorn is started by hand without access_log=False.
     access = logging.getLogger("uvicorn.access")
     access.filters = [f for f in access.filters if not isinstance(f, _DropAll)]
     access.addFilter(_DropAll())
+
+    # httpx logs every request's full URL at INFO: webhook URLs and carrier callback URLs can
+    # hold tokens that the redaction cannot recognise, so its request lines are never kept.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
 
     security = logging.getLogger(SECURITY_LOGGER)
     # Security events are kept whatever the application log level is.
