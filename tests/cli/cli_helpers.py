@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -54,9 +56,14 @@ def on_a_terminal(
     args: list[str],
     answer: str = "",
     prompts: tuple[str, ...] = ("[y/N]",),
+    hidden: bool = False,
 ) -> str:
     """Run ``msgine ARGS`` on a pseudo-terminal, type ``answer`` after each of ``prompts`` in
-    turn (a confirmation by default), return all it printed."""
+    turn (a confirmation by default), return all it printed.
+
+    ``hidden``: the prompts read without echo (passwords). getpass switches echo off with
+    TCSAFLUSH, which throws away anything typed before, so the answer waits for echo to be off.
+    """
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "msgine", *args],
@@ -71,6 +78,8 @@ def on_a_terminal(
     waiting = [p.encode() for p in prompts]
     seen = 0
     while time.monotonic() < deadline:
+        if not select.select([leader], [], [], 0.5)[0]:
+            continue  # never block past the deadline
         try:
             chunk = os.read(leader, 4096)
         except OSError:
@@ -80,7 +89,14 @@ def on_a_terminal(
         output += chunk
         if waiting and waiting[0] in output[seen:]:
             seen = output.index(waiting.pop(0), seen) + 1
+            if hidden:
+                _wait_for_echo_off(leader, deadline)
             os.write(leader, answer.encode())
     process.wait(timeout=30)
     os.close(leader)
     return output.decode(errors="replace")
+
+
+def _wait_for_echo_off(leader: int, deadline: float) -> None:
+    while time.monotonic() < deadline and termios.tcgetattr(leader)[3] & termios.ECHO:
+        time.sleep(0.01)

@@ -61,6 +61,7 @@ def test_ask_password_takes_it_without_echo_on_a_terminal(sqlite_env: dict[str, 
         ["users", "create", "me@example.com", "--role", "owner", "--ask-password"],
         answer=f"{secret}\n",
         prompts=("Password:", "Repeat for confirmation:"),
+        hidden=True,
     )
     assert "Repeat for confirmation" in seen and secret not in seen
     listed = _json(msgine(env, "users", "list", "--json"))
