@@ -92,12 +92,10 @@ def _smpp() -> CarrierKind:
     module: Any = importlib.import_module("msgine.server.carriers.smpp")
 
     def build(ctx: BuildContext) -> Carrier:
-        from msgine.server.carriers._throttle import throttle_for
+        from msgine.server.carriers._throttle import throttle_of
 
-        rate = getattr(ctx.options, "throughput", None)
-        throttle = throttle_for(ctx.runtime, ctx.name, rate) if rate else None
         carrier: Carrier = module.SmppCarrier(
-            ctx.name, ctx.options, ctx.credentials, throttle=throttle
+            ctx.name, ctx.options, ctx.credentials, throttle=throttle_of(ctx)
         )
         return carrier
 

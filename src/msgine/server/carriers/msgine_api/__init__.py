@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from msgine.server.carriers._base import Carrier
 from msgine.server.carriers._registry import BuildContext, CarrierKind
-from msgine.server.carriers._throttle import throttle_for
+from msgine.server.carriers._throttle import throttle_of
 from msgine.server.carriers.msgine_api._answers import (
     RECEIPT_STATES,
     RECIPIENT_ANSWERS,
@@ -21,10 +21,8 @@ from msgine.server.carriers.msgine_api._carrier import (
 def _build(ctx: BuildContext) -> Carrier:
     assert isinstance(ctx.options, MsgineOptions)
     assert isinstance(ctx.credentials, MsgineCredentials)
-    rate = ctx.options.throughput
-    throttle = throttle_for(ctx.runtime, ctx.name, rate) if rate else None
     return MsgineUpstream(
-        ctx.name, ctx.options, ctx.credentials, ctx.runtime.vault, throttle=throttle
+        ctx.name, ctx.options, ctx.credentials, ctx.runtime.vault, throttle=throttle_of(ctx)
     )
 
 
