@@ -78,8 +78,8 @@ class Traffic:
         started = time.perf_counter()
         try:
             kind, ok = await self._request()
-        except httpx.HTTPError:
-            kind, ok = "error", False
+        except httpx.HTTPError as exc:  # named, so a client-side pool timeout is told apart
+            kind, ok = f"error:{type(exc).__name__}", False
         self.window.note(kind, time.perf_counter() - started, ok)
 
     async def _request(self) -> tuple[str, bool]:
