@@ -12,7 +12,7 @@ from carriers_helpers import Operator
 from http_support import msgine_accepts
 from smsc_support import Smsc, start_smsc
 
-from webhook_receiver import Receiver, start_receiver
+from webhook_receiver import Receiver, serving
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +43,8 @@ def operator(runtime: Any, tmp_path: Path) -> Operator:
 def provider() -> Iterator[Receiver]:
     """A MsGine stand-in over plain HTTP on 127.0.0.1 (loopback http is allowed): it accepts
     every send unless a test scripts other answers."""
-    receiver, server = start_receiver(None, Receiver(default=msgine_accepts))
-    try:
+    with serving(None, Receiver(default=msgine_accepts)) as receiver:
         yield receiver
-    finally:
-        receiver.closing.set()
-        server.shutdown()
 
 
 @pytest.fixture

@@ -13,21 +13,16 @@ import trustme
 from webhooks_helpers import standard_verifies
 
 from support import Gateway, gateway_env, start_gateway
-from webhook_receiver import Receiver, Reply, start_receiver
+from webhook_receiver import Receiver, Reply, serving
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def failing_receiver(webhook_ca: trustme.CA) -> Iterator[Receiver]:
-    rec, server = start_receiver(webhook_ca)
-    rec.script("/hook", *[Reply(500)] * 1000)
-    try:
+    with serving(webhook_ca) as rec:
+        rec.script("/hook", *[Reply(500)] * 1000)
         yield rec
-    finally:
-        rec.closing.set()
-        server.shutdown()
-        server.server_close()
 
 
 def _call(gw: Gateway, method: str, path: str, **kwargs: Any) -> httpx.Response:
