@@ -17,7 +17,7 @@ from carriers_helpers import KE, Operator
 from providers.africastalking_server import AfricasTalkingServer
 from providers.provider_server import running
 from providers.twilio_server import TwilioServer
-from test_msgine_relay import _live_key, _open_relay_db
+from relay_support import live_key, open_gateway_runtime
 
 from support import Gateway, free_port, gateway_env, start_gateway
 
@@ -58,9 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ):
         at.auto_callbacks = tw.auto_callbacks = True
         gw = start_gateway(env, cwd=root, port=port)
-        db = _open_relay_db(
-            root
-        )  # routes and the key as the CLI makes them, without a process each
+        db = open_gateway_runtime(root)  # routes and the key as the CLI makes them
         try:
             creds = {"username": at.username, "api_key": at.api_key}
             ca = f"ca_bundle={at.ca_path()}"
@@ -78,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             operator = Operator(db, root)
             operator.add_route(["at-ke"], country="KE", currency="USD")
             operator.add_route(["twilio-us"], country="US", currency="USD")
-            yield {"gw": gw, "at": at, "tw": tw, "key": _live_key(db)}
+            yield {"gw": gw, "at": at, "tw": tw, "key": live_key(db)}
         finally:
             gw.stop()
             db.close()
