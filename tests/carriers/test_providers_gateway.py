@@ -6,7 +6,6 @@ signed for the gateway's ``MSGINE_PUBLIC_URL``)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from providers.provider_server import running
 from providers.twilio_server import TwilioServer
 from relay_support import live_key, open_gateway_runtime
 
-from support import Gateway, free_port, gateway_env, start_gateway
+from support import Gateway, free_port, gateway_env, start_gateway, wait_until
 
 US = "+14155550123"
 SENDER = "+15005550006"
@@ -82,16 +81,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             db.close()
 
 
-def _wait(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def test_sends_through_both_providers_are_delivered_by_their_callbacks(
     world: dict[str, Any],
 ) -> None:
@@ -109,7 +98,7 @@ def test_sends_through_both_providers_are_delivered_by_their_callbacks(
         statuses = sorted(r["status"] for r in found.json()["recipients"])
         return statuses if statuses == ["delivered", "delivered"] else None
 
-    assert _wait(delivered)
+    assert wait_until(delivered, "both messages delivered", every=0.2)
     assert [m.number for m in world["at"].messages] == [KE]
     assert [m["to"] for m in world["tw"].messages.values()] == [US]
     # Every callback the providers posted was taken (after its commit), none refused.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from support import run_msgine as run_cli
 from support import settings_env
 
 __all__ = [
@@ -19,21 +19,6 @@ __all__ = [
     "settings_env",
     "stored_bytes",
 ]
-
-
-def run_cli(
-    env: dict[str, str], *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``msgine ARGS`` as a user runs it; never raises on a non-zero exit."""
-    return subprocess.run(
-        [sys.executable, "-m", "msgine", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
