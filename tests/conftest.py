@@ -27,6 +27,24 @@ from support import (
     start_gateway,
 )
 
+# --- logging ------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def readable_logs() -> Iterator[None]:
+    """Logs as an operator reads them (key=value on stderr, debug included), in every test.
+
+    Tests read the log from ``capsys`` or ``caplog``; logging is process-wide, so without this
+    what they see would depend on which test ran before them in the same test process. A test
+    that wants another configuration calls ``configure_logging`` itself (it replaces this one).
+    """
+    from msgine.server.logging import configure_logging, reset_logging
+
+    configure_logging(json=False, level="DEBUG")
+    yield
+    reset_logging()
+
+
 # --- clocks -------------------------------------------------------------------------------
 
 

@@ -20,20 +20,6 @@ def stub_kind() -> None:
     carrier_stub.register()
 
 
-@pytest.fixture(autouse=True)
-def readable_logs() -> Iterator[None]:
-    """Logs as an operator reads them (key=value on stderr, debug included), in every test.
-
-    Several tests read the log from ``capsys``; logging is process-wide, so without this what
-    they see would depend on which module ran before them in the same test process.
-    """
-    from msgine.server.logging import configure_logging, reset_logging
-
-    configure_logging(json=False, level="DEBUG")
-    yield
-    reset_logging()
-
-
 @pytest.fixture
 def operator(runtime: Any, tmp_path: Path) -> Operator:
     return Operator(runtime, tmp_path)
