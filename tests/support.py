@@ -234,10 +234,13 @@ def start_gateway(
     else:
         process.kill()
         raise AssertionError("gateway did not become healthy")
-    time.sleep(0.2)  # the reader thread has the lines printed before the server started
-    for line in list(lines):
-        if line.strip().startswith("msgine_test_"):
-            key = line.strip()
+    # A first start prints the key before the server starts: give the reader thread up to 0.2 s
+    # to have it (a restart prints none and waits the whole 0.2 s).
+    for _ in range(20):
+        key = next((k for k in map(str.strip, list(lines)) if k.startswith("msgine_test_")), "")
+        if key:
+            break
+        time.sleep(0.01)
     return Gateway(
         base_url=f"http://127.0.0.1:{port}/api/v1",
         api_key=key,
