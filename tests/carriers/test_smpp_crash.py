@@ -139,14 +139,17 @@ def deployment(tmp_path: Path, smsc: Smsc) -> Iterator[Deployment]:
     # A short lease: a killed worker's claimed jobs return to the queue quickly.
     env = gateway_env(tmp_path, MSGINE_JOB_LEASE_SECONDS="3")
     gateway = start_gateway(env, cwd=tmp_path, args=("--no-worker",))
+    deployment = Deployment(gateway, smsc, "", tmp_path)
     try:
-        key = _configure(Path(env["MSGINE_DATA_DIR"]), smsc)
-        deployment = Deployment(gateway, smsc, key, tmp_path)
+        deployment.live_key = _configure(Path(env["MSGINE_DATA_DIR"]), smsc)
         yield deployment
     finally:
         if deployment.worker is not None and deployment.worker.poll() is None:
             deployment.worker.kill()
             deployment.worker.wait()
+        # A test that restarts the API replaces deployment.gateway: stop that one too (it was
+        # left running after the test); stopping the killed first one again does nothing.
+        deployment.gateway.stop()
         gateway.stop()
 
 
