@@ -7,6 +7,7 @@ and a missing service is a failure, so a skip can never hide one.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,40 @@ from support import (
     serve_in_process,
     start_gateway,
 )
+
+# --- test order ---------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long modules first: those marked ``slow`` (gateway subprocesses, a browser, kill -9
+    runs), then the others, most tests first. xdist hands whole modules out in this order
+    (``--dist loadfile --no-loadscope-reorder`` in pyproject), so the long ones start at once
+    and the many short ones fill in the end. xdist's own order (most tests first) would start
+    the slow modules, which have few tests, last, each then running with a worker left idle."""
+    module = {item: item.nodeid.split("::", 1)[0] for item in items}
+    tests = Counter(module.values())
+    slow = {module[item] for item in items if item.get_closest_marker("slow")}
+    # A stable sort on a key per module: every module's tests stay together, in their order.
+    items.sort(key=lambda item: (module[item] not in slow, -tests[module[item]]))
+
+
+# --- logging ------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def readable_logs() -> Iterator[None]:
+    """Logs as an operator reads them (key=value on stderr, debug included), in every test.
+
+    Tests read the log from ``capsys`` or ``caplog``; logging is process-wide, so without this
+    what they see would depend on which test ran before them in the same test process. A test
+    that wants another configuration calls ``configure_logging`` itself (it replaces this one).
+    """
+    from msgine.server.logging import configure_logging, reset_logging
+
+    configure_logging(json=False, level="DEBUG")
+    yield
+    reset_logging()
+
 
 # --- clocks -------------------------------------------------------------------------------
 

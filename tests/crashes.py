@@ -1,5 +1,5 @@
 """A crash run: real gateway processes killed with SIGKILL under load, and the outcome read from
-the database. Used by ``tests/gateway/test_crashes.py`` (sized for CI) and ``bench/crashes.py``
+the database. Used by ``tests/gateway/test_crashes*.py`` (sized for CI) and ``bench/crashes.py``
 (the larger run).
 
 On SQLite the deployment is one ``msgine serve`` (API and worker in one process); on PostgreSQL

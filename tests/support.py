@@ -16,11 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -130,6 +130,23 @@ def postgres_database() -> Iterator[str]:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def run_msgine(
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``msgine ARGS`` in a real process without a terminal, as a person or a script runs it;
+    never raises on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "msgine", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,14 +163,7 @@ class Gateway:
     root: str
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "msgine", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_msgine(self.env, *args)
         if check and result.returncode != 0:
             raise AssertionError(f"msgine {args[0]} failed: {result.stderr}")
         return result
@@ -224,10 +234,13 @@ def start_gateway(
     else:
         process.kill()
         raise AssertionError("gateway did not become healthy")
-    time.sleep(0.2)  # the reader thread has the lines printed before the server started
-    for line in list(lines):
-        if line.strip().startswith("msgine_test_"):
-            key = line.strip()
+    # A first start prints the key before the server starts: give the reader thread up to 0.2 s
+    # to have it (a restart prints none and waits the whole 0.2 s).
+    for _ in range(20):
+        key = next((k for k in map(str.strip, list(lines)) if k.startswith("msgine_test_")), "")
+        if key:
+            break
+        time.sleep(0.01)
     return Gateway(
         base_url=f"http://127.0.0.1:{port}/api/v1",
         api_key=key,
@@ -245,6 +258,24 @@ NO_LIMITS = {
     "MSGINE_RATE_LIMIT_PER_ACCOUNT": "1000000/minute",
     "MSGINE_RATE_LIMIT_PER_IP": "1000000/minute",
 }
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T], what: str = "the condition", within: float = 30.0, every: float = 0.05
+) -> T:
+    """Poll ``check`` every ``every`` seconds until it returns something true; return that.
+    A check that calls a gateway's API with one key should poll no faster than its rate limit."""
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
 
 
 def send_many(gw: Gateway, count: int, prefix: str = "m") -> list[str]:

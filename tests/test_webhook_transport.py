@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,11 @@ from msgine.server.webhooks._transport import (
     parse_retry_after,
 )
 from msgine.server.webhooks._urlpolicy import ResolvedTarget, UrlPolicy
+from webhook_receiver import Hit, Receiver, Reply, serving
 
 pytestmark = pytest.mark.anyio
 
 CERT_NAMES = ("localhost", "127.0.0.1", "hooks.example", "rebind.example", "a.example", "b.example")
-CHUNK = b"x" * 65536
 
 
 @pytest.fixture
@@ -37,124 +34,24 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# --- a small HTTPS receiver --------------------------------------------------------------------
+# --- the receiver's routes ----------------------------------------------------------------------
 
 
-@dataclass
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Scripted HTTPS endpoint: records requests and TLS connections that reached it."""
-
-    port: int = 0
-    hits: list[Hit] = field(default_factory=list)
-    connections: int = 0
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def paths(self) -> list[str]:
-        with self.lock:
-            return [hit.path for hit in self.hits]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _TLSServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        receiver = self.server.receiver
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        with receiver.lock:
-            receiver.hits.append(
-                Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-        route = self.path.split("?")[0]
-        if route == "/slow":
-            receiver.release.wait()
-        if route == "/huge":
-            self._stream_forever()
-            return
-        status, headers, payload = self._script(route)
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _script(self, route: str) -> tuple[int, list[tuple[str, str]], bytes]:
-        port = self.server.receiver.port
-        later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
-        noisy = "\x1b[31mboom\x1b[0m\r\nline\x00two \u202eevil\u202c " + "z" * 5000
-        return {
-            "/ok": (200, [], b'{"received":true}'),
-            "/slow": (200, [], b""),
-            "/created": (204, [], b""),
-            "/fail": (500, [], b"internal failure"),
-            "/noisy": (502, [], noisy.encode() + b"\xff\xfe"),
-            "/gone": (410, [], b"gone"),
-            "/limited": (429, [("Retry-After", "7")], b""),
-            "/unavailable": (503, [("Retry-After", later)], b""),
-            "/redirect": (302, [("Location", f"https://127.0.0.1:{port}/target")], b""),
-        }.get(route, (404, [], b"no such route"))
-
-    def _stream_forever(self) -> None:
-        self.send_response(200)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            while not self.server.receiver.release.is_set():
-                self.wfile.write(CHUNK)
-        except OSError:
-            pass
-
-
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: Receiver, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.receiver = receiver
-        self.context = context
-        receiver.port = self.server_address[1]
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        with self.receiver.lock:
-            self.receiver.connections += 1
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            _Handler(tls, client_address, self)
-        except OSError:
-            pass
-        finally:
-            tls.close()
-
-
-def _serve(cert: trustme.LeafCert) -> Iterator[Receiver]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    receiver = Receiver()
-    server = _TLSServer(receiver, context)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def routes(hit: Hit) -> Reply:
+    """What the shared HTTPS receiver answers on each path (``/redirect`` is built in)."""
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    noisy = "\x1b[31mboom\x1b[0m\r\nline\x00two \u202eevil\u202c " + "z" * 5000
+    return {
+        "/ok": Reply(),
+        "/slow": Reply(body=b"", delay=600),  # until the module's receiver closes
+        "/huge": Reply(endless=b"x" * 65536),
+        "/created": Reply(204, body=b""),
+        "/fail": Reply(500, body=b"internal failure"),
+        "/noisy": Reply(502, body=noisy.encode() + b"\xff\xfe"),
+        "/gone": Reply(410, body=b"gone"),
+        "/limited": Reply(429, {"Retry-After": "7"}, b""),
+        "/unavailable": Reply(503, {"Retry-After": later}, b""),
+    }.get(hit.path, Reply(404, body=b"no such route"))
 
 
 @pytest.fixture(scope="module")
@@ -164,12 +61,14 @@ def ca() -> trustme.CA:
 
 @pytest.fixture(scope="module")
 def receiver(ca: trustme.CA) -> Iterator[Receiver]:
-    yield from _serve(ca.issue_cert(*CERT_NAMES))
+    with serving(ca, Receiver(default=routes), names=CERT_NAMES) as rec:
+        yield rec
 
 
 @pytest.fixture(scope="module")
 def untrusted_receiver() -> Iterator[Receiver]:
-    yield from _serve(trustme.CA().issue_cert(*CERT_NAMES))
+    with serving(trustme.CA(), Receiver(default=routes), names=CERT_NAMES) as rec:
+        yield rec
 
 
 @pytest.fixture
@@ -234,7 +133,7 @@ async def test_success_posts_body_and_headers_to_the_hostname(
     assert (result.status_code, result.error) == (200, None)
     assert result.excerpt == '{"received":true}'
     assert result.latency_ms >= 0
-    hit = next(h for h in receiver.hits if h.path == "/ok?x=1" and h.body == body)
+    hit = next(h for h in receiver.hits if (h.path, h.query, h.body) == ("/ok", "x=1", body))
     assert hit.headers["host"] == f"hooks.example:{receiver.port}"
     assert hit.headers["user-agent"] == "MsGine-Webhooks/1.0"
     assert hit.headers["content-type"] == "application/json"
@@ -292,8 +191,8 @@ async def test_redirects_are_not_followed(
     async with WebhookSender(loopback_policy(), ssl_context=client_context) as sender:
         result = await sender.send(f"https://hooks.example:{receiver.port}/redirect", b"{}", {})
     assert (result.status_code, result.error, result.ok) == (302, "redirect_not_followed", False)
-    assert "/redirect" in receiver.paths()
-    assert "/target" not in receiver.paths()
+    assert receiver.hits_for("/redirect")
+    assert receiver.hits_for("/target") == []
 
 
 async def test_a_receiver_slower_than_the_timeout_is_a_timeout(
@@ -354,7 +253,7 @@ async def test_untrusted_certificate_is_a_tls_error(
             f"https://hooks.example:{untrusted_receiver.port}/ok", b"{}", HEADERS
         )
     assert (result.status_code, result.error) == (None, "tls_error")
-    assert untrusted_receiver.paths() == []
+    assert untrusted_receiver.hits == []
 
 
 async def test_default_trust_store_does_not_trust_a_private_ca(receiver: Receiver) -> None:

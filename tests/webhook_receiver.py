@@ -8,7 +8,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +24,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"received":true}'
     delay: float = 0.0
+    # When set, the reply has no length and this chunk is written again and again until the
+    # client goes away or the receiver closes (a response that never ends).
+    endless: bytes = b""
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Receiver:
     closing: threading.Event = field(default_factory=threading.Event)
     default: Callable[[Hit], Reply] | None = None
     scheme: str = "https"
+    connections: int = 0  # TCP connections accepted, whether or not a request followed
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -103,12 +107,26 @@ class _Handler(BaseHTTPRequestHandler):
         reply = receiver.reply_for(path, hit)
         if reply.delay:
             receiver.closing.wait(reply.delay)
+        if reply.endless:
+            self._write_endless(reply)
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
+
+    def _write_endless(self, reply: Reply) -> None:
+        self.close_connection = True
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            while not self.server.receiver.closing.is_set():
+                self.wfile.write(reply.endless)
 
 
 class _TLSServer(ThreadingHTTPServer):
@@ -121,6 +139,8 @@ class _TLSServer(ThreadingHTTPServer):
         receiver.port = self.server_address[1]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        with self.receiver.lock:
+            self.receiver.connections += 1
         if self.context is None:  # plain HTTP
             with contextlib.suppress(OSError):
                 _Handler(request, client_address, self)
@@ -137,16 +157,41 @@ class _TLSServer(ThreadingHTTPServer):
             tls.close()
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
 def start_receiver(
-    ca: trustme.CA | None, receiver: Receiver | None = None
+    ca: trustme.CA | None,
+    receiver: Receiver | None = None,
+    *,
+    names: Sequence[str] = LOOPBACK_NAMES,
 ) -> tuple[Receiver, _TLSServer]:
-    """Serve ``receiver`` over HTTPS with a certificate from ``ca`` (plain HTTP when None)."""
+    """Serve ``receiver`` over HTTPS with a certificate from ``ca`` for ``names`` (plain HTTP
+    when ``ca`` is None)."""
     context = None
     if ca is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        ca.issue_cert(*names).configure_cert(context)
     receiver = receiver or Receiver()
     receiver.scheme = "https" if ca else "http"
     server = _TLSServer(receiver, context)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver, server
+
+
+@contextlib.contextmanager
+def serving(
+    ca: trustme.CA | None,
+    receiver: Receiver | None = None,
+    *,
+    names: Sequence[str] = LOOPBACK_NAMES,
+) -> Iterator[Receiver]:
+    """:func:`start_receiver` for a ``with`` block: on exit, delayed and endless replies end and
+    the server stops."""
+    receiver, server = start_receiver(ca, receiver, names=names)
+    try:
+        yield receiver
+    finally:
+        receiver.closing.set()
+        server.shutdown()
+        server.server_close()

@@ -81,6 +81,19 @@ class Operator:
         return carrier_stub.submits(self.log_of(name))
 
 
+CARRIERS_HTTP_DOC = Path(__file__).parents[2] / "docs" / "carriers-http.md"
+
+
+def answer_code(cell: str) -> str:
+    """An answer table's code cell: "any ..." stands for every code (``*`` in the code's tables)."""
+    return "*" if cell.startswith("any") else cell
+
+
+def answer_outcome(cell: str) -> str:
+    """An answer table's outcome cell: its first word (what follows explains it)."""
+    return cell.split()[0].rstrip(",")
+
+
 def doc_rows(doc: Path, first_header: str) -> list[list[str]]:
     """The cells of the Markdown table whose first header starts with ``first_header``."""
     lines = doc.read_text(encoding="utf-8").splitlines()
@@ -91,6 +104,11 @@ def doc_rows(doc: Path, first_header: str) -> list[list[str]]:
             break
         rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
     return rows
+
+
+def http_doc_rows(first_header: str) -> list[list[str]]:
+    """:func:`doc_rows` of docs/carriers-http.md."""
+    return doc_rows(CARRIERS_HTTP_DOC, first_header)
 
 
 def history(runtime: Any, recipient_id: str | None = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from carriers_helpers import TOKEN, UG
 
-from support import Gateway, gateway_env, start_gateway
+from support import Gateway, gateway_env, start_gateway, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -82,16 +82,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         gw.stop()
 
 
-def _wait(predicate: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _live_key(dep: Deployment) -> str:
     created = dep.msgine("keys", "create", "--mode", "live", "--name", "prod", "--json")
     return str(json.loads(created.stdout)["key"])
@@ -127,7 +117,7 @@ def test_kill_9_with_a_submit_in_flight(
     assert sent.status_code == 201, sent.text
     first = dep.worker("worker-1")
     try:
-        _wait(lambda: carrier_stub.submits(carrier_log), "the carrier to receive the submit")
+        wait_until(lambda: carrier_stub.submits(carrier_log), "the carrier to receive the submit")
         first.kill()  # SIGKILL: no cleanup, the answer is never recorded
         first.wait(timeout=10)
     finally:
@@ -143,7 +133,7 @@ def test_kill_9_with_a_submit_in_flight(
             rcpt = got.json()["recipients"][0]
             return rcpt if rcpt["status"] not in ("queued", "pending") else None
 
-        rcpt = _wait(settled, "the next worker to settle the recipient")
+        rcpt = wait_until(settled, "the next worker to settle the recipient")
         time.sleep(1.5)  # time for a wrong extra submit to happen
         assert len(carrier_stub.submits(carrier_log)) == submits
         assert rcpt["status"] == status
@@ -196,7 +186,7 @@ def test_credentials_never_show_in_output_logs_or_answers(deployment: Deployment
         "--currency", "UGX", "--json")  # fmt: skip
     worker = dep.worker("worker")
     try:
-        _wait(
+        wait_until(
             lambda: (
                 "mtn" in json.loads(run("carriers", "status", "--json").stdout)["carriers"]
                 and json.loads(run("carriers", "status", "--json").stdout)["carriers"]["mtn"][

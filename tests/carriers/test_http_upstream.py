@@ -34,7 +34,7 @@ from msgine.server.carriers.msgine_api import (
 )
 from msgine.server.errors import InvalidRequest
 from msgine.server.storage._tables import jobs, suppressions
-from webhook_receiver import Receiver, Reply, start_receiver
+from webhook_receiver import Receiver, Reply, serving
 
 SEND = "/api/v1/messages/sms"
 FAKE_VAULT: Any = SimpleNamespace(
@@ -217,8 +217,7 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
 
 async def test_tls_is_verified_and_a_ca_bundle_adds_trust(tls_ca: tuple[trustme.CA, Path]) -> None:
     ca, bundle = tls_ca
-    receiver, server = start_receiver(ca, Receiver(default=msgine_accepts))
-    try:
+    with serving(ca, Receiver(default=msgine_accepts)) as receiver:
         base = receiver.url("/api/v1", host="localhost")
         creds = MsgineCredentials(api_key=API_KEY)
         plain = MsgineUpstream("up", MsgineOptions(base_url=base), creds, FAKE_VAULT)
@@ -230,8 +229,6 @@ async def test_tls_is_verified_and_a_ca_bundle_adds_trust(tls_ca: tuple[trustme.
             MsgineUpstream("up", trusted, creds, FAKE_VAULT), submit_request()
         )
         assert taken.accepted and len(receiver.hits_for(SEND)) == 1
-    finally:
-        server.shutdown()
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import pytest
 import trustme
 from carriers_helpers import UG, Operator
 from http_support import TcpProxy
+from relay_support import live_key, open_gateway_runtime
 
 from support import Gateway, free_port, gateway_env, start_gateway
 from webhook_receiver import Receiver, start_receiver
@@ -101,28 +102,6 @@ def _credentials(root: Path, name: str, values: dict[str, str]) -> str:
     return str(path)
 
 
-def _open_relay_db(relay_root: Path) -> Any:
-    """The relay's configuration, changed as the CLI changes it (the service functions), from
-    the test process: one CLI run per step would cost seconds each on a loaded machine."""
-    from msgine.server.config import Settings
-    from msgine.server.runtime import Runtime
-
-    settings = Settings(_env_file=None, data_dir=relay_root / "gw-data")  # type: ignore[call-arg]
-    return Runtime.open(settings, create=False)
-
-
-def _live_key(runtime: Any) -> str:
-    from msgine.server.accounts import list_accounts
-    from msgine.server.keys import create_key
-
-    def create(conn: Any) -> str:
-        account = list_accounts(conn)[0]["id"]
-        made = create_key(conn, runtime.vault, account_id=account, now=runtime.now(), mode="live")
-        return str(made.secret)
-
-    return str(runtime.db.write(create))
-
-
 def _configure(pair: Pair, ca_path: Path) -> None:
     """As an operator would: the carrier (with the CLI, which prints its callback URL), that URL
     registered at the hosted gateway as a webhook endpoint, the endpoint's secret in the
@@ -181,13 +160,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         **common,
     )
     relay = start_gateway(relay_env, cwd=relay_root, port=relay_port)
-    relay_db = _open_relay_db(relay_root)
+    relay_db = open_gateway_runtime(relay_root)
     found = Pair(
         hosted=hosted,
         relay=relay,
         relay_env=relay_env,
         relay_root=relay_root,
-        live_key=_live_key(relay_db),
+        live_key=live_key(relay_db),
         hosted_front=f"https://localhost:{hosted_front.port}",
         receiver=receiver,
         proxies=[relay_front, hosted_front],

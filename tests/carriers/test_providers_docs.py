@@ -6,18 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_http_docs import TEXT, _code, _outcome, _rows
+from carriers_helpers import CARRIERS_HTTP_DOC, answer_code, answer_outcome, http_doc_rows
 
 from msgine.server.carriers import africastalking, twilio
 from msgine.server.carriers._upstream import UpstreamOptions
 
+TEXT = CARRIERS_HTTP_DOC.read_text(encoding="utf-8")
+
 
 def _answers(first_header: str, with_code: bool) -> dict[tuple[int, str], Any]:
     documented = {}
-    for row in _rows(first_header):
+    for row in http_doc_rows(first_header):
         status, code, outcome, error = row if with_code else (row[0], "*", *row[-2:])
-        documented[(int(status), _code(code))] = (
-            _outcome(outcome),
+        documented[(int(status), answer_code(code))] = (
+            answer_outcome(outcome),
             error or None,
             "suppressed" in outcome,
         )
@@ -36,7 +38,7 @@ def test_africas_talking_answer_tables_are_the_code_s() -> None:
 def test_the_documented_status_names_are_the_providers() -> None:
     from providers.africastalking_server import STATUS_NAMES
 
-    assert {int(row[0]): row[1] for row in _rows("AT statusCode")} == STATUS_NAMES
+    assert {int(row[0]): row[1] for row in http_doc_rows("AT statusCode")} == STATUS_NAMES
 
 
 def test_twilio_answer_table_is_the_code_s() -> None:
@@ -44,13 +46,13 @@ def test_twilio_answer_table_is_the_code_s() -> None:
 
 
 def _receipts(first_header: str) -> dict[str, str]:
-    return {state: cell.split()[1].strip("`") for state, cell in _rows(first_header)}
+    return {state: cell.split()[1].strip("`") for state, cell in http_doc_rows(first_header)}
 
 
 def _errors(first_header: str) -> dict[str, tuple[str, bool]]:
     return {
         reason: (cell.split(",")[0].strip().strip("`"), "suppressed" in cell)
-        for reason, cell in _rows(first_header)
+        for reason, cell in http_doc_rows(first_header)
     }
 
 
@@ -87,7 +89,7 @@ def test_delivery_error_tables_are_the_code_s(
 )
 def test_every_own_option_is_documented(header: str, model: Any) -> None:
     own = set(model.model_fields) - set(UpstreamOptions.model_fields)
-    assert {row[0] for row in _rows(header)} == own
+    assert {row[0] for row in http_doc_rows(header)} == own
 
 
 def test_every_credential_field_is_named() -> None:

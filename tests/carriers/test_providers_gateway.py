@@ -6,7 +6,6 @@ signed for the gateway's ``MSGINE_PUBLIC_URL``)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from carriers_helpers import KE, Operator
 from providers.africastalking_server import AfricasTalkingServer
 from providers.provider_server import running
 from providers.twilio_server import TwilioServer
-from test_msgine_relay import _live_key, _open_relay_db
+from relay_support import live_key, open_gateway_runtime
 
-from support import Gateway, free_port, gateway_env, start_gateway
+from support import Gateway, free_port, gateway_env, start_gateway, wait_until
 
 US = "+14155550123"
 SENDER = "+15005550006"
@@ -58,9 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ):
         at.auto_callbacks = tw.auto_callbacks = True
         gw = start_gateway(env, cwd=root, port=port)
-        db = _open_relay_db(
-            root
-        )  # routes and the key as the CLI makes them, without a process each
+        db = open_gateway_runtime(root)  # routes and the key as the CLI makes them
         try:
             creds = {"username": at.username, "api_key": at.api_key}
             ca = f"ca_bundle={at.ca_path()}"
@@ -78,20 +75,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             operator = Operator(db, root)
             operator.add_route(["at-ke"], country="KE", currency="USD")
             operator.add_route(["twilio-us"], country="US", currency="USD")
-            yield {"gw": gw, "at": at, "tw": tw, "key": _live_key(db)}
+            yield {"gw": gw, "at": at, "tw": tw, "key": live_key(db)}
         finally:
             gw.stop()
             db.close()
-
-
-def _wait(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_sends_through_both_providers_are_delivered_by_their_callbacks(
@@ -111,7 +98,7 @@ def test_sends_through_both_providers_are_delivered_by_their_callbacks(
         statuses = sorted(r["status"] for r in found.json()["recipients"])
         return statuses if statuses == ["delivered", "delivered"] else None
 
-    assert _wait(delivered)
+    assert wait_until(delivered, "both messages delivered", every=0.2)
     assert [m.number for m in world["at"].messages] == [KE]
     assert [m["to"] for m in world["tw"].messages.values()] == [US]
     # Every callback the providers posted was taken (after its commit), none refused.

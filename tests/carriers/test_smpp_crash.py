@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import httpx
 import pytest
 from smsc_support import PASSWORD, SYSTEM_ID, Smsc
 
-from support import Gateway, gateway_env, start_gateway
+from support import Gateway, gateway_env, start_gateway, wait_until
 
 pytestmark = pytest.mark.slow
 UG = "+256701521269"
@@ -82,13 +82,13 @@ class Deployment:
         assert response.status_code == 200, response.text
         return dict(response.json()["recipients"][0])
 
-
-def wait_until(check: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)  # under the key's default limit of 20 requests a second
+    def wait_status(self, message_id: str, status: str) -> None:
+        # Polled no faster than the key's default limit of 20 requests a second allows.
+        wait_until(
+            lambda: self.recipient(message_id)["status"] == status,
+            f"the recipient to be {status}",
+            every=0.2,
+        )
 
 
 def _configure(data_dir: Path, smsc: Smsc) -> str:
@@ -139,14 +139,17 @@ def deployment(tmp_path: Path, smsc: Smsc) -> Iterator[Deployment]:
     # A short lease: a killed worker's claimed jobs return to the queue quickly.
     env = gateway_env(tmp_path, MSGINE_JOB_LEASE_SECONDS="3")
     gateway = start_gateway(env, cwd=tmp_path, args=("--no-worker",))
+    deployment = Deployment(gateway, smsc, "", tmp_path)
     try:
-        key = _configure(Path(env["MSGINE_DATA_DIR"]), smsc)
-        deployment = Deployment(gateway, smsc, key, tmp_path)
+        deployment.live_key = _configure(Path(env["MSGINE_DATA_DIR"]), smsc)
         yield deployment
     finally:
         if deployment.worker is not None and deployment.worker.poll() is None:
             deployment.worker.kill()
             deployment.worker.wait()
+        # A test that restarts the API replaces deployment.gateway: stop that one too (it was
+        # left running after the test); stopping the killed first one again does nothing.
+        deployment.gateway.stop()
         gateway.stop()
 
 
@@ -160,7 +163,7 @@ def test_killed_before_the_submit_it_is_sent_once_later(deployment: Deployment) 
     restarted = start_gateway(deployment.gateway.env, cwd=deployment.tmp, args=("--no-worker",))
     deployment.gateway = restarted
     deployment.start_worker()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "sent")
+    deployment.wait_status(message_id, "sent")
     assert submits(deployment.smsc) == 1
 
 
@@ -173,7 +176,7 @@ def test_killed_awaiting_submit_sm_resp_it_is_never_sent_twice(deployment: Deplo
     deployment.kill_worker()
     smsc.configure(silent=False)
     deployment.start_worker()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "unknown")
+    deployment.wait_status(message_id, "unknown")
     time.sleep(1.0)  # the restarted worker has had time to send it again, and did not
     assert submits(smsc) == 1
 
@@ -189,12 +192,12 @@ def test_killed_with_the_response_unread_a_receipt_settles_it(deployment: Deploy
     time.sleep(0.2)
     deployment.kill_worker()
     deployment.start_worker()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "unknown")
+    deployment.wait_status(message_id, "unknown")
     # The SMSC took it (it answered with a message id the gateway never read): its receipt,
     # from the handset's number, settles the recipient.
     [submit] = smsc.state()["submits"]
     smsc.receipt(submit["messageId"], "DELIVRD", source=UG.lstrip("+"))
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "delivered")
+    deployment.wait_status(message_id, "delivered")
     assert submits(smsc) == 1
 
 
@@ -202,12 +205,12 @@ def test_killed_after_the_submit_committed_nothing_is_resent(deployment: Deploym
     smsc = deployment.smsc
     deployment.start_worker()
     message_id = deployment.send()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "sent")
+    deployment.wait_status(message_id, "sent")
     deployment.kill_worker()
     deployment.start_worker()
     [submit] = smsc.state()["submits"]
     smsc.receipt(submit["messageId"], "DELIVRD", source=UG.lstrip("+"))
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "delivered")
+    deployment.wait_status(message_id, "delivered")
     assert submits(smsc) == 1
 
 
@@ -215,7 +218,7 @@ def test_killed_with_a_receipt_unread_the_smsc_delivers_it_again(deployment: Dep
     smsc = deployment.smsc
     deployment.start_worker()
     message_id = deployment.send()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "sent")
+    deployment.wait_status(message_id, "sent")
     [submit] = smsc.state()["submits"]
     deployment.freeze_worker()
     smsc.receipt(submit["messageId"], "DELIVRD", source=UG.lstrip("+"))
@@ -224,7 +227,7 @@ def test_killed_with_a_receipt_unread_the_smsc_delivers_it_again(deployment: Dep
     assert deployment.recipient(message_id)["status"] == "sent"  # not stored, not acknowledged
     assert smsc.state()["delivered"] == []
     deployment.start_worker()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "delivered")
+    deployment.wait_status(message_id, "delivered")
     wait_until(lambda: len(smsc.state()["delivered"]) == 1)
     assert smsc.state()["redeliveries"] == 1
 
@@ -237,7 +240,7 @@ def test_a_receipt_stored_but_unacknowledged_comes_again_and_changes_nothing(
     smsc = deployment.smsc
     deployment.start_worker()
     message_id = deployment.send()
-    wait_until(lambda: deployment.recipient(message_id)["status"] == "sent")
+    deployment.wait_status(message_id, "sent")
     [submit] = smsc.state()["submits"]
     for _ in range(2):
         smsc.receipt(submit["messageId"], "DELIVRD", source=UG.lstrip("+"))

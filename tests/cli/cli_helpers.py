@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 from support import MASTER_KEY
+from support import run_msgine as msgine
+
+__all__ = ["cli_env", "msgine", "on_a_terminal", "one_error_line"]
 
 
 def cli_env(tmp_path: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -24,22 +27,6 @@ def cli_env(tmp_path: Path, database_url: str | None = None, **extra: str) -> di
         env["MSGINE_MASTER_KEY"] = MASTER_KEY
     env.update(extra)
     return env
-
-
-def msgine(
-    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``msgine ARGS`` in a real process without a terminal; never raises on a non-zero exit."""
-    return subprocess.run(
-        [sys.executable, "-m", "msgine", *args],
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

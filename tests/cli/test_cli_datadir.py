@@ -12,6 +12,8 @@ from cli_helpers import cli_env, msgine, one_error_line
 
 from msgine.server.storage import current_revision
 
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
+
 COMMANDS = [
     ("keys", "list"),
     ("keys", "revoke", "key_abc", "--yes"),

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from cli_helpers import msgine, on_a_terminal
 
 from support import settings_env
+
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
 
 PHONE = "+256701521269"
 NEVER_SEEN = "+256701521270"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from cli_helpers import cli_env, msgine, one_error_line
 
 from support import start_gateway
+
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
 
 
 def test_a_busy_port_is_one_line_naming_it(tmp_path: Path) -> None:

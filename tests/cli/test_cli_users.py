@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from cli_helpers import cli_env, msgine, on_a_terminal, one_error_line
 
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
+
 
 def _initialised(tmp_path: Path, database_url: str | None) -> dict[str, str]:
     env = cli_env(tmp_path, database_url)

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from compliance_helpers import PHONE
+
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
 
 
 def _call(gateway: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -7,7 +7,11 @@ import gc
 import os
 import random
 
+import pytest
+
 from msgine.server.ratelimit import RateLimiter, opaque_identity
+
+pytestmark = pytest.mark.slow  # 200,000 recipients: scheduled first (see tests/conftest.py)
 
 KEY = b"k" * 32
 PER_RECIPIENT = "10/hour;100/day"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from test_security_plaintext import assert_absent, number_forms, stored_bytes
+from security_helpers import assert_absent, number_forms, stored_bytes
 
 from msgine.server.crypto import load_master_keys
 from msgine.server.crypto._datakeys import open_vault

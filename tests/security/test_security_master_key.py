@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from security_helpers import run_cli, settings_env
 
 from msgine.server.crypto._keyring import key_id
 from msgine.server.storage._tables import data_keys
 from support import Gateway, start_gateway
+
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
 
 TEXT = "rotation survives this text"
 

@@ -5,10 +5,10 @@ them back through the API. Checked on the raw bytes of SQLite (database and WAL)
 from __future__ import annotations
 
 import base64
-import subprocess
 from typing import Any
 
 import pytest
+from security_helpers import assert_absent, number_forms, stored_bytes
 
 OUT_TEXT = "Zanzibar-quokka 4417 pickled mango code"
 IN_TEXT = "Heliotrope walrus 9902 reply from the field"
@@ -18,46 +18,6 @@ IDEMPOTENCY_KEY = "plaintext-check-Marmoset-6630"
 TO = "+256772938461"
 FROM = "+256783514297"
 SENDER = "QzSendr1"
-
-
-def number_forms(e164: str) -> list[str]:
-    """The number as people and systems write it: E.164, digits, national, spaced."""
-    national = e164[4:]  # after +256
-    return [
-        e164,
-        e164[1:],
-        "0" + national,
-        national,
-        f"{national[:3]} {national[3:]}",
-        f"+256 {national[:3]} {national[3:]}",
-    ]
-
-
-def stored_bytes(api: Any) -> bytes:
-    """Everything the database holds, as bytes someone with the files or a dump would see."""
-    settings = api.runtime.settings
-    if settings.is_sqlite:
-        files = sorted(settings.data_dir.glob("msgine.db*"))
-        assert any(f.name.endswith("-wal") for f in files), "expected the WAL to be read too"
-        return b"".join(f.read_bytes() for f in files)
-    url = settings.database_url.get_secret_value()
-    dump = subprocess.run(
-        ["pg_dump", "--no-owner", "--data-only", url], capture_output=True, check=True
-    ).stdout
-    assert b"COPY public.messages" in dump
-    return dump
-
-
-def assert_absent(blob: bytes, secrets: list[str], *, raw: tuple[bytes, ...] = ()) -> None:
-    lowered = blob.lower()
-    for secret in secrets:
-        encoded = secret.encode()
-        assert encoded not in blob, f"plaintext found: {secret[:6]}..."
-        # bytea columns appear hex-encoded in a dump: plaintext stored as bytes would show so.
-        assert encoded.hex().encode() not in lowered, f"hex plaintext found: {secret[:6]}..."
-    for value in raw:
-        assert value not in blob
-        assert value.hex().encode() not in lowered
 
 
 async def test_messages_and_inbound_are_not_stored_in_plaintext(api: Any) -> None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from security_helpers import run_cli, settings_env
 
@@ -16,6 +17,8 @@ from msgine.server.accounts import create_account
 from msgine.server.keys import create_key, get_key
 from msgine.server.storage._tables import audit_log
 from support import git
+
+pytestmark = pytest.mark.slow  # a process per CLI run: scheduled first (see tests/conftest.py)
 
 
 def look_alike(key: str) -> str:

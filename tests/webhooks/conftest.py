@@ -11,7 +11,7 @@ import trustme
 
 from msgine.server.logging import configure_logging, reset_logging
 from support import make_settings
-from webhook_receiver import Receiver, start_receiver
+from webhook_receiver import Receiver, serving
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +30,8 @@ def ca_bundle(webhook_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def receiver(webhook_ca: trustme.CA) -> Iterator[Receiver]:
     """A real HTTPS receiver on 127.0.0.1 with a certificate from the test CA."""
-    rec, server = start_receiver(webhook_ca)
-    try:
+    with serving(webhook_ca) as rec:
         yield rec
-    finally:
-        rec.closing.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

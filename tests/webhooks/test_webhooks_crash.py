@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,37 +11,22 @@ import pytest
 import trustme
 from webhooks_helpers import standard_verifies
 
-from support import Gateway, gateway_env, start_gateway
-from webhook_receiver import Receiver, Reply, start_receiver
+from support import Gateway, gateway_env, start_gateway, wait_until
+from webhook_receiver import Receiver, Reply, serving
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def failing_receiver(webhook_ca: trustme.CA) -> Iterator[Receiver]:
-    rec, server = start_receiver(webhook_ca)
-    rec.script("/hook", *[Reply(500)] * 1000)
-    try:
+    with serving(webhook_ca) as rec:
+        rec.script("/hook", *[Reply(500)] * 1000)
         yield rec
-    finally:
-        rec.closing.set()
-        server.shutdown()
-        server.server_close()
 
 
 def _call(gw: Gateway, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {gw.api_key}"}
     return httpx.request(method, f"{gw.base_url}{path}", headers=headers, timeout=10, **kwargs)
-
-
-def _wait_until(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def test_kill_9_during_retries_then_restart_delivers_with_the_same_id(
@@ -78,7 +62,7 @@ def test_kill_9_during_retries_then_restart_delivers_with_the_same_id(
                 d for d in found["deliveries"] if d["status"] == "pending" and d["attempts"] >= 2
             ]
 
-        _wait_until(retrying)  # two failed attempts recorded, more retries scheduled
+        wait_until(retrying, "two failed attempts recorded, more retries scheduled")
     finally:
         gw.stop(kill=True)
     before = failing_receiver.hits_for()
@@ -93,7 +77,7 @@ def test_kill_9_during_retries_then_restart_delivers_with_the_same_id(
             found = _call(restarted, "GET", f"/webhooks/{endpoint_id}/deliveries").json()
             return [d for d in found["deliveries"] if d["status"] == "succeeded"]
 
-        [delivery] = _wait_until(succeeded)
+        [delivery] = wait_until(succeeded, "the delivery to succeed")
     finally:
         restarted.stop()
     ids = {hit.headers["webhook-id"] for hit in hits}

@@ -14,14 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from msgine.cli._app import app, cli_actor, emit_json, fail, runtime
+from msgine.cli._app import app, cli_actor, fail, runtime
+from msgine.cli._output import JsonOption, emit, emit_json, say, table
 
 carriers_cli = typer.Typer(help="Carriers: where messages leave the gateway.", no_args_is_help=True)
 routes_cli = typer.Typer(help="Routes: destinations -> ordered carriers.", no_args_is_help=True)
 app.add_typer(carriers_cli, name="carriers")
 app.add_typer(routes_cli, name="routes")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON")]
 OptionPairs = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", help="A kind's setting, KEY=VALUE (repeatable; JSON values)"),
@@ -116,7 +116,7 @@ def _with_callback_url(view: dict[str, Any]) -> dict[str, Any]:
 def rotate_callback(
     name: Annotated[str, typer.Argument()],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """A new callback URL (shown once); the old one stops working at once."""
     from msgine.server.carriers import rotate_callback_token
@@ -126,7 +126,7 @@ def rotate_callback(
     ):
         fail("aborted", 1)
     view = _with_callback_url(_audited(rotate_callback_token, name))
-    emit_json(view) if as_json else _show_carrier(view)
+    emit(view, as_json, _show_carrier)
 
 
 @carriers_cli.command("add")
@@ -145,7 +145,7 @@ def add(
         str | None, typer.Option(help="Account receiving this carrier's inbound SMS")
     ] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Add it switched off")] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Add a carrier; its credentials are stored encrypted and never shown again."""
     from msgine.server.carriers import add_carrier
@@ -164,7 +164,7 @@ def add(
             inbound_account_id=inbound_account,
         )
     )
-    emit_json(view) if as_json else _show_carrier(view)
+    emit(view, as_json, _show_carrier)
 
 
 @carriers_cli.command("update")
@@ -176,7 +176,7 @@ def update(
     on_uncertain_submit: Annotated[str | None, typer.Option()] = None,
     retry_budget: Annotated[int | None, typer.Option()] = None,
     inbound_account: Annotated[str | None, typer.Option()] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Change settings (options merge over the stored ones; credentials replace them)."""
     from msgine.server.carriers import update_carrier
@@ -192,38 +192,46 @@ def update(
         retry_budget=retry_budget,
         inbound_account_id=inbound_account,
     )
-    emit_json(view) if as_json else _show_carrier(view)
+    emit(view, as_json, _show_carrier)
 
 
 @carriers_cli.command("list")
-def list_(as_json: JsonFlag = False) -> None:
+def list_(as_json: JsonOption = False) -> None:
     """Carriers (credentials never shown)."""
     from msgine.server.carriers import list_carriers
 
     with runtime() as rt:
         views = rt.db.read(lambda conn: list_carriers(conn, rt.vault))
-    if as_json:
-        emit_json(views)
-        return
-    for v in views:
-        state = "enabled" if v["enabled"] else "disabled"
-        typer.echo(f"{v['name']}\t{v['kind']}\t{state}\t{v['id']}")
+
+    def render(items: list[dict[str, Any]]) -> None:
+        if not items:
+            say("no carriers; add one with: msgine carriers add NAME --kind KIND")
+            return
+        table(
+            ["NAME", "KIND", "STATE", "ID"],
+            [
+                [v["name"], v["kind"], "enabled" if v["enabled"] else "disabled", v["id"]]
+                for v in items
+            ],
+        )
+
+    emit(views, as_json, render)
 
 
 @carriers_cli.command("show")
-def show(name: Annotated[str, typer.Argument()], as_json: JsonFlag = False) -> None:
+def show(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
     from msgine.server.carriers import get_carrier
 
     with runtime() as rt:
         view = rt.db.read(lambda conn: get_carrier(conn, rt.vault, name))
-    emit_json(view) if as_json else _show_carrier(view)
+    emit(view, as_json, _show_carrier)
 
 
 @carriers_cli.command("remove")
 def remove(
     name: Annotated[str, typer.Argument()],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Remove a carrier no route uses."""
     from msgine.server.carriers import remove_carrier
@@ -235,7 +243,7 @@ def remove(
 
 
 @carriers_cli.command("status")
-def status(as_json: JsonFlag = False) -> None:
+def status(as_json: JsonOption = False) -> None:
     """Each carrier's state as its workers last published it (binds, window in use)."""
     from msgine.server.carriers import carrier_status as read_status
 
@@ -243,29 +251,52 @@ def status(as_json: JsonFlag = False) -> None:
         now = rt.now()
         interval = rt.settings.carrier_health_interval
         found = rt.db.read(lambda conn: read_status(conn, now, interval))
-    if as_json:
-        emit_json(found)
-        return
+    emit(found, as_json, _show_status)
+
+
+def _show_status(found: dict[str, Any]) -> None:
     typer.echo(f"carriers: {found['state']}")
-    for name, item in sorted(found["carriers"].items()):
-        typer.echo(
-            f"{name}\t{item['kind']}\t{item['state']}\tworkers={item['workers']}\t"
-            f"binds={item['bindsUp']}/{item['bindsWanted']}\twindow={item['windowInUse']}"
-            + (f"\t{item['detail']}" if item["detail"] else "")
+    if found["carriers"]:
+        table(
+            ["NAME", "KIND", "STATE", "WORKERS", "BINDS", "WINDOW", "DETAIL"],
+            [
+                [
+                    name,
+                    item["kind"],
+                    item["state"],
+                    str(item["workers"]),
+                    f"{item['bindsUp']}/{item['bindsWanted']}",
+                    str(item["windowInUse"]),
+                    item["detail"] or "",
+                ]
+                for name, item in sorted(found["carriers"].items())
+            ],
         )
     for route_id in found["unservedRoutes"]:
-        typer.echo(f"route {route_id}: no carrier serving", err=True)
+        say(f"route {route_id}: no carrier serving")
 
 
 # --- routes -------------------------------------------------------------------------------
 
 
-def _show_route(view: dict[str, Any]) -> None:
-    where = f"+{view['prefix']}" if view["prefix"] else view["country"]
-    scope = view["account"] or "all accounts"
-    typer.echo(
-        f"{view['id']}\t{where}\t{' > '.join(view['carriers'])}\t"
-        f"{view['pricePerSegment']} {view['currency']}/segment\t{scope}"
+def _show_routes(found: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """One route (``add``, ``show``) or a list of them, as a table."""
+    views = [found] if isinstance(found, dict) else found
+    if not views:
+        say("no routes; add one with: msgine routes add --country CC --carriers NAME ...")
+        return
+    table(
+        ["ID", "DESTINATION", "CARRIERS", "PRICE", "ACCOUNT"],
+        [
+            [
+                v["id"],
+                f"+{v['prefix']}" if v["prefix"] else v["country"],
+                " > ".join(v["carriers"]),
+                f"{v['pricePerSegment']} {v['currency']}/segment",
+                v["account"] or "all accounts",
+            ]
+            for v in views
+        ],
     )
 
 
@@ -277,7 +308,7 @@ def route_add(
     prefix: Annotated[str | None, typer.Option(help="E.164 digits, e.g. 256 or +25670")] = None,
     country: Annotated[str | None, typer.Option(help="ISO country code, e.g. UG")] = None,
     account: Annotated[str | None, typer.Option(help="Only this account (id or name)")] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Route a prefix or a country to carriers, tried in order."""
     from msgine.server.carriers import add_route
@@ -292,13 +323,13 @@ def route_add(
         country=country,
         account_id=account,
     )
-    emit_json(view) if as_json else _show_route(view)
+    emit(view, as_json, _show_routes)
 
 
 @routes_cli.command("list")
 def route_list(
     account: Annotated[str | None, typer.Option(help="Routes that apply to this account")] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     from msgine.server.accounts import find_account
     from msgine.server.carriers import list_routes
@@ -310,29 +341,25 @@ def route_list(
             return list_routes(conn, account_id)
 
         views = rt.db.read(read)
-    if as_json:
-        emit_json(views)
-        return
-    for view in views:
-        _show_route(view)
+    emit(views, as_json, _show_routes)
 
 
 @routes_cli.command("show")
 def route_show(
-    route_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
+    route_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
 ) -> None:
     from msgine.server.carriers import get_route
 
     with runtime() as rt:
         view = rt.db.read(lambda conn: get_route(conn, route_id))
-    emit_json(view) if as_json else _show_route(view)
+    emit(view, as_json, _show_routes)
 
 
 @routes_cli.command("remove")
 def route_remove(
     route_id: Annotated[str, typer.Argument(metavar="ID")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     from msgine.server.carriers import remove_route
 
