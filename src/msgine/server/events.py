@@ -6,8 +6,9 @@ endpoint of its account and mode subscribed to its type, the message's callback 
 test-mode events, an unexpired ``msgine webhooks listen`` session of the account. Nothing else
 reads events: an event nobody receives would be about 800 bytes per status change kept for
 nobody (docs/architecture.md, "Bytes per message"). The audience is read in the transaction
-that raises the event, with no cache, so an endpoint or listen session gets every event raised
-after its creation committed; one that existed before it was created does not, as before.
+that raises the event (once per group-committed batch, forgotten when the batch changes an
+endpoint or listen session), never cached across transactions: an endpoint or listen session
+gets every event raised after its creation committed, and none raised before, as before.
 
 Every event has the mode of what caused it: its body says ``"livemode": true|false`` and it
 goes only to endpoints registered in that mode (a test key's sends, simulated inbound and
