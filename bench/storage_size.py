@@ -9,8 +9,13 @@ changes), then measures what the database grew by, table by table and index by i
 - PostgreSQL: ``pg_relation_size`` of each table (with its TOAST) and each index, after VACUUM.
 
 The figure is "before retention": the rows a delivered message leaves until the retention purge.
+Events are stored only when something receives them (msgine.server.events): by default nothing
+subscribes, as for traffic without webhooks; ``--subscribed`` first creates one test-mode
+endpoint subscribed to every event (its deliveries stay pending: nothing dispatches them here).
+Each report also gives the total without ``simulator_submissions``, which only test traffic
+(the simulator carrier) writes.
 
-    python bench/storage_size.py [--messages 2000] [--database-url postgresql://...]
+    python bench/storage_size.py [--messages 2000] [--database-url postgresql://...] [--subscribed]
 
 The PostgreSQL database must be a throwaway one: each measurement empties its public schema.
 """
@@ -29,8 +34,10 @@ import httpx
 import sqlalchemy as sa
 
 from msgine.server.api import create_app
+from msgine.server.audit import Actor
 from msgine.server.config import Settings
 from msgine.server.runtime import Runtime, ensure_default_account
+from msgine.server.webhooks import create_endpoint
 from msgine.server.worker import Worker
 
 TEXT = "Your MsGine verification code is 482913. It expires in 10 minutes."
@@ -63,11 +70,28 @@ def sizes(runtime: Runtime) -> dict[str, int]:
     return {name: int(size) for name, size in rows}
 
 
-async def send_and_deliver(runtime: Runtime, count: int, recipients: int) -> None:
+async def send_and_deliver(
+    runtime: Runtime, count: int, recipients: int, *, subscribed: bool = False
+) -> None:
     first = ensure_default_account(runtime)
     key = first.secret if first is not None else None
-    if key is None:
+    if first is None or key is None:
         raise SystemExit("use a fresh database")
+    if subscribed:
+        account_id, now = first.record["account_id"], runtime.now()
+        runtime.db.write(
+            lambda conn: create_endpoint(
+                conn,
+                runtime.vault,
+                Actor(name="bench"),
+                account_id=account_id,
+                mode="test",
+                url="https://hooks.example.com/msgine",
+                subscribed=[],
+                description=None,
+                now=now,
+            )
+        )
     app = create_app(runtime)
     worker = Worker(runtime)
     transport = httpx.ASGITransport(app=app)
@@ -118,14 +142,16 @@ def empty(database_url: str) -> None:
     engine.dispose()
 
 
-def measure(database_url: str | None, count: int, recipients: int) -> dict[str, int]:
+def measure(
+    database_url: str | None, count: int, recipients: int, subscribed: bool
+) -> dict[str, int]:
     if database_url:
         empty(database_url)
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime.open(settings_for(Path(tmp), database_url))
         try:
             before = sizes(runtime)
-            asyncio.run(send_and_deliver(runtime, count, recipients))
+            asyncio.run(send_and_deliver(runtime, count, recipients, subscribed=subscribed))
             after = sizes(runtime)
         finally:
             runtime.close()
@@ -147,7 +173,11 @@ def table_of(runtime_names: dict[str, int]) -> Callable[[str], str]:
 
 def report(label: str, grown: dict[str, int], count: int) -> None:
     total = sum(grown.values())
+    simulator = sum(size for name, size in grown.items() if "simulator_submissions" in name)
     print(f"\n{label}: {total / count:,.0f} bytes per message ({count} messages)")
+    print(
+        f"  without simulator_submissions (test traffic only): {(total - simulator) / count:,.0f}"
+    )
     for name, size in sorted(grown.items(), key=lambda item: -item[1]):
         if size > 0:
             print(f"  {name:45s} {size / count:8.0f}")
@@ -157,14 +187,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--subscribed", action="store_true", help="one endpoint gets every event")
     args = parser.parse_args()
     databases = [None] + ([args.database_url] if args.database_url else [])
     for url in databases:
         name = "PostgreSQL" if url else "SQLite"
         for recipients in (1, 10):
             count = args.messages if recipients == 1 else max(1, args.messages // 10)
-            grown = measure(url, count, recipients)
-            report(f"{name}, {recipients} recipient(s)", grown, count)
+            grown = measure(url, count, recipients, args.subscribed)
+            subscriber = ", one subscribed endpoint" if args.subscribed else ""
+            report(f"{name}, {recipients} recipient(s){subscriber}", grown, count)
 
 
 if __name__ == "__main__":

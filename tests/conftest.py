@@ -169,6 +169,23 @@ class Api:
 
 
 @pytest.fixture
+def every_event_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event stored, as if a listen session followed each mode (deliveries only to real
+    endpoints): for tests about which events a change raises and what they say, not about
+    who receives them (tests/webhooks/test_webhooks_audience.py covers that)."""
+    import dataclasses
+
+    from msgine.server import events
+
+    real = events.audience
+
+    def heard(*args: Any, **kwargs: Any) -> events.Audience:
+        return dataclasses.replace(real(*args, **kwargs), listened=True)
+
+    monkeypatch.setattr(events, "audience", heard)
+
+
+@pytest.fixture
 async def api(runtime: Any) -> AsyncIterator[Api]:
     from msgine.server.worker import Worker
 

@@ -112,13 +112,25 @@ def http_doc_rows(first_header: str) -> list[list[str]]:
 
 
 def history(runtime: Any, recipient_id: str | None = None) -> list[dict[str, Any]]:
-    """The status history, oldest first (one recipient's, or all)."""
-    from msgine.server.storage._tables import status_events
+    """The status history as the timeline shows it, oldest first (one recipient's, or every
+    recipient's, message by message): stored rows and the steps rebuilt from recipients."""
+    from msgine.server.messages._history import status_history
+    from msgine.server.storage._tables import recipients
 
-    query = sa.select(status_events).order_by(status_events.c.id)
+    query = sa.select(recipients.c.message_id, recipients.c.id).order_by(recipients.c.message_id)
     if recipient_id is not None:
-        query = query.where(status_events.c.recipient_id == recipient_id)
-    return [dict(r) for r in runtime.db.read(lambda c: c.execute(query).mappings().all())]
+        query = query.where(recipients.c.id == recipient_id)
+
+    def read(conn: sa.Connection) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = []
+        timelines: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for message_id, rid in conn.execute(query).all():
+            if message_id not in timelines:
+                timelines[message_id] = status_history(conn, message_id)
+            steps.extend(timelines[message_id][rid])
+        return steps
+
+    return runtime.db.read(read)  # type: ignore[no-any-return]
 
 
 def recipient(runtime: Any, message_id: str) -> dict[str, Any]:

@@ -43,6 +43,8 @@ from msgine.server.carriers.africastalking import (
 )
 from msgine.server.storage._tables import events, inbound_messages, jobs, recipients, suppressions
 
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
+
 KE2 = "+254722123456"
 
 

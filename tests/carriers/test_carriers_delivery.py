@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import carrier_stub
+import pytest
 import sqlalchemy as sa
 from carriers_helpers import KE, UG, Operator, history, recipient
 
 from msgine.server.carriers import InboundMessage, Receipt
 from msgine.server.storage._tables import carrier_receipts, events, inbound_messages, suppressions
+
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
 
 
 def live_key(api: Any) -> str:

@@ -24,6 +24,8 @@ from http_support import (
 from msgine.server.storage._tables import events, status_events, suppressions
 from webhook_receiver import Receiver
 
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
+
 
 @dataclass
 class Relay:

@@ -13,6 +13,8 @@ from smsc_support import PASSWORD, SYSTEM_ID, Smsc, eventually, start_smsc
 
 from msgine.server.storage._tables import events, suppressions
 
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
+
 
 def add_smpp(operator: Operator, name: str, smsc: Smsc, **options: Any) -> None:
     from msgine.server.carriers._config import add_carrier

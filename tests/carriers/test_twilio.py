@@ -49,6 +49,8 @@ from msgine.server.carriers.twilio import (
 )
 from msgine.server.storage._tables import events, inbound_messages, recipients, suppressions
 
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
+
 validator_module = pytest.importorskip("twilio.request_validator")
 RequestValidator = validator_module.RequestValidator
 

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from compliance_helpers import OTHER, PHONE
 
 from msgine.server.storage._tables import (
@@ -15,6 +16,8 @@ from msgine.server.storage._tables import (
     suppressions,
     webhook_deliveries,
 )
+
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
 
 
 async def _endpoint(api: Any) -> str:

@@ -23,6 +23,8 @@ from msgine.server.compliance._retention import (
 from msgine.server.storage._tables import audit_log, events, inbound_messages, messages
 from support import sqlite_plan
 
+pytestmark = pytest.mark.usefixtures("every_event_stored")  # which events, not who gets them
+
 
 async def _old_and_young(api: Any, comp: Any, clock: Any) -> tuple[str, str]:
     """A message and an inbound 31 days old, and another pair 11 days old."""

@@ -11,6 +11,7 @@ import pytest
 from msgine.server.errors import InvalidPhoneNumber, InvalidRequest, NotFound
 from msgine.server.messages import (
     MessageFilter,
+    StatusStep,
     mask_number,
     message_detail,
     search_messages,
@@ -120,6 +121,27 @@ async def test_detail_has_each_recipients_timeline(api: Any) -> None:
         api.runtime.db.read(
             lambda conn: message_detail(conn, api.runtime.vault, "acc_other", message_id)
         )
+
+
+async def test_a_plain_delivery_stores_no_history_row_and_shows_every_step(api: Any) -> None:
+    """queued, sent and delivered come from the recipient row: no status_events row."""
+    import sqlalchemy as sa
+
+    from msgine.server.storage._tables import recipients, status_events
+
+    message_id = await _sent(api, [ALICE])
+    await api.drain()
+    db = api.runtime.db
+    assert db.read(lambda c: c.execute(sa.select(status_events)).all()) == []
+    row = db.read(lambda c: c.execute(sa.select(recipients)).mappings().one())
+    detail = db.read(lambda c: message_detail(c, api.runtime.vault, api.account_id, message_id))
+    [timeline] = detail.timelines
+    cmid = row["carrier_message_id"]
+    assert cmid and timeline.steps == (
+        StatusStep("queued", detail.summary.created_at, None, None, None, None),
+        StatusStep("sent", row["sent_at"], None, "simulator", cmid, None),
+        StatusStep("delivered", row["delivered_at"], None, None, cmid, None),
+    )
 
 
 @pytest.mark.parametrize(

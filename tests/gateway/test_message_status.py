@@ -58,6 +58,7 @@ async def test_one_delivered_one_failed_is_partly_delivered(api: Any) -> None:
     assert listed.json()["messages"][0]["recipientCounts"] == {"delivered": 1, "failed": 1}
 
 
+@pytest.mark.usefixtures("every_event_stored")  # what events say, not who gets them
 async def test_the_events_carry_the_honest_message_status(api: Any) -> None:
     """No status event says the message was delivered; the last one to finish says partially."""
     sent = await api.send(to=[DELIVERS, FAILS])

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine.default import CacheStats
 
@@ -343,6 +344,7 @@ async def test_two_workers_share_the_queue_and_submit_each_recipient_once(
     assert statuses == ["delivered"] * 3
 
 
+@pytest.mark.usefixtures("every_event_stored")  # what events say, not who gets them
 async def test_a_message_status_is_its_recipients_at_every_step(api: Any, clock: Any) -> None:
     """One recipient: the message takes its status directly; several: their aggregate. Each
     message's own recipients only (the count that picks the path is per message)."""

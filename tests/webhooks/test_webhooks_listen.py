@@ -132,10 +132,10 @@ def test_listen_refuses_other_hosts_and_trigger_unknown_events(gateway: Any) -> 
 
 async def test_only_test_mode_events_are_followed(api: Any) -> None:
     """Events of live messages stay out, whatever else the account does; each event once."""
-    from msgine.server.webhooks._listen import EventFollower, trigger
+    from msgine.server.webhooks._listen import ListenSession, trigger
 
     runtime = api.runtime
-    follower = EventFollower(runtime.vault, api.account_id, runtime.now())
+    follower = ListenSession(runtime.db, runtime.vault, api.account_id, runtime.now)
     endpoint = await api.client.post(
         "/api/v1/webhooks",
         json={"url": f"https://127.0.0.1:{free_port()}/hook"},
@@ -152,12 +152,12 @@ async def test_only_test_mode_events_are_followed(api: Any) -> None:
     triggered = runtime.db.write(
         lambda conn: trigger(conn, runtime.vault, api.account_id, "message.delivered", now)
     )
-    found = runtime.db.read(follower.poll)
+    found = follower.poll()
     bodies = [json.loads(event.body) for event in found]
     assert {body["messageId"] for body in bodies[:-1]} == {test_sent.json()["id"]}
     assert sorted(body["event"] for body in bodies[:-1]) == ["message.delivered", "message.sent"]
     assert found[-1].id == triggered and bodies[-1]["livemode"] is False
-    assert runtime.db.read(follower.poll) == []  # nothing twice
+    assert follower.poll() == []  # nothing twice
     # A triggered event reaches listen sessions only, never an endpoint.
     import sqlalchemy as sa
 

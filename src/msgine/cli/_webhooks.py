@@ -58,7 +58,7 @@ def listen(
     import httpx
 
     from msgine.server.webhooks import (
-        EventFollower,
+        ListenSession,
         check_forward_url,
         follow,
         forward,
@@ -74,11 +74,14 @@ def listen(
         if forward_to is None:
             fail("--forward-to URL is required (or --print-secret)", code=2)
         url = check_forward_url(forward_to)
-        follower = EventFollower(rt.vault, account_id, rt.now())
-        _ready(account_id, url, secret, as_json)
-        with httpx.Client(timeout=10, follow_redirects=False, trust_env=False) as client:
+        # Registered before "Ready": every event raised after it is stored and forwarded.
+        with (
+            ListenSession(rt.db, rt.vault, account_id, rt.now) as session,
+            httpx.Client(timeout=10, follow_redirects=False, trust_env=False) as client,
+        ):
+            _ready(account_id, url, secret, as_json)
             try:
-                for event in follow(lambda: rt.db.read(follower.poll), interval, max_events):
+                for event in follow(session.poll, interval, max_events):
                     _show(forward(client, url, secret, event), as_json)
             except KeyboardInterrupt:
                 pass
@@ -119,7 +122,7 @@ def trigger(
     as_json: JsonOption = False,
 ) -> None:
     """Raise a signed test-mode event with made-up content; running listen sessions forward it
-    (webhook endpoints do not get it)."""
+    (webhook endpoints do not get it; with no session running it is not stored)."""
     from msgine.server.webhooks import trigger_test_event as raise_event
 
     with runtime() as rt:
@@ -128,5 +131,8 @@ def trigger(
         event_id = rt.db.write(lambda conn: raise_event(conn, rt.vault, account_id, event, now))
     if as_json:
         emit_json({"id": event_id, "event": event, "account": account_id})
+        return
+    if event_id is None:
+        typer.echo(f"No listen session of account {account_id} is running: nothing to forward it.")
         return
     typer.echo(f"Triggered {event} {event_id}; 'msgine webhooks listen' forwards it.")

@@ -1,6 +1,15 @@
 """Events: written in the same transaction as the change that caused them, with one pending
 webhook delivery per subscribed endpoint (the webhook outbox).
 
+An event is stored only when something will receive it (its :class:`Audience`): an enabled
+endpoint of its account and mode subscribed to its type, the message's callback URL, or, for
+test-mode events, an unexpired ``msgine webhooks listen`` session of the account. Nothing else
+reads events: an event nobody receives would be about 800 bytes per status change kept for
+nobody (docs/architecture.md, "Bytes per message"). The audience is read in the transaction
+that raises the event (once per group-committed batch, forgotten when the batch changes an
+endpoint or listen session), never cached across transactions: an endpoint or listen session
+gets every event raised after its creation committed, and none raised before, as before.
+
 Every event has the mode of what caused it: its body says ``"livemode": true|false`` and it
 goes only to endpoints registered in that mode (a test key's sends, simulated inbound and
 test-mode opt-outs never reach a live endpoint, nor live events a test one).
@@ -11,6 +20,7 @@ these bytes, so a signature can be checked against what was stored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +28,14 @@ import sqlalchemy as sa
 
 from msgine.server._ids import new_id
 from msgine.server.crypto import Vault
-from msgine.server.storage import Direct, events, webhook_deliveries, webhook_endpoints
+from msgine.server.storage import (
+    Direct,
+    batch_memo,
+    events,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_listeners,
+)
 from msgine.webhooks import encode_body
 
 MESSAGE_EVENTS = ("message.sent", "message.delivered", "message.failed")
@@ -35,18 +52,85 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Direct statements: every status change of every recipient emits an event. Written at once,
-# never deferred to the end of the group commit (Direct.defer): an erasure that runs later in
-# the same transaction must find the event to erase the number in it.
+# Direct statements: every status change of every recipient asks for its audience. Events are
+# written at once, never deferred to the end of the group commit (Direct.defer): an erasure
+# that runs later in the same transaction must find the event to erase the number in it.
 _INSERT_EVENT = Direct(events.insert())
 _INSERT_DELIVERY = Direct(webhook_deliveries.insert())
-_SUBSCRIBERS = Direct(
-    sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
-        webhook_endpoints.c.account_id == sa.bindparam("account_id"),
-        webhook_endpoints.c.mode == sa.bindparam("mode"),
-        webhook_endpoints.c.enabled.is_(True),
+# One round trip: the enabled endpoints of the account and mode (id, subscribed types), and
+# the expiry of each of the account's listen sessions (they follow test mode only).
+_AUDIENCE = Direct(
+    sa.union_all(
+        sa.select(
+            webhook_endpoints.c.id,
+            webhook_endpoints.c.events,
+            sa.type_coerce(sa.null(), webhook_listeners.c.expires_at.type).label("expires_at"),
+        ).where(
+            webhook_endpoints.c.account_id == sa.bindparam("account_id"),
+            webhook_endpoints.c.mode == sa.bindparam("mode"),
+            webhook_endpoints.c.enabled.is_(True),
+        ),
+        sa.select(sa.null(), sa.null(), webhook_listeners.c.expires_at).where(
+            webhook_listeners.c.account_id == sa.bindparam("account_id"),
+            sa.bindparam("mode") == "test",
+        ),
     )
 )
+_AUDIENCE_MEMO = "event_audience"  # batch_memo entries: (_AUDIENCE_MEMO, account id, mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who receives one event: false when nobody does, and then it is not stored."""
+
+    endpoint_ids: tuple[str, ...] = ()
+    callback_url: str | None = None
+    listened: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.endpoint_ids or self.callback_url or self.listened)
+
+
+def audience(
+    conn: sa.Connection,
+    *,
+    account_id: str,
+    mode: str,
+    event_type: str,
+    now: datetime,
+    callback_url: str | None = None,
+) -> Audience:
+    """The receivers of an event of ``event_type`` raised now: one query, read once per
+    group-committed batch (``batch_memo``; a write that changes endpoints or listen sessions
+    calls :func:`audience_changed`)."""
+    memo = batch_memo(conn)
+    key = (_AUDIENCE_MEMO, account_id, mode)
+    rows: list[dict[str, Any]] | None = None if memo is None else memo.get(key)
+    if rows is None:
+        rows = _AUDIENCE.all(conn, {"account_id": account_id, "mode": mode})
+        if memo is not None:
+            memo[key] = rows
+    endpoint_ids: list[str] = []
+    listened = False
+    for row in rows:
+        if row["id"] is None:
+            listened = listened or row["expires_at"] > now
+        elif not row["events"] or event_type in row["events"]:
+            endpoint_ids.append(row["id"])
+    return Audience(
+        endpoint_ids=tuple(endpoint_ids),
+        callback_url=callback_url if event_type in MESSAGE_EVENTS else None,
+        listened=listened,
+    )
+
+
+def audience_changed(conn: sa.Connection) -> None:
+    """Forget the audiences read in this batch: an endpoint or listen session was created,
+    changed or removed, and the batch's next event must see it."""
+    memo = batch_memo(conn)
+    if memo:
+        for key in [key for key in memo if isinstance(key, tuple) and key[0] == _AUDIENCE_MEMO]:
+            del memo[key]
 
 
 def emit(
@@ -65,15 +149,33 @@ def emit(
     callback_url: str | None = None,
     deliver: bool = True,
     endpoint_id: str | None = None,
-) -> str:
-    """Store one event and queue its deliveries to the endpoints of its ``mode``; returns the
-    event id. ``deliver=False`` stores it for listen sessions only (a triggered test event):
-    no endpoint gets it. ``endpoint_id`` sends it to that one endpoint only (a test event a
-    person asked for)."""
+    receivers: Audience | None = None,
+) -> str | None:
+    """Store one event and queue its deliveries to its audience; returns the event id, or None
+    (nothing stored) when nobody receives it. ``receivers``: the audience, if the caller read
+    it already (to skip building a body nobody gets). ``deliver=False`` is for listen sessions
+    only (a triggered test event): no endpoint gets it, and without a session it is not
+    stored. ``endpoint_id`` sends it to that one endpoint only (a test event a person asked
+    for)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     if mode not in ("live", "test"):
         raise ValueError("an event's mode is 'live' or 'test'")
+    if endpoint_id is not None:
+        receivers = Audience(endpoint_ids=(endpoint_id,))
+    elif receivers is None:
+        receivers = audience(
+            conn,
+            account_id=account_id,
+            mode=mode,
+            event_type=event_type,
+            now=now,
+            callback_url=callback_url,
+        )
+    if not deliver:
+        receivers = Audience(listened=receivers.listened)
+    if not receivers:
+        return None
     event_id = new_id("evt")
     document: dict[str, Any] = {"id": event_id, "event": event_type, "livemode": mode == "live"}
     document.update(fields or {})
@@ -94,19 +196,11 @@ def emit(
             "created_at": now,
         },
     )
-    if not deliver:
-        return event_id
-    targets: list[dict[str, Any]] = (
-        [{"endpoint_id": endpoint_id, "url": None}]
-        if endpoint_id is not None
-        else [
-            {"endpoint_id": endpoint["id"], "url": None}
-            for endpoint in _SUBSCRIBERS.all(conn, {"account_id": account_id, "mode": mode})
-            if not endpoint["events"] or event_type in endpoint["events"]
-        ]
-    )
-    if callback_url and event_type in MESSAGE_EVENTS:
-        targets.append({"endpoint_id": None, "url": callback_url})
+    targets: list[dict[str, Any]] = [
+        {"endpoint_id": endpoint, "url": None} for endpoint in receivers.endpoint_ids
+    ]
+    if receivers.callback_url:
+        targets.append({"endpoint_id": None, "url": receivers.callback_url})
     if targets:
         _INSERT_DELIVERY.executemany(
             conn,
@@ -167,7 +261,7 @@ def contact_changed(
     now: datetime,
     source: str,
     keyword: str | None = None,
-) -> str:
+) -> str | None:
     """``contact.opted_out`` / ``contact.opted_in``, for the compliance code to call in the
     transaction that changes the suppression list. ``source`` names what caused the change
     (``keyword``, ``api``...), never a secret."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from msgine.server import analytics, compliance, events
 from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.crypto import Vault
-from msgine.server.messages import _views
+from msgine.server.messages import _history, _views
 from msgine.server.messages._service import SYSTEM_REPLY_KEY_ID
 from msgine.server.storage import Direct, messages, recipients, status_events
 
@@ -20,7 +20,7 @@ from msgine.server.storage import Direct, messages, recipients, status_events
 # package's text and number helpers, so the two packages import each other while initialising.
 
 TERMINAL = frozenset({"delivered", "failed", "rejected"})
-_TIME_COLUMN = {"sent": "sent_at", "delivered": "delivered_at", "failed": "failed_at"}
+_TIME_COLUMN = _history.TIME_COLUMN
 #: Final statuses, counted once each (analytics): delivered, or failed (a recipient rejected
 #: here was accepted first; one rejected at acceptance is final and never reaches this module).
 _SETTLED = TERMINAL
@@ -168,6 +168,7 @@ _SET_STATUS = Direct(
         recipients.c.phone_index,
         recipients.c.error_code,
         recipients.c.carrier_message_id,
+        recipients.c.carrier,
         recipients.c.sent_at,
         _SIBLINGS.scalar_subquery().label("recipient_count"),
     )
@@ -229,23 +230,27 @@ def record_status(
     row = _SET_STATUS.first(conn, {"rid": recipient_id, "new_status": status, **values})
     if row is None:
         return None
-    # The status history is append-only and not read back in this transaction: its rows join
-    # the batch's one multi-row insert (see Direct.defer).
-    _INSERT_STATUS_EVENT.defer(
-        conn,
-        [
-            {
-                "message_id": row["message_id"],
-                "recipient_id": recipient_id,
-                "status": status,
-                "error_code": error_code,
-                "carrier_message_id": row["carrier_message_id"],
-                "occurred_at": now,
-                "carrier": carrier,
-                "detail": detail,
-            }
-        ],
-    )
+    # The status history keeps only what the recipient row cannot tell (see _history). It is
+    # append-only and not read back in this transaction: its rows join the batch's one
+    # multi-row insert (see Direct.defer).
+    if _history.change_kept(
+        status, error_code=error_code, carrier=carrier, detail=detail, recipient=row
+    ):
+        _INSERT_STATUS_EVENT.defer(
+            conn,
+            [
+                {
+                    "message_id": row["message_id"],
+                    "recipient_id": recipient_id,
+                    "status": status,
+                    "error_code": error_code,
+                    "carrier_message_id": row["carrier_message_id"],
+                    "occurred_at": now,
+                    "carrier": carrier,
+                    "detail": detail,
+                }
+            ],
+        )
     message = _refresh_message(
         conn, row["message_id"], now, sole=(status if row["recipient_count"] == 1 else None)
     )
@@ -327,6 +332,17 @@ def _emit_status_event(
     status: str,
     now: datetime,
 ) -> None:
+    event_type = _EVENT[status]
+    receivers = events.audience(
+        conn,
+        account_id=message["account_id"],
+        mode=message["mode"],
+        event_type=event_type,
+        now=now,
+        callback_url=message["callback_url"],
+    )
+    if not receivers:  # nobody receives it: not stored, and its body (a number) not decrypted
+        return
     data: dict[str, Any] = {
         "recipientId": recipient["id"],
         "carrierMessageId": recipient.get("carrier_message_id"),
@@ -340,7 +356,7 @@ def _emit_status_event(
         vault,
         account_id=message["account_id"],
         mode=message["mode"],
-        event_type=_EVENT[status],
+        event_type=event_type,
         now=now,
         fields={
             "status": status,
@@ -353,5 +369,5 @@ def _emit_status_event(
         message_id=message["id"],
         recipient_id=recipient["id"],
         phone_index=recipient["phone_index"],
-        callback_url=message["callback_url"],
+        receivers=receivers,
     )

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest, NotFound
 from msgine.server.messages import _views
+from msgine.server.messages._history import timelines
 from msgine.server.messages._numbers import normalize_number
-from msgine.server.storage import messages, recipients, status_events
+from msgine.server.storage import messages, recipients
 
 MAX_PAGE: Final = 100
 _ID_LENGTH: Final = 40
@@ -200,14 +201,9 @@ def message_detail(
     if mode is not None and message["mode"] != mode:
         raise NotFound("Message not found.")
     lines = [_line(vault, r) for r in rcpts]
-    steps: dict[str, list[StatusStep]] = {line.id: [] for line in lines}
-    query = (
-        sa.select(status_events)
-        .where(status_events.c.message_id == message_id)
-        .order_by(status_events.c.occurred_at, status_events.c.id)
-    )
-    for row in conn.execute(query).mappings():
-        steps.setdefault(row["recipient_id"], []).append(_step(row))
+    steps = {
+        rid: [_step(s) for s in found] for rid, found in timelines(conn, message, rcpts).items()
+    }
     return MessageDetail(
         summary=_summary(message, lines),
         content=_views.decrypt_content(vault, message),

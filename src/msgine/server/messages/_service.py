@@ -22,6 +22,7 @@ from msgine.server.crypto import Vault
 from msgine.server.errors import IdempotencyConflict, InvalidRequest, NotFound
 from msgine.server.keys import Mode, Principal
 from msgine.server.messages import _views
+from msgine.server.messages._history import initial_kept
 from msgine.server.messages._numbers import parse_recipients, region_of
 from msgine.server.messages._sender import validate_sender_id
 from msgine.server.messages._text import segment_info, validate_content
@@ -264,15 +265,16 @@ def accept(
                 "failed_at": now if decision.status == "rejected" else None,
             }
         )
-        event_rows.append(
-            {
-                "message_id": message_id,
-                "recipient_id": rid,
-                "status": decision.status,
-                "error_code": decision.error_code,
-                "occurred_at": now,
-            }
-        )
+        if initial_kept(decision.status, decision.error_code):
+            event_rows.append(
+                {
+                    "message_id": message_id,
+                    "recipient_id": rid,
+                    "status": decision.status,
+                    "error_code": decision.error_code,
+                    "occurred_at": now,
+                }
+            )
         if decision.status != "rejected":
             job_rows.append(
                 {
@@ -295,7 +297,8 @@ def accept(
         cost=cost,
     )
     _INSERT_RECIPIENTS.defer(conn, recipient_rows)
-    _INSERT_STATUS_EVENTS.defer(conn, event_rows)
+    if event_rows:  # only what the recipient rows cannot tell (see _history)
+        _INSERT_STATUS_EVENTS.defer(conn, event_rows)
     _INSERT_JOBS.defer(conn, job_rows)
     response = _views.present(message_row, recipient_rows, phones=cmd.to, content=content)
     if notice:

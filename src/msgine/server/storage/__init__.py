@@ -33,6 +33,7 @@ from msgine.server.storage._tables import (
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
+    webhook_listeners,
     write_probes,
 )
 
@@ -73,5 +74,6 @@ __all__ = [
     "webhook_attempts",
     "webhook_deliveries",
     "webhook_endpoints",
+    "webhook_listeners",
     "write_probes",
 ]

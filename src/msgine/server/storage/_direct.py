@@ -27,7 +27,7 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 Processor = Callable[[Any], Any] | None
 Row = dict[str, Any]
 Merge = Callable[[Sequence[Mapping[str, Any]]], Sequence[Mapping[str, Any]]]
-Statement = sa.Select[Any] | UpdateBase
+Statement = sa.Select[Any] | sa.CompoundSelect[Any] | UpdateBase
 
 _PYFORMAT_NAME = re.compile(r"%\((\w+)\)s")
 

@@ -311,6 +311,16 @@ events = sa.Table(
     _unpurged("ix_events_unpurged", "created_at"),
 )
 
+# ``msgine webhooks listen`` sessions: while one of an account's is unexpired, its test-mode
+# events are stored for it to follow even when no endpoint subscribes (msgine.server.events).
+webhook_listeners = sa.Table(
+    "webhook_listeners",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("expires_at", Time, nullable=False),
+)
+
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,

@@ -29,6 +29,7 @@ from msgine.server.webhooks._inspect import (
 )
 from msgine.server.webhooks._listen import (
     EventFollower,
+    ListenSession,
     check_forward_url,
     follow,
     forward,
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_GRACE_HOURS",
     "Dispatcher",
     "EventFollower",
+    "ListenSession",
     "NewSecret",
     "UrlPolicy",
     "build_ssl_context",

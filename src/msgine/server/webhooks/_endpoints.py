@@ -20,7 +20,7 @@ from msgine.server._ids import new_id
 from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest, NotFound
-from msgine.server.events import EVENT_TYPES, iso
+from msgine.server.events import EVENT_TYPES, audience_changed, iso
 from msgine.server.logging import security_event
 from msgine.server.storage import (
     accounts,
@@ -129,6 +129,7 @@ def create_endpoint(
             updated_at=now,
         )
     )
+    audience_changed(conn)
     record(
         conn,
         vault,
@@ -196,6 +197,7 @@ def update_endpoint(
         .where(webhook_endpoints.c.id == endpoint_id)
         .values(**values, updated_at=now)
     )
+    audience_changed(conn)
     record(
         conn,
         vault,
@@ -226,6 +228,7 @@ def delete_endpoint(
     get_endpoint(conn, account_id, endpoint_id, mode)
     cancel_pending(conn, endpoint_id, now, reason="endpoint_deleted")
     conn.execute(sa.delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
+    audience_changed(conn)
     record(
         conn,
         vault,
@@ -277,6 +280,7 @@ def disable_endpoint(
         .where(webhook_endpoints.c.id == endpoint_id)
         .values(enabled=False, disabled_reason=reason, updated_at=now)
     )
+    audience_changed(conn)
     cancel_pending(conn, endpoint_id, now, reason="endpoint_disabled")
     record(
         conn,

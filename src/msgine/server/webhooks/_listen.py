@@ -9,6 +9,12 @@ endpoint, public URL, TLS certificate or open port on the gateway. It reads only
 (from the account's index on ``created_at``), re-reading a short overlap window because group
 commits may make a row visible a little after a later one; ids already forwarded are skipped.
 
+A running session registers itself (``webhook_listeners``, with an expiry it renews while it
+polls): events are stored only when something will receive them (:mod:`msgine.server.events`),
+and the registration is what makes the account's test-mode events stored for the session even
+without an endpoint. Events raised after the session printed "Ready" are forwarded; a session
+killed without closing stops counting within ``LISTENER_TTL``.
+
 Only test mode crosses: the query reads the account's test-mode events only (every event has
 the mode of what raised it; its body says ``"livemode": false``). Forwarding is allowed to plain
 ``http://localhost`` and loopback addresses only, never to another host, since nothing here
@@ -37,13 +43,15 @@ from msgine.server import events as event_store
 from msgine.server._ids import new_id
 from msgine.server.crypto import Vault
 from msgine.server.errors import InvalidRequest
-from msgine.server.storage import events
+from msgine.server.storage import Database, events, webhook_listeners
 from msgine.webhooks import SECRET_PREFIX, signature_headers
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 #: How far back each poll looks again for rows committed after a later one became visible.
 OVERLAP: Final = timedelta(seconds=5)
 BATCH: Final = 100
+#: How long a listen session's registration lasts unless renewed; renewed each third of it.
+LISTENER_TTL: Final = timedelta(seconds=60)
 #: A fictional number (NANP 555-01XX) for triggered events: no real person's number.
 FICTIONAL_NUMBER: Final = "+15555550123"
 
@@ -141,6 +149,63 @@ class EventFollower:
         self._seen = {eid: at for eid, at in self._seen.items() if at >= moment}
 
 
+class ListenSession:
+    """A registered listener and its follower: while it is open, the account's test-mode events
+    are stored and :meth:`poll` returns each new one once. Close it (or use ``with``) to stop."""
+
+    def __init__(
+        self, db: Database, vault: Vault, account_id: str, clock: Callable[[], datetime]
+    ) -> None:
+        self.db = db
+        self.account_id = account_id
+        self.clock = clock
+        self.id = new_id("wls")
+        now = clock()
+        self._register(now)
+        self.follower = EventFollower(vault, account_id, now)
+
+    def _register(self, now: datetime) -> None:
+        self._renewed = now
+        self.db.write(lambda conn: register_listener(conn, self.id, self.account_id, now))
+
+    def poll(self) -> list[TestEvent]:
+        now = self.clock()
+        if now - self._renewed >= LISTENER_TTL / 3:
+            self._register(now)
+        return self.db.read(self.follower.poll)
+
+    def close(self) -> None:
+        self.db.write(lambda conn: unregister_listener(conn, self.id))
+
+    def __enter__(self) -> ListenSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def register_listener(
+    conn: sa.Connection, listener_id: str, account_id: str, now: datetime
+) -> None:
+    """(Re)register a listen session until ``now + LISTENER_TTL``; drops expired sessions."""
+    conn.execute(
+        sa.delete(webhook_listeners).where(
+            sa.or_(webhook_listeners.c.id == listener_id, webhook_listeners.c.expires_at <= now)
+        )
+    )
+    conn.execute(
+        sa.insert(webhook_listeners).values(
+            id=listener_id, account_id=account_id, expires_at=now + LISTENER_TTL
+        )
+    )
+    event_store.audience_changed(conn)
+
+
+def unregister_listener(conn: sa.Connection, listener_id: str) -> None:
+    conn.execute(sa.delete(webhook_listeners).where(webhook_listeners.c.id == listener_id))
+    event_store.audience_changed(conn)
+
+
 @dataclass(frozen=True)
 class Forwarded:
     """What the local receiver answered (``status`` None: no answer, see ``error``)."""
@@ -170,9 +235,10 @@ def _ms(started: float) -> int:
 
 def trigger(
     conn: sa.Connection, vault: Vault, account_id: str, event_type: str, now: datetime
-) -> str:
+) -> str | None:
     """Raise a test-mode ``event_type`` with made-up content (a fictional number, ids of no
-    real message) for listen sessions; no endpoint or callback URL gets it."""
+    real message) for listen sessions; no endpoint or callback URL gets it. None (nothing
+    stored) when no listen session of the account is running."""
     if event_type not in event_store.EVENT_TYPES:
         raise InvalidRequest(
             f"Unknown event {event_type!r}; one of: {', '.join(event_store.EVENT_TYPES)}."
