@@ -743,12 +743,16 @@ def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
 
 
 async def receipt_jobs(worker: Worker, batch: list[Job]) -> None:
-    """Record the simulator's delivery receipts, all in one write."""
+    """Record the simulator's delivery receipts, all in one write, at one time (the same
+    ``now`` object in every row is converted to text once, see ``storage``)."""
     runtime = worker.runtime
-    await worker.settle([(job, worker.done(job, _receipt(runtime, job["ref"]))) for job in batch])
+    now = runtime.now()
+    await worker.settle(
+        [(job, worker.done(job, _receipt(runtime, job["ref"], now))) for job in batch]
+    )
 
 
-def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
+def _receipt(runtime: Runtime, submit_key: str, now: datetime) -> JobWrite:
     def write(conn: sa.Connection) -> Observed | None:
         receipt = receipt_for(conn, submit_key)
         if receipt is None:
@@ -759,7 +763,7 @@ def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
             runtime.vault,
             submit_key,
             status,
-            now=runtime.now(),
+            now=now,
             error_code=error,
             carrier_message_id=carrier_id,
         )
