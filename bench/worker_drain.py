@@ -1,7 +1,7 @@
 """Delivery cost alone: the worker draining a backlog, CPU and statements per message.
 
 Fills a fresh SQLite gateway with ``--messages`` accepted sends (``serve --no-worker`` under
-wrk, or a Python client), stops it, then runs the delivery worker in this process until every
+wrk), stops it, then runs the delivery worker in this process until every
 recipient is final (submit to the simulator, its receipt, the status changes), with the
 simulator's receipt delay at 0 so nothing waits. Prints the CPU time of this process (all its
 threads) per delivered message; ``--statements`` also counts the SQL statements run, by kind
