@@ -45,9 +45,9 @@ class _Plan:
     # Derived, for binding and reading without a Python step per plain value (most are
     # strings and numbers that need no processing): every bind value in one C call, then only
     # the positions that have a processor.
-    values: Callable[[Mapping[str, Any]], Sequence[Any]] = tuple
-    processed: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
-    converted: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+    values: Callable[[Mapping[str, Any]], Sequence[Any]]
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (bind position, processor)
+    converted: tuple[tuple[str, Callable[[Any], Any]], ...]  # (result column, processor)
 
 
 class Direct:
