@@ -201,3 +201,19 @@ async def test_every_dashboard_query_names_metrics_that_exist(api: Any) -> None:
         "msgine_auth_failures_total",
     ):
         assert family in named, family
+
+
+def test_remembered_metric_children_count_as_labels_would() -> None:
+    """The worker looks each label set's child up once (``metrics.child``): it is the same
+    child ``labels`` returns, so what it counts shows at /metrics under those labels."""
+    from prometheus_client import REGISTRY
+
+    from msgine.server import metrics
+
+    labels = {"status": "delivered", "carrier": "remembered-child", "mode": "test"}
+    child = metrics.child(metrics.MESSAGES, "delivered", "remembered-child", "test")
+    assert child is metrics.child(metrics.MESSAGES, "delivered", "remembered-child", "test")
+    assert child is metrics.MESSAGES.labels(**labels)
+    before = REGISTRY.get_sample_value("msgine_messages_total", labels) or 0.0
+    metrics.status_reached("delivered", carrier="remembered-child", mode="test", count=2)
+    assert REGISTRY.get_sample_value("msgine_messages_total", labels) == before + 2

@@ -13,7 +13,7 @@ that walk an index and stop at a bound, so a scrape costs the same with any back
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
@@ -108,8 +108,23 @@ def _zeros() -> None:
 _zeros()
 
 
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: _Metric, *values: str) -> _Metric:
+    """``metric.labels(*values)``, remembered: the worker counts every status change, and
+    ``labels`` costs more than the increment. Label values here are few (statuses, carriers,
+    modes), so the memory is bounded by configuration."""
+    key = (id(metric), values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found
+
+
 def status_reached(status: str, *, carrier: str, mode: str, count: int = 1) -> None:
-    MESSAGES.labels(status=status, carrier=carrier, mode=mode).inc(count)
+    child(MESSAGES, status, carrier, mode).inc(count)
 
 
 def queue_snapshot(conn: sa.Connection, now: datetime) -> dict[str, tuple[int, float]]:

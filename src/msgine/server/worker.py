@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,14 @@ from msgine.server.runtime import Runtime
 from msgine.server.storage import Claim, Direct, each, jobs, recipients, take_back
 
 log = get_logger("msgine.worker")
+#: The per-message debug lines are built only when they would be kept: at the default level
+#: the worker's structlog calls cost a few percent of a delivery's CPU for nothing.
+_levels = logging.getLogger("msgine.worker")
+
+
+def _debugging() -> bool:
+    return _levels.isEnabledFor(logging.DEBUG)
+
 
 Job = dict[str, Any]
 #: Settles one job in the batch's shared write: its changes, and the job deleted or rescheduled.
@@ -161,7 +170,7 @@ class Worker:
         by_kind: dict[str, list[Job]] = {}
         for job in batch:
             by_kind.setdefault(job["kind"], []).append(job)
-        if batch:
+        if batch and _debugging():
             kinds = {kind: len(group) for kind, group in by_kind.items()}
             log.debug("jobs_claimed", count=len(batch), kinds=kinds)
         await asyncio.gather(*(self._run_kind(kind, group) for kind, group in by_kind.items()))
@@ -243,9 +252,11 @@ class Observed:
         change = self.change
         metrics.status_reached(change.status, carrier=self.carrier, mode=change.mode)
         if change.status in TERMINAL and change.sent_at is not None:
-            metrics.RECEIPT_SECONDS.labels(carrier=self.carrier, status=change.status).observe(
+            metrics.child(metrics.RECEIPT_SECONDS, self.carrier, change.status).observe(
                 max(0.0, (change.at - change.sent_at).total_seconds())
             )
+        if not _debugging():
+            return
         log.debug(
             "recipient_status",
             message_id=change.message_id,
@@ -502,6 +513,8 @@ async def _timed_submit(
     if attempt.early_receipts and accepted is not None and accepted.carrier_message_id:
         expected.append((attempt.name, accepted.carrier_message_id))
         worker.sink.expect(attempt.name, accepted.carrier_message_id)
+    if not _debugging():
+        return result, seconds
     log.debug(
         "submitted",
         message_id=out.message_id,
@@ -730,12 +743,16 @@ def _defer(job: Job, rid: str, due: datetime, now: datetime) -> JobWrite:
 
 
 async def receipt_jobs(worker: Worker, batch: list[Job]) -> None:
-    """Record the simulator's delivery receipts, all in one write."""
+    """Record the simulator's delivery receipts, all in one write, at one time (the same
+    ``now`` object in every row is converted to text once, see ``storage``)."""
     runtime = worker.runtime
-    await worker.settle([(job, worker.done(job, _receipt(runtime, job["ref"]))) for job in batch])
+    now = runtime.now()
+    await worker.settle(
+        [(job, worker.done(job, _receipt(runtime, job["ref"], now))) for job in batch]
+    )
 
 
-def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
+def _receipt(runtime: Runtime, submit_key: str, now: datetime) -> JobWrite:
     def write(conn: sa.Connection) -> Observed | None:
         receipt = receipt_for(conn, submit_key)
         if receipt is None:
@@ -746,7 +763,7 @@ def _receipt(runtime: Runtime, submit_key: str) -> JobWrite:
             runtime.vault,
             submit_key,
             status,
-            now=runtime.now(),
+            now=now,
             error_code=error,
             carrier_message_id=carrier_id,
         )

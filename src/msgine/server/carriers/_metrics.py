@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter, Gauge, Histogram
 
 from msgine.server.carriers._base import CarrierHealth
+from msgine.server.metrics import child
 
 SUBMITS = Counter(
     "msgine_carrier_submits",
@@ -61,5 +62,5 @@ def observe_health(healths: Sequence[tuple[str, CarrierHealth]]) -> None:
 
 
 def observe_submit(carrier: str, outcome: str, detail: str | None, seconds: float) -> None:
-    SUBMITS.labels(carrier, outcome, (detail or "")[:40]).inc()
-    SUBMIT_SECONDS.labels(carrier).observe(seconds)
+    child(SUBMITS, carrier, outcome, (detail or "")[:40]).inc()
+    child(SUBMIT_SECONDS, carrier).observe(seconds)

@@ -10,9 +10,12 @@ as a real carrier's network round trips would overlap.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from msgine.server._ids import new_id
 from msgine.server.carriers._base import SubmitRequest, SubmitResult
@@ -76,46 +79,54 @@ _RECEIPT = Direct(
         _BY_KEY
     )
 )
-_CARRIER_ID = Direct(sa.select(simulator_submissions.c.carrier_message_id).where(_BY_KEY))
-_COUNT_CALL = Direct(
-    sa.update(simulator_submissions).where(_BY_KEY).values(calls=simulator_submissions.c.calls + 1)
-)
-_INSERT_SUBMISSION = Direct(simulator_submissions.insert())
+
+
+def _record(insert: Callable[[sa.Table], Any]) -> Direct:
+    """Record a submission, or count a repeated one: one statement either way, returning the
+    first carrier id and how many calls the key has had (1: this one is new)."""
+    statement = insert(simulator_submissions)
+    table = simulator_submissions.c
+    return Direct(
+        statement.on_conflict_do_update(
+            index_elements=[table.submit_key], set_={"calls": table.calls + 1}
+        ).returning(table.carrier_message_id, table.calls)
+    )
+
+
+_RECORD = {"sqlite": _record(sqlite.insert), "postgresql": _record(postgresql.insert)}
 _INSERT_JOB = Direct(jobs.insert())
 
 
 def _record_submission(
     conn: sa.Connection, submit_key: str, outcome: str, now: datetime, delay: timedelta
 ) -> str:
-    existing = _CARRIER_ID.scalar(conn, {"key": submit_key})
-    if existing is not None:
-        _COUNT_CALL.execute(conn, {"key": submit_key})
-        return str(existing)
-    carrier_id = new_id("sim")
-    _INSERT_SUBMISSION.execute(
+    row = _RECORD[conn.dialect.name].first(
         conn,
         {
             "submit_key": submit_key,
-            "carrier_message_id": carrier_id,
+            "carrier_message_id": new_id("sim"),
             "outcome": outcome,
             "calls": 1,
             "submitted_at": now,
         },
     )
-    # The receipt's job is claimed in a later transaction: it joins the batch's multi-row insert.
-    _INSERT_JOB.defer(
-        conn,
-        [
-            {
-                "kind": DLR_JOB,
-                "ref": submit_key,
-                "due_at": now + delay,
-                "attempts": 0,
-                "created_at": now,
-            }
-        ],
-    )
-    return carrier_id
+    assert row is not None  # an upsert returns its row
+    if row["calls"] == 1:
+        # The receipt's job is claimed in a later transaction: it joins the batch's multi-row
+        # insert.
+        _INSERT_JOB.defer(
+            conn,
+            [
+                {
+                    "kind": DLR_JOB,
+                    "ref": submit_key,
+                    "due_at": now + delay,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            ],
+        )
+    return str(row["carrier_message_id"])
 
 
 def receipt_for(conn: sa.Connection, submit_key: str) -> tuple[str, str, str | None] | None:

@@ -15,6 +15,7 @@ INSERT binds exactly the keys it is given (plus scalar Python-side column defaul
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ class _Plan:
     fixed: Mapping[str, Any]  # values compiled into the statement (literals, column defaults)
     columns: tuple[str, ...]  # result column names
     results: tuple[Processor, ...]  # one per result column
+    # Derived, for binding and reading without a Python step per plain value (most are
+    # strings and numbers that need no processing): every bind value in one C call, then only
+    # the positions that have a processor.
+    values: Callable[[Mapping[str, Any]], Sequence[Any]]
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (bind position, processor)
+    converted: tuple[tuple[str, Callable[[Any], Any]], ...]  # (result column, processor)
 
 
 class Direct:
@@ -206,18 +213,33 @@ def _wrapped(dialect: Dialect, plan: _Plan, exc: Exception) -> sa.exc.StatementE
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any]) -> Any:
-    values = []
-    for name, process in zip(plan.names, plan.processors, strict=True):
-        value = params[name] if name in params else plan.fixed[name]
-        values.append(value if process is None or value is None else process(value))
+    if plan.fixed:
+        params = {**plan.fixed, **params}
+    values = list(plan.values(params))
+    for position, process in plan.processed:
+        value = values[position]
+        if value is not None:
+            values[position] = process(value)
     return values if plan.positional else dict(zip(plan.names, values, strict=True))
 
 
 def _row(plan: _Plan, row: Sequence[Any]) -> Row:
-    return {
-        name: value if process is None or value is None else process(value)
-        for name, process, value in zip(plan.columns, plan.results, row, strict=True)
-    }
+    found = dict(zip(plan.columns, row, strict=True))
+    for name, process in plan.converted:
+        value = found[name]
+        if value is not None:
+            found[name] = process(value)
+    return found
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """The values of ``names`` from a mapping, in order, as a sequence."""
+    if not names:
+        return lambda _params: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: (params[name],)
+    return operator.itemgetter(*names)
 
 
 def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
@@ -244,14 +266,19 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
     selected = list(getattr(statement, "exported_columns", ()))
+    columns = tuple(column.key for column in selected)
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected
+    )
     return _Plan(
         sql=sql,
         names=names,
         positional=positional,
         processors=processors,
         fixed=fixed,
-        columns=tuple(column.key for column in selected),
-        results=tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected
-        ),
+        columns=columns,
+        results=results,
+        values=_getter(names),
+        processed=tuple((i, p) for i, p in enumerate(processors) if p is not None),
+        converted=tuple((c, p) for c, p in zip(columns, results, strict=True) if p is not None),
     )
