@@ -35,8 +35,10 @@ from msgine.server.storage._tables import (
     webhook_endpoints,
     write_probes,
 )
+from msgine.server.storage._writer import BatchRead
 
 __all__ = [
+    "BatchRead",
     "Claim",
     "Database",
     "Direct",

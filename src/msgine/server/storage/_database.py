@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 
 from msgine.server.storage._engine import begin_write, create_engines
-from msgine.server.storage._writer import GroupCommitWriter
+from msgine.server.storage._writer import BatchRead, GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -59,9 +59,12 @@ class Database:
         with self.read_engine.connect() as conn:
             return fn(conn)
 
-    def write(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run ``fn`` in a committed transaction (shared with concurrent writers)."""
-        return self.writer.submit(fn).result()
+    def write(
+        self, fn: Callable[[sa.Connection], T], *, reads: Sequence[BatchRead] | None = None
+    ) -> T:
+        """Run ``fn`` in a committed transaction (shared with concurrent writers). ``reads``
+        declares what ``fn`` will read, to be read with the batch's other writes (``BatchRead``)."""
+        return self.writer.submit(fn, reads).result()
 
     async def aread(self, fn: Callable[[sa.Connection], T], *, point: bool = False) -> T:
         """Read in a worker thread. ``point`` marks an indexed single-row lookup that runs on
@@ -111,8 +114,10 @@ class Database:
             conn.invalidate()
             conn.close()
 
-    async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
-        return await self.writer.submit_async(fn)
+    async def awrite(
+        self, fn: Callable[[sa.Connection], T], *, reads: Sequence[BatchRead] | None = None
+    ) -> T:
+        return await self.writer.submit_async(fn, reads)
 
     def is_initialised(self) -> bool:
         """True once migrations have run here (the schema's version table holds a revision)."""
