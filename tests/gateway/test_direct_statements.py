@@ -58,6 +58,31 @@ def test_round_trip_keeps_types(runtime: Any) -> None:
     assert runtime.db.read(lambda conn: _ACCOUNT.first(conn, {"id": "missing"})) is None
 
 
+def test_many_rows_keep_types_and_defaults(runtime: Any) -> None:
+    """Several rows at once (a COPY on PostgreSQL) store what one row at a time stores: JSON,
+    bytes, times to the microsecond, NULLs, text with tabs and newlines, column defaults."""
+    now = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    rows = [_account(n, now, name=f"tab\there\nline\\{n}") for n in range(30, 33)]
+    rows[1]["signing_secret_prev"] = b"\t\n\\\x00\xff"
+    rows[1]["signing_secret_prev_expires_at"] = now + timedelta(days=1)
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, rows))
+    for row in rows:
+        stored = runtime.db.read(lambda conn, row=row: _ACCOUNT.first(conn, {"id": row["id"]}))
+        assert stored is not None
+        assert {k: bytes(v) if isinstance(v, memoryview) else v for k, v in stored.items()} == {
+            **row,
+            "test_signing_secret": None,
+            "test_signing_secret_prev": None,
+            "test_signing_secret_prev_expires_at": None,
+        }
+    jobs_ = [{"kind": "k", "ref": f"many{n}", "due_at": now, "created_at": now} for n in range(3)]
+    runtime.db.write(lambda conn: _INSERT_JOB.executemany(conn, jobs_))
+    for job in jobs_:
+        assert runtime.db.read(lambda conn, job=job: _JOB_ATTEMPTS.scalar(conn, job)) == 0
+    with pytest.raises(sa.exc.IntegrityError):
+        runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, [rows[0], rows[0]]))
+
+
 def test_many_scalars_rowcount_and_fixed_values(runtime: Any) -> None:
     now = runtime.now()
     rows = [_account(n, now, name=f"n{n}") for n in range(2, 6)]

@@ -186,7 +186,7 @@ def test_a_point_read_survives_its_connection_being_closed(
         def backend(conn: sa.Connection) -> int:
             return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
 
-        # What ``aread(point=True)`` runs in a worker thread; called here, on one thread.
+        # What ``aread(point=True)`` runs in the point-read thread; called here, on one thread.
         first = db._point_read(backend)
         assert db._point_read(backend) == first  # the same connection, kept
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
@@ -227,3 +227,33 @@ def test_a_batch_reads_an_account_policy_once_and_sees_its_own_change(runtime: A
     assert runtime.db.write(batch) == ("UTC", "UTC", "Africa/Kampala")
     assert runtime.db.read(batch_memo) is None  # only inside the writer's transaction
     assert runtime.db.read(lambda conn: policy_of(conn, account).timezone) == "Africa/Kampala"
+
+
+async def test_concurrent_point_reads_each_get_their_own_answer(postgres_url: str) -> None:
+    """Point reads from a loop run in one thread and are answered in batches: each caller
+    gets its own answer or its own error, and a caller that gave up does not stop the rest."""
+    import asyncio
+
+    db = Database(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def echo(n: int) -> Any:
+        def fn(conn: sa.Connection) -> int:
+            if n % 7 == 3:
+                raise ValueError(f"read {n}")
+            return int(conn.execute(sa.text("SELECT :n"), {"n": n}).scalar_one())
+
+        return fn
+
+    try:
+        abandoned = asyncio.ensure_future(db.aread(echo(0), point=True))
+        abandoned.cancel()
+        results = await asyncio.gather(
+            *(db.aread(echo(n), point=True) for n in range(50)), return_exceptions=True
+        )
+        for n, result in enumerate(results):
+            if n % 7 == 3:
+                assert isinstance(result, ValueError) and str(result) == f"read {n}"
+            else:
+                assert result == n
+    finally:
+        db.close()

@@ -1,6 +1,12 @@
 """Compliance: consent, suppression, keywords, quiet hours and sender identification."""
 
-from msgine.server.compliance._gate import Decision, MessageType, evaluate, identify
+from msgine.server.compliance._gate import (
+    Decision,
+    MessageType,
+    evaluate,
+    identify,
+    suppression_read,
+)
 from msgine.server.compliance._inbound import Pricing, inbound_handler, store_inbound
 from msgine.server.compliance._overview import (
     ComplianceOverview,
@@ -46,5 +52,6 @@ __all__ = [
     "store_inbound",
     "suppress",
     "suppressed_number",
+    "suppression_read",
     "suppression_ref",
 ]

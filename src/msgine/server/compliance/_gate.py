@@ -12,13 +12,14 @@ from datetime import datetime, time
 from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from msgine.server.accounts import AccountPolicy
 from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, add_identification
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
 from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
 from msgine.server.messages import timezones_of
-from msgine.server.storage import Direct, consents, suppressions
+from msgine.server.storage import BatchRead, Direct, batch_memo, consents, suppressions
 
 MessageType = Literal["transactional", "marketing"]
 
@@ -58,6 +59,29 @@ _SUPPRESSED_ONE = Direct(
 _SUPPRESSED_ANY = sa.select(suppressions.c.phone_index).where(
     *_SUPPRESSED_WHERE, suppressions.c.phone_index.in_(sa.bindparam("indexes", expanding=True))
 )
+_SUPPRESSED = object()  # the batch memo's key for suppression lookups read ahead
+# A write batch's suppression lookups, in one statement of fixed text (prepared once on
+# PostgreSQL, where it is one round trip for the batch): the indexes as an array there, as a
+# JSON list on SQLite.
+_SUPPRESSED_AMONG = {
+    "postgresql": Direct(
+        sa.select(suppressions.c.phone_index).where(
+            *_SUPPRESSED_WHERE,
+            suppressions.c.phone_index
+            == sa.any_(sa.bindparam("indexes", type_=postgresql.ARRAY(sa.String))),
+        )
+    ),
+    "sqlite": Direct(
+        sa.select(suppressions.c.phone_index).where(
+            *_SUPPRESSED_WHERE,
+            suppressions.c.phone_index.in_(
+                sa.select(sa.column("value", sa.String)).select_from(
+                    sa.func.json_each(sa.bindparam("indexes", type_=sa.JSON))
+                )
+            ),
+        )
+    ),
+}
 _CONSENTED_ONE = Direct(
     sa.select(consents.c.phone_index).where(
         *_CONSENTED_WHERE, consents.c.phone_index == sa.bindparam("index")
@@ -72,9 +96,36 @@ def suppressed_indexes(
     conn: sa.Connection, account_id: str, mode: str, indexes: Sequence[str]
 ) -> set[str]:
     """The ``indexes`` on the account's suppression list of ``mode`` (test and live each
-    have their own: a simulated STOP never blocks a live send, nor lifts a real opt-out)."""
+    have their own: a simulated STOP never blocks a live send, nor lifts a real opt-out).
+    Answered from the batch's memo when the writer read them ahead (``suppression_read``)."""
+    memo = batch_memo(conn)
+    if memo is not None:
+        known: tuple[set[str], set[str]] | None = memo.get((_SUPPRESSED, account_id, mode))
+        if known is not None and known[0].issuperset(indexes):
+            return known[1].intersection(indexes)
     params = {"account_id": account_id, "mode": mode}
     return _present(conn, _SUPPRESSED_ONE, _SUPPRESSED_ANY, params, indexes)
+
+
+def suppression_read(account_id: str, mode: str, indexes: Sequence[str]) -> BatchRead:
+    """Declares a write's ``suppressed_indexes`` lookup, for the writer to make with the rest
+    of its batch's (a write that declares it must not change the suppression list)."""
+    return BatchRead(_read_suppressions, (account_id, mode, tuple(indexes)))
+
+
+def _read_suppressions(conn: sa.Connection, keys: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    """Every declared lookup of a batch, one statement per account and mode (usually one),
+    recorded in the batch's memo as (indexes asked, indexes found)."""
+    memo = batch_memo(conn)
+    if memo is None:
+        return
+    asked: dict[tuple[str, str], set[str]] = {}
+    for account_id, mode, indexes in keys:
+        asked.setdefault((account_id, mode), set()).update(indexes)
+    among = _SUPPRESSED_AMONG[conn.dialect.name]
+    for (account_id, mode), wanted in asked.items():
+        params = {"account_id": account_id, "mode": mode, "indexes": list(wanted)}
+        memo[(_SUPPRESSED, account_id, mode)] = (wanted, set(among.scalars(conn, params)))
 
 
 def consented_indexes(

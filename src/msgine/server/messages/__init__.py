@@ -51,6 +51,7 @@ from msgine.server.messages._service import (
     build_command,
     get_message,
     list_messages,
+    send_reads,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "region_of",
     "sanitize",
     "search_messages",
+    "send_reads",
     "split_segments",
     "timezones_of",
 ]

@@ -27,6 +27,7 @@ from msgine.server.messages._numbers import parse_recipients, region_of
 from msgine.server.messages._sender import validate_sender_id
 from msgine.server.messages._text import segment_info, validate_content
 from msgine.server.storage import (
+    BatchRead,
     Direct,
     idempotency_keys,
     jobs,
@@ -171,6 +172,16 @@ def _idem_row_id(row: Mapping[Any, Any]) -> str:
     return f"{row['account_id']}/{row['mode']}/{row['key']}"
 
 
+def send_reads(
+    vault: Vault, principal: Principal, cmd: SendCommand
+) -> tuple[list[str], list[BatchRead]]:
+    """The recipients' blind indexes (for ``accept``'s ``indexes``) and the reads ``accept``
+    makes with them, for its write batch to make together (``BatchRead``; a send never
+    writes the suppression list)."""
+    indexes = [vault.blind_index(principal.account_id, n) for n in cmd.to]
+    return indexes, [compliance.suppression_read(principal.account_id, principal.mode, indexes)]
+
+
 def accept(
     conn: sa.Connection,
     vault: Vault,
@@ -184,6 +195,7 @@ def accept(
     system_reply: bool = False,
     prices: Sequence[int] | None = None,
     notice: Mapping[str, Any] | None = None,
+    indexes: Sequence[str] | None = None,
 ) -> SendResult:
     """Store the message (or return the earlier response for a repeated idempotency key).
 
@@ -192,7 +204,8 @@ def accept(
     ``system_reply`` marks an opt-out confirmation or help answer (see ``accept_reply``).
     ``prices`` is each recipient's price per segment from its route (default: the one
     ``price_per_segment``); ``notice`` adds fields to the response (a live message the
-    simulator serves says so).
+    simulator serves says so). ``indexes``: the recipients' blind indexes, when the caller
+    already has them (``send_reads``).
     """
     replay = _replay(conn, vault, principal, cmd, now)
     if replay is not None:
@@ -201,7 +214,8 @@ def accept(
     policy = policy_of(conn, account_id)
     content = compliance.identify(cmd.content, policy, cmd.type)
     info = segment_info(content)
-    indexes = [vault.blind_index(account_id, n) for n in cmd.to]
+    if indexes is None:
+        indexes = [vault.blind_index(account_id, n) for n in cmd.to]
     send_at = cmd.scheduled_for or now
     decisions = compliance.evaluate(
         conn,

@@ -36,8 +36,10 @@ from msgine.server.storage._tables import (
     webhook_listeners,
     write_probes,
 )
+from msgine.server.storage._writer import BatchRead
 
 __all__ = [
+    "BatchRead",
     "Claim",
     "Database",
     "Direct",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +14,8 @@ from alembic import command
 from alembic.config import Config
 
 from msgine.server.storage._engine import begin_write, create_engines
-from msgine.server.storage._writer import GroupCommitWriter
+from msgine.server.storage._pointreads import PointReadLane
+from msgine.server.storage._writer import BatchRead, GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ class Database:
         self._writer: GroupCommitWriter | None = None
         self._pinned = threading.local()
         self._pinned_all: list[sa.Connection] = []
+        self._point_reads = PointReadLane(self._point_read)
 
     def __repr__(self) -> str:
         return f"Database(dialect={self.read_engine.dialect.name!r})"
@@ -59,20 +61,23 @@ class Database:
         with self.read_engine.connect() as conn:
             return fn(conn)
 
-    def write(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run ``fn`` in a committed transaction (shared with concurrent writers)."""
-        return self.writer.submit(fn).result()
+    def write(
+        self, fn: Callable[[sa.Connection], T], *, reads: Sequence[BatchRead] | None = None
+    ) -> T:
+        """Run ``fn`` in a committed transaction (shared with concurrent writers). ``reads``
+        declares what ``fn`` will read, to be read with the batch's other writes (``BatchRead``)."""
+        return self.writer.submit(fn, reads).result()
 
     async def aread(self, fn: Callable[[sa.Connection], T], *, point: bool = False) -> T:
         """Read in a worker thread. ``point`` marks an indexed single-row lookup that runs on
-        every request (the key lookup): it takes a connection its thread keeps open. On SQLite
-        it runs inline, since it takes microseconds and a WAL reader never waits for a lock,
-        while a thread hop costs more than the query; on PostgreSQL it is a network round
-        trip, so it stays off the event loop."""
+        every request (the key lookup): it runs on a connection kept open. On SQLite it runs
+        inline, since it takes microseconds and a WAL reader never waits for a lock, while a
+        thread hop costs more than the query; on PostgreSQL it is a network round trip, so it
+        stays off the event loop, in the point-read thread (``PointReadLane``)."""
         if point and self.is_sqlite:
             return self._point_read(fn)
         if point:
-            return await asyncio.to_thread(self._point_read, fn)
+            return await self._point_reads.submit(fn)
         return await asyncio.to_thread(self.read, fn)
 
     def _point_read(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -111,8 +116,10 @@ class Database:
             conn.invalidate()
             conn.close()
 
-    async def awrite(self, fn: Callable[[sa.Connection], T]) -> T:
-        return await self.writer.submit_async(fn)
+    async def awrite(
+        self, fn: Callable[[sa.Connection], T], *, reads: Sequence[BatchRead] | None = None
+    ) -> T:
+        return await self.writer.submit_async(fn, reads)
 
     def is_initialised(self) -> bool:
         """True once migrations have run here (the schema's version table holds a revision)."""
@@ -135,6 +142,7 @@ class Database:
             command.upgrade(cfg, revision)
 
     def close(self) -> None:
+        self._point_reads.close()
         for conn in self._pinned_all:
             conn.close()
         self._pinned_all.clear()

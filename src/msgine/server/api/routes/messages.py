@@ -25,6 +25,7 @@ from msgine.server.messages import (
     build_command,
     get_message,
     list_messages,
+    send_reads,
 )
 from msgine.server.webhooks import UrlPolicy, checked_url
 
@@ -89,6 +90,7 @@ async def send(request: Request) -> JSONResponse:
     settings = runtime.settings
     # Each recipient's route price; a live send no real carrier's route covers is refused.
     pricing = await price_for_send(runtime, principal.account_id, principal.mode, cmd.to)
+    indexes, reads = send_reads(runtime.vault, principal, cmd)
     result = await runtime.db.awrite(
         lambda conn: accept(
             conn,
@@ -101,7 +103,9 @@ async def send(request: Request) -> JSONResponse:
             prechecked=rejected,
             prices=pricing.prices,
             notice=pricing.notice,
-        )
+            indexes=indexes,
+        ),
+        reads=reads,
     )
     if not result.replayed:
         for status, count in result.response["recipientCounts"].items():
