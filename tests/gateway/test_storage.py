@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from alembic.migration import MigrationContext
 
 from msgine.server.runtime import Runtime
 from msgine.server.storage import Database, metadata
-from msgine.server.storage._database import migrations_config
+from msgine.server.storage._database import migrations_config, newest_revision
 from msgine.server.storage._tables import accounts
 from support import make_settings, write_concurrently
 
@@ -76,6 +78,28 @@ def _head_revision() -> str:
     head = ScriptDirectory.from_config(migrations_config()).get_current_head()
     assert head is not None
     return head
+
+
+def test_the_newest_revision_read_from_file_names_is_alembics_head() -> None:
+    """Opening an up-to-date database skips alembic on the file names' word: they must agree."""
+    assert newest_revision() == _head_revision()
+
+
+def test_an_up_to_date_database_opens_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = Database(url)
+    db.migrate()
+    db.close()
+    probe = (
+        "import sys\n"
+        "from msgine.server.storage import Database\n"
+        f"db = Database({url!r})\n"
+        "db.migrate()\n"
+        "db.close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_database_made_by_the_first_release_upgrades_in_place(settings: Any) -> None:

@@ -26,13 +26,14 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-import redis.asyncio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from msgine.server.storage import Database, carrier_throttle
 
 if TYPE_CHECKING:
+    import redis.asyncio
+
     from msgine.server.carriers._registry import BuildContext
     from msgine.server.runtime import Runtime
 
@@ -200,6 +201,8 @@ def throttle_for(runtime: Runtime, carrier: str, rate: float) -> Throttle:
     else the gateway's database."""
     settings = runtime.settings
     if settings.redis_url is not None:
+        import redis.asyncio  # only with Redis configured: redis-py costs every start 0.1 s
+
         client = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
         key = f"{settings.redis_key_prefix}:throttle:{carrier}"
         return Throttle(rate, RedisSchedule(client, key, rate, owned=True))

@@ -21,34 +21,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
-
-import redis.asyncio
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import (
-    FixedWindowRateLimiter,
-    MovingWindowRateLimiter,
-    SlidingWindowCounterRateLimiter,
-)
-from limits.aio.strategies import RateLimiter as Strategy
-from limits.errors import StorageError
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from ._memory import MemoryWindows
+
+if TYPE_CHECKING:  # redis-py and limits' Redis strategies load only when Redis is configured
+    import redis.asyncio
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import RateLimiter as Strategy
 
 StrategyName = Literal["moving-window", "sliding-window", "fixed-window"]
 SecurityLog = Callable[[str, dict[str, object]], None]
 T = TypeVar("T")
 
-_STRATEGIES: dict[str, type[Strategy]] = {
-    "moving-window": MovingWindowRateLimiter,
-    "sliding-window": SlidingWindowCounterRateLimiter,
-    "fixed-window": FixedWindowRateLimiter,
-}
-# Redis-side failures: refused or reset connections, timeouts, server errors.
-_STORAGE_FAILURES = (RedisError, OSError, TimeoutError, StorageError)
+_STRATEGY_NAMES = ("moving-window", "sliding-window", "fixed-window")
+# Failures that mean "use the stand-in"; Redis's own errors join them once Redis is configured.
+_LOCAL_FAILURES: tuple[type[BaseException], ...] = (OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -101,8 +89,8 @@ class Backend:
         probe_interval: float,
         max_windows: int,
     ) -> None:
-        if strategy not in _STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(_STRATEGIES)}")
+        if strategy not in _STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {strategy!r}; use one of {sorted(_STRATEGY_NAMES)}")
         self._log = security_log
         self._probe_interval = probe_interval
         self.local = MemoryStores.create(strategy, standin=False, max_windows=max_windows)
@@ -110,30 +98,54 @@ class Backend:
         self._pool: redis.asyncio.ConnectionPool[Any] | None = None
         self._shared: Strategies | None = None
         self._redis: RedisStorage | None = None
+        self._failures = _LOCAL_FAILURES
         if redis_url:
-            # Our own pool: short timeouts and no client-side retries, so a dead Redis costs
-            # one short wait, then the stand-in takes over.
-            self._pool = redis.asyncio.ConnectionPool.from_url(
-                redis_url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            self._redis = RedisStorage(
-                _limits_uri(redis_url),
-                implementation="redispy",
-                key_prefix=f"{key_prefix}:rl",
-                # limits types its options narrowly; the pool is passed to redis-py as is.
-                **cast(dict[str, Any], {"connection_pool": self._pool}),
-            )
-            self._shared = Strategies(
-                _STRATEGIES[strategy](self._redis), MovingWindowRateLimiter(self._redis)
-            )
+            self._connect(redis_url, strategy, key_prefix, timeout)
         self._degraded = False
         self._generation = 0  # counts changes of state; an older operation's failure is stale
         self._next_probe = 0.0
         self._probe: asyncio.Task[bool] | None = None
         self._resetting: asyncio.Task[None] | None = None  # held: the loop keeps weak references
+
+    def _connect(self, redis_url: str, strategy: str, key_prefix: str, timeout: float) -> None:
+        """Build the Redis pool and strategies; imported here so a gateway without Redis
+        never loads redis-py (about 0.1 s of every start and command)."""
+        import redis.asyncio
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import (
+            FixedWindowRateLimiter,
+            MovingWindowRateLimiter,
+            SlidingWindowCounterRateLimiter,
+        )
+        from limits.errors import StorageError
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        classes: dict[str, type[Strategy]] = {
+            "moving-window": MovingWindowRateLimiter,
+            "sliding-window": SlidingWindowCounterRateLimiter,
+            "fixed-window": FixedWindowRateLimiter,
+        }
+        self._failures = (RedisError, *_LOCAL_FAILURES, StorageError)
+        # Our own pool: short timeouts and no client-side retries, so a dead Redis costs
+        # one short wait, then the stand-in takes over.
+        self._pool = redis.asyncio.ConnectionPool.from_url(
+            redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._redis = RedisStorage(
+            _limits_uri(redis_url),
+            implementation="redispy",
+            key_prefix=f"{key_prefix}:rl",
+            # limits types its options narrowly; the pool is passed to redis-py as is.
+            **cast(dict[str, Any], {"connection_pool": self._pool}),
+        )
+        self._shared = Strategies(
+            classes[strategy](self._redis), MovingWindowRateLimiter(self._redis)
+        )
 
     @property
     def shared(self) -> bool:
@@ -158,7 +170,7 @@ class Backend:
         generation = self._generation
         try:
             return await in_redis(self._shared)
-        except _STORAGE_FAILURES as exc:
+        except self._failures as exc:
             if generation == self._generation:
                 self._set_degraded(True, reason=type(exc).__name__)
             return in_memory(self._standin)
