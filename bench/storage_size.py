@@ -16,6 +16,11 @@ Each report also gives the total without ``simulator_submissions``, which only t
 (the simulator carrier) writes.
 
     python bench/storage_size.py [--messages 2000] [--database-url postgresql://...] [--subscribed]
+                                 [--steady]
+
+``--steady`` measures what a second round of N messages adds after a first round and VACUUM:
+on PostgreSQL the space the first round's old row versions and emptied job pages left is
+reused, as in a database that has been running for a while.
 
 The PostgreSQL database must be a throwaway one: each measurement empties its public schema.
 """
@@ -71,8 +76,15 @@ def sizes(runtime: Runtime) -> dict[str, int]:
 
 
 async def send_and_deliver(
-    runtime: Runtime, count: int, recipients: int, *, subscribed: bool = False
+    runtime: Runtime,
+    count: int,
+    recipients: int,
+    *,
+    subscribed: bool = False,
+    warm_up: Callable[[], object] | None = None,
 ) -> None:
+    """Send ``count`` messages and deliver them; with ``warm_up``, a first round of as many
+    (to other numbers) comes before, then ``warm_up()`` runs."""
     first = ensure_default_account(runtime)
     key = first.secret if first is not None else None
     if first is None or key is None:
@@ -99,24 +111,29 @@ async def send_and_deliver(
         httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
         app.router.lifespan_context(app),
     ):
-        sent = 0
-        while sent < count:
-            batch = min(50, count - sent)
+        for first_number in (0, count) if warm_up else (0,):
+            if first_number:
+                warm_up()
+            sent = 0
+            while sent < count:
+                batch = min(50, count - sent)
 
-            async def one(n: int) -> None:
-                to = [f"+25670{(n * recipients + r) % 10_000_000:07d}" for r in range(recipients)]
-                r = await client.post(
-                    "/api/v1/messages/sms",
-                    json={"to": to, "message": TEXT},
-                    headers={"X-Api-Key": key},
-                )
-                assert r.status_code == 201, r.text
+                async def one(n: int) -> None:
+                    to = [
+                        f"+25670{(n * recipients + r) % 10_000_000:07d}" for r in range(recipients)
+                    ]
+                    r = await client.post(
+                        "/api/v1/messages/sms",
+                        json={"to": to, "message": TEXT},
+                        headers={"X-Api-Key": key},
+                    )
+                    assert r.status_code == 201, r.text
 
-            await asyncio.gather(*(one(sent + n) for n in range(batch)))
-            sent += batch
-        await asyncio.sleep(runtime.settings.simulator_dlr_delay)
-        while await worker.run_once():
-            pass
+                await asyncio.gather(*(one(first_number + sent + n) for n in range(batch)))
+                sent += batch
+            await asyncio.sleep(runtime.settings.simulator_dlr_delay)
+            while await worker.run_once():
+                pass
 
 
 def settings_for(tmp: Path, database_url: str | None) -> Settings:
@@ -143,7 +160,7 @@ def empty(database_url: str) -> None:
 
 
 def measure(
-    database_url: str | None, count: int, recipients: int, subscribed: bool
+    database_url: str | None, count: int, recipients: int, subscribed: bool, steady: bool = False
 ) -> dict[str, int]:
     if database_url:
         empty(database_url)
@@ -151,7 +168,19 @@ def measure(
         runtime = Runtime.open(settings_for(Path(tmp), database_url))
         try:
             before = sizes(runtime)
-            asyncio.run(send_and_deliver(runtime, count, recipients, subscribed=subscribed))
+
+            def warm_up() -> None:  # the first round leaves what a running database reuses
+                before.update(sizes(runtime))
+
+            asyncio.run(
+                send_and_deliver(
+                    runtime,
+                    count,
+                    recipients,
+                    subscribed=subscribed,
+                    warm_up=warm_up if steady else None,
+                )
+            )
             after = sizes(runtime)
         finally:
             runtime.close()
@@ -188,14 +217,20 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--subscribed", action="store_true", help="one endpoint gets every event")
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="measure a second round of N messages, after a first one and VACUUM (steady state)",
+    )
     args = parser.parse_args()
     databases = [None] + ([args.database_url] if args.database_url else [])
     for url in databases:
         name = "PostgreSQL" if url else "SQLite"
         for recipients in (1, 10):
             count = args.messages if recipients == 1 else max(1, args.messages // 10)
-            grown = measure(url, count, recipients, args.subscribed)
+            grown = measure(url, count, recipients, args.subscribed, args.steady)
             subscriber = ", one subscribed endpoint" if args.subscribed else ""
+            subscriber += ", steady state (second round)" if args.steady else ""
             report(f"{name}, {recipients} recipient(s){subscriber}", grown, count)
 
 
