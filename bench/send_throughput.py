@@ -66,6 +66,23 @@ end
 """
 
 
+def bench_env(data: Path, **settings: str) -> dict[str, str]:
+    """This environment without its MSGINE_ settings, plus a gateway in ``data`` whose limits
+    never refuse bench traffic, and ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
+    env.update(
+        MSGINE_DATA_DIR=str(data),
+        MSGINE_RATE_LIMIT_PER_KEY="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_ACCOUNT="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_IP="100000000/minute",
+        MSGINE_RATE_LIMIT_PER_RECIPIENT="100000000/hour",
+        MSGINE_DAILY_CAP="0",  # on by default (10,000 a day): a bench round sends more
+        MSGINE_LOG_LEVEL="WARNING",
+    )
+    env.update(settings)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -276,16 +293,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 def run(args: argparse.Namespace, database_url: str | None) -> None:
 
     data = Path(tempfile.mkdtemp(prefix="msgine-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
-    env.update(
-        MSGINE_DATA_DIR=str(data),
-        MSGINE_RATE_LIMIT_PER_KEY="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_ACCOUNT="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_IP="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_RECIPIENT="100000000/hour",
-        MSGINE_DAILY_CAP="0",  # on by default (10,000 a day): a bench round sends more
-        MSGINE_LOG_LEVEL="WARNING",
-    )
+    env = bench_env(data)
     if database_url:
         env["MSGINE_DATABASE_URL"] = database_url
     key_out = create_key(env, check=False)

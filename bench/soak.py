@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import httpx
 import trustme
-from send_throughput import create_key, free_port, start
+from send_throughput import bench_env, create_key, free_port, start
 from webhook_throughput import ReceiverProcess
 
 EVENTS = ["message.sent", "message.delivered", "message.failed", "message.received"]
@@ -191,19 +190,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         receiver = ReceiverProcess(workdir, trustme.CA())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
-        env.update(
-            {
-                "MSGINE_DATA_DIR": str(workdir / "data"),
-                "MSGINE_WEBHOOK_ALLOW_PRIVATE": "true",
-                "MSGINE_WEBHOOK_ALLOWED_PORTS": "1-65535",
-                "MSGINE_WEBHOOK_CA_BUNDLE": str(receiver.ca_file),
-                "MSGINE_RATE_LIMIT_PER_IP": "100000000/minute",
-                "MSGINE_RATE_LIMIT_PER_ACCOUNT": "100000000/minute",
-                "MSGINE_RATE_LIMIT_PER_RECIPIENT": "100000000/hour",
-                "MSGINE_DAILY_CAP": "0",
-                "MSGINE_LOG_LEVEL": "WARNING",
-            }
+        env = bench_env(
+            workdir / "data",
+            MSGINE_WEBHOOK_ALLOW_PRIVATE="true",
+            MSGINE_WEBHOOK_ALLOWED_PORTS="1-65535",
+            MSGINE_WEBHOOK_CA_BUNDLE=str(receiver.ca_file),
         )
         if args.database_url:
             env["MSGINE_DATABASE_URL"] = args.database_url

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
-from send_throughput import LUA, create_key, free_port, start, wrk
+from send_throughput import LUA, bench_env, create_key, free_port, start, wrk
 
 # Values in the traced SQL (sqlite3 traces statements with their parameters expanded).
 _LITERAL = re.compile(r"'[^']*'|\d+(\.\d+)?|\bNULL\b")
@@ -113,17 +113,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed to fill the backlog")
     data = Path(tempfile.mkdtemp(prefix="msgine-drain-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSGINE_")}
-    env.update(
-        MSGINE_DATA_DIR=str(data),
-        MSGINE_RATE_LIMIT_PER_KEY="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_ACCOUNT="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_IP="100000000/minute",
-        MSGINE_RATE_LIMIT_PER_RECIPIENT="100000000/hour",
-        MSGINE_DAILY_CAP="0",
-        MSGINE_LOG_LEVEL="WARNING",
-        MSGINE_SIMULATOR_DLR_DELAY="0",
-    )
+    env = bench_env(data, MSGINE_SIMULATOR_DLR_DELAY="0")
     try:
         stored = fill(env, data, args.messages)
         os.environ.update(env)
