@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from msgine.server.storage import one_of
 from msgine.server.storage._direct import Direct
 from msgine.server.storage._tables import accounts, jobs
 from support import write_concurrently
@@ -130,6 +131,40 @@ def test_refuses_expanding_parameters(runtime: Any) -> None:
     )
     with pytest.raises(TypeError, match="expanding"):
         runtime.db.read(lambda conn: stmt.all(conn, {"ids": ["a"]}))
+
+
+def test_one_of_takes_any_number_of_values_in_one_statement(runtime: Any) -> None:
+    """``one_of`` is the list lookup a direct statement can hold: the same text (one plan,
+    prepared once on PostgreSQL) for any number of values, matching only exact values."""
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    odd = "acc_direct_'\"%_*"  # quotes, LIKE and JSON metacharacters are plain text here
+    rows = [_account(n, now) for n in range(40, 44)] + [{**_account(44, now), "id": odd}]
+    runtime.db.write(lambda conn: _INSERT_ACCOUNT.executemany(conn, rows))
+    names = Direct(
+        sa.select(accounts.c.name).where(one_of(accounts.c.id, "ids")).order_by(accounts.c.name)
+    )
+
+    def lookup(ids: list[str]) -> list[str]:
+        return list(runtime.db.read(lambda conn: names.scalars(conn, {"ids": ids})))
+
+    assert lookup([]) == []
+    assert lookup(["acc_direct_41"]) == ["shop 41"]
+    assert lookup(["acc_direct_43", "acc_direct_40", "missing", "acc_direct_4%"]) == [
+        "shop 40",
+        "shop 43",
+    ]
+    assert lookup([odd, odd]) == ["shop 44"]
+    assert len(names._plans) == 1
+    # Core runs it too, negated as well.
+    others = runtime.db.read(
+        lambda conn: conn.execute(
+            sa.select(sa.func.count())
+            .select_from(accounts)
+            .where(accounts.c.id.like("acc_direct_4%"), ~one_of(accounts.c.id, "ids")),
+            {"ids": ["acc_direct_40", odd]},
+        ).scalar_one()
+    )
+    assert others == 3
 
 
 def test_driver_errors_surface_as_sqlalchemy_errors_without_values(runtime: Any) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.engine.default import CacheStats
 from msgine.server.carriers import SubmitRequest, SubmitResult
 from msgine.server.carriers.simulator import DLR_JOB, SimulatorCarrier
 from msgine.server.events import event_body
+from msgine.server.messages import load_outgoing, load_outgoings
 from msgine.server.messages._lifecycle import _SET_STATUS
 from msgine.server.messages._service import SUBMIT_JOB
 from msgine.server.runtime import Runtime
@@ -235,6 +236,20 @@ async def test_a_recipient_that_cannot_be_read_does_not_stop_the_batch(api: Any)
     assert rows[broken]["status"] == "queued"
     assert sorted(r["status"] for rid, r in rows.items() if rid != broken) == ["sent"] * 4
     assert _jobs(api.runtime)[broken]["attempts"] == 1
+
+
+async def test_a_claims_recipients_are_read_together_as_one_by_one(api: Any) -> None:
+    """The submit batch reads its recipients in one statement: the same answers, in the
+    claim's order, as reading each alone (a missing one is None, a repeated one repeats)."""
+    await _send(api, NUMBERS[:3])
+    ids = sorted(_recipients(api.runtime))
+    asked = [ids[2], "rcp_missing", ids[0], ids[2], ids[1]]
+    vault = api.runtime.vault
+    together = api.runtime.db.read(lambda conn: load_outgoings(conn, vault, asked))
+    alone = [api.runtime.db.read(lambda conn, i=i: load_outgoing(conn, vault, i)) for i in asked]
+    assert together == alone
+    assert together[1] is None and together[0] == together[3]
+    assert sorted(out.to for out in together if out and out is not together[3]) == NUMBERS[:3]
 
 
 async def test_a_submit_that_keeps_failing_ends_as_carrier_error(api: Any) -> None:

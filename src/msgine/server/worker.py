@@ -59,7 +59,7 @@ from msgine.server.messages import (
     TERMINAL,
     Outgoing,
     StatusChange,
-    load_outgoing,
+    load_outgoings,
     note_history,
     recheck,
     record_status,
@@ -374,8 +374,8 @@ def _outgoing_and_decisions(
     left to do (already sent, its outcome unknown, or final)."""
     found: list[tuple[Outgoing, Decision] | None] = [None] * len(batch)
     todo: list[tuple[int, Outgoing]] = []
-    for position, job in enumerate(batch):
-        out = load_outgoing(conn, runtime.vault, job["ref"])
+    outs = load_outgoings(conn, runtime.vault, [job["ref"] for job in batch])
+    for position, out in enumerate(outs):
         if out is not None and out.status not in TERMINAL and out.status not in AWAITING_RECEIPT:
             todo.append((position, out))
     decisions = recheck(conn, [out for _, out in todo], now)

@@ -12,14 +12,20 @@ from datetime import datetime, time
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from msgine.server.accounts import AccountPolicy
 from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, add_identification
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
 from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
 from msgine.server.messages import timezones_of
-from msgine.server.storage import BatchRead, Direct, batch_memo, consents, suppressions
+from msgine.server.storage import (
+    BatchRead,
+    Direct,
+    batch_memo,
+    consents,
+    one_of,
+    suppressions,
+)
 
 MessageType = Literal["transactional", "marketing"]
 
@@ -61,27 +67,12 @@ _SUPPRESSED_ANY = sa.select(suppressions.c.phone_index).where(
 )
 _SUPPRESSED = object()  # the batch memo's key for suppression lookups read ahead
 # A write batch's suppression lookups, in one statement of fixed text (prepared once on
-# PostgreSQL, where it is one round trip for the batch): the indexes as an array there, as a
-# JSON list on SQLite.
-_SUPPRESSED_AMONG = {
-    "postgresql": Direct(
-        sa.select(suppressions.c.phone_index).where(
-            *_SUPPRESSED_WHERE,
-            suppressions.c.phone_index
-            == sa.any_(sa.bindparam("indexes", type_=postgresql.ARRAY(sa.String))),
-        )
-    ),
-    "sqlite": Direct(
-        sa.select(suppressions.c.phone_index).where(
-            *_SUPPRESSED_WHERE,
-            suppressions.c.phone_index.in_(
-                sa.select(sa.column("value", sa.String)).select_from(
-                    sa.func.json_each(sa.bindparam("indexes", type_=sa.JSON))
-                )
-            ),
-        )
-    ),
-}
+# PostgreSQL, where it is one round trip for the batch).
+_SUPPRESSED_AMONG = Direct(
+    sa.select(suppressions.c.phone_index).where(
+        *_SUPPRESSED_WHERE, one_of(suppressions.c.phone_index, "indexes")
+    )
+)
 _CONSENTED_ONE = Direct(
     sa.select(consents.c.phone_index).where(
         *_CONSENTED_WHERE, consents.c.phone_index == sa.bindparam("index")
@@ -122,10 +113,12 @@ def _read_suppressions(conn: sa.Connection, keys: list[tuple[str, str, tuple[str
     asked: dict[tuple[str, str], set[str]] = {}
     for account_id, mode, indexes in keys:
         asked.setdefault((account_id, mode), set()).update(indexes)
-    among = _SUPPRESSED_AMONG[conn.dialect.name]
     for (account_id, mode), wanted in asked.items():
         params = {"account_id": account_id, "mode": mode, "indexes": list(wanted)}
-        memo[(_SUPPRESSED, account_id, mode)] = (wanted, set(among.scalars(conn, params)))
+        memo[(_SUPPRESSED, account_id, mode)] = (
+            wanted,
+            set(_SUPPRESSED_AMONG.scalars(conn, params)),
+        )
 
 
 def consented_indexes(

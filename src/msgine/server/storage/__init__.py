@@ -1,7 +1,7 @@
 """Storage: the schema, migrations, engines, group-committed writes and outbox claims."""
 
 from msgine.server.storage._database import Database, current_revision
-from msgine.server.storage._direct import Direct, batch_memo
+from msgine.server.storage._direct import Direct, batch_memo, one_of
 from msgine.server.storage._outbox import Claim, each, take_back
 from msgine.server.storage._probe import WriteProbe
 from msgine.server.storage._tables import (
@@ -67,6 +67,7 @@ __all__ = [
     "key_usage",
     "messages",
     "metadata",
+    "one_of",
     "recipients",
     "routes",
     "simulator_submissions",

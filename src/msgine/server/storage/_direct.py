@@ -9,8 +9,9 @@ one schema and still use SQLAlchemy's compiler and each column type's own bind a
 processors; only the per-call machinery is skipped. They run on the DBAPI connection under the
 given ``sa.Connection``, so they share its transaction with any Core statement around them.
 
-Limits, checked when a statement is first compiled: no expanding (``IN``) parameters, and an
-INSERT binds exactly the keys it is given (plus scalar Python-side column defaults).
+Limits, checked when a statement is first compiled: no expanding (``IN``) parameters (use
+``one_of``, whose text does not depend on the number of values), and an INSERT binds exactly
+the keys it is given (plus scalar Python-side column defaults).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.sql.visitors import InternalTraversal
 
 Processor = Callable[[Any], Any] | None
 Row = dict[str, Any]
@@ -54,6 +59,55 @@ class _Plan:
     converted: tuple[tuple[str, Callable[[Any], Any]], ...]  # (result column, processor)
     #: PostgreSQL, a plain INSERT: the COPY that writes the same rows (see ``executemany``).
     copy_sql: str | None = None
+
+
+class _StringList(sa.types.TypeDecorator[list[str]]):
+    """A list of strings bound as one value: an array on PostgreSQL, JSON text elsewhere."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.String))
+        return dialect.type_descriptor(sa.JSON())
+
+
+class _OneOf(sa.ColumnElement[bool]):
+    __visit_name__ = "msgine_one_of"
+    inherit_cache = True
+    type = sa.Boolean()
+    _is_implicitly_boolean = True  # a condition as it stands (no "= 1" where booleans are ints)
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: sa.ColumnElement[str], name: str) -> None:
+        self.column = column
+        self.values = sa.bindparam(name, type_=_StringList())
+
+
+def one_of(column: sa.ColumnElement[str], name: str) -> sa.ColumnElement[bool]:
+    """``column`` is one of the strings in the list bound as ``name``.
+
+    Unlike an expanding ``IN``, the statement's text is the same for any number of values, so
+    a ``Direct`` statement can hold it and PostgreSQL prepares it once: ``= ANY(array)`` there,
+    ``IN (SELECT value FROM json_each(json))`` on SQLite."""
+    return _OneOf(column, name)
+
+
+@compiles(_OneOf)
+def _one_of_json(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    column, values = (compiler.process(part, **kw) for part in (element.column, element.values))
+    # Compiled text of a column and a bind placeholder: no value is formatted in.
+    return f"{column} IN (SELECT value FROM json_each({values}))"  # noqa: S608
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    column, values = (compiler.process(part, **kw) for part in (element.column, element.values))
+    return f"{column} = ANY({values})"
 
 
 class Direct:
