@@ -24,6 +24,7 @@ from support import (
     make_settings,
     postgres_database,
     require_service,
+    seed_sqlite,
     serve_in_process,
     start_gateway,
 )
@@ -86,10 +87,15 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def postgres_url(postgres_available: bool) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    with postgres_database() as url:
+def postgres_url(request: pytest.FixtureRequest, postgres_available: bool) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards: at the newest schema, or
+    empty for a test marked ``empty_database``."""
+    with postgres_database(migrated=_starts_migrated(request)) as url:
         yield url
+
+
+def _starts_migrated(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("empty_database") is None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -102,8 +108,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Any:
-    return make_settings(tmp_path, database_url)
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None) -> Any:
+    """Settings on a database at the newest schema (empty for ``empty_database`` tests)."""
+    made = make_settings(tmp_path, database_url)
+    if database_url is None and _starts_migrated(request):
+        seed_sqlite(made)
+    return made
 
 
 @pytest.fixture

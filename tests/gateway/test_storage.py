@@ -102,6 +102,7 @@ def test_an_up_to_date_database_opens_without_loading_alembic(tmp_path: Path) ->
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.empty_database
 def test_a_database_made_by_the_first_release_upgrades_in_place(settings: Any) -> None:
     """A deployment running the first schema, with data, gets the later indexes on its next
     start, and keeps its rows."""
