@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,19 +30,29 @@ class User:
     password: str = field(repr=False)
     totp_secret: str | None = field(default=None, repr=False)
     recovery_codes: list[str] = field(default_factory=list, repr=False)
+    #: The console's clock when it is a test clock (an in-process console's ``FakeClock``).
+    clock: Any = field(default=None, repr=False)
     _last_step: int = -1
 
     def code(self) -> str:
         """A TOTP code not used before (the console refuses a step twice): the current step,
-        or the next one (waiting for it when both are used)."""
+        or the next one. When both are used, the step after comes: the test clock moves to it,
+        or, on the real clock (a gateway process's console), the code waits for it."""
         import pyotp
 
         assert self.totp_secret is not None
-        step = max(int(time.time()) // 30 - 1, self._last_step + 1)
-        while step > int(time.time()) // 30 + 1:
+        current = int((self.clock or _wall_clock)().timestamp()) // 30
+        step = max(current - 1, self._last_step + 1)
+        if step > current + 1 and self.clock is not None:
+            self.clock.advance(seconds=(step - current - 1) * 30)
+        while step > int(time.time()) // 30 + 1 and self.clock is None:
             time.sleep(0.5)
         self._last_step = step
         return str(pyotp.TOTP(self.totp_secret).at(step * 30))
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def make_user(
@@ -74,6 +85,8 @@ def make_user(
             password=password,
         )
         user = User(new.view["id"], new.view["email"], role, account_id, password)
+        if hasattr(runtime.clock, "advance"):
+            user.clock = runtime.clock
         if enrolled:
             secret = pending_secret(conn, runtime.vault, get_user(conn, user.id))
             code = pyotp.TOTP(secret).at(now)
