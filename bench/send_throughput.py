@@ -2,7 +2,8 @@
 
 Starts ``msgine serve`` on a fresh data directory (SQLite by default; --postgres for a fresh
 PostgreSQL database, dropped afterwards, or --database-url for one of yours; --processes N for
-``serve --processes N``), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET /healthz`` with
+``serve --processes N``; --worker-process for ``serve --no-worker`` beside a ``msgine worker``
+process, both processes' CPU counted), creates a key, then drives ``POST /api/v1/messages/sms`` and ``GET /healthz`` with
 32 concurrent connections using wrk (or a Python client when wrk is not installed). Afterwards
 it counts the messages in the database: every 201 must be stored.
 
@@ -16,7 +17,8 @@ not hold up the loop.
 On PostgreSQL it also reads the CPU time of the database's own backend processes (when they
 run on this machine), per accepted message: the database's share of the cost.
 
-    python bench/send_throughput.py [--seconds 10] [--rounds 3] [--connections 32] [--no-worker]
+    python bench/send_throughput.py [--seconds 10] [--rounds 3] [--connections 32]
+                                    [--no-worker | --worker-process]
                                     [--postgres [ADMIN_URL] | --database-url URL] [--processes N]
 """
 
