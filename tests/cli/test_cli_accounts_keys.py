@@ -121,6 +121,7 @@ def _status(env: dict[str, str], key_id: str) -> str:
     return str(next(v["status"] for v in views if v["id"] == key_id))
 
 
+@pytest.mark.empty_database
 def test_the_migration_keeps_duplicate_accounts_under_new_names(settings: Any) -> None:
     """Before names were unique, two accounts could share one: the oldest keeps it, the others
     are renamed ``NAME (ID)``; nothing is merged or lost."""

@@ -76,6 +76,7 @@ def test_a_lost_master_key_is_not_replaced_by_a_new_one(tmp_path: Path) -> None:
     assert not key_file.exists()
 
 
+@pytest.mark.empty_database
 def test_an_uninitialised_postgresql_database_is_refused(tmp_path: Path, postgres_url: str) -> None:
     env = cli_env(tmp_path, postgres_url.replace("postgres@", "postgres:hunter2@"))
     result = msgine(env, "keys", "list", cwd=tmp_path)

@@ -254,6 +254,7 @@ async def test_callback_signing_secrets(api: Any, owner: str) -> None:
 
 # The rows are written as the old schema had them, without the mode SQLAlchemy now expects.
 @pytest.mark.filterwarnings("ignore:Column .* is marked as a member of the primary key")
+@pytest.mark.empty_database
 def test_existing_objects_keep_the_world_they_were_made_in(settings: Any) -> None:
     """Migration 0003 gives rows made before modes existed the mode of what made them."""
     from datetime import UTC, datetime

@@ -83,6 +83,7 @@ def _old_rows(conn: sa.Connection, vault: Any, now: datetime) -> None:
     )
 
 
+@pytest.mark.empty_database
 def test_the_migration_seals_rows_stored_before_it(settings: Any) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ring = load_master_keys(settings)
@@ -111,6 +112,7 @@ def test_the_migration_seals_rows_stored_before_it(settings: Any) -> None:
     assert json.loads(response) == {"id": "msg_old"}
 
 
+@pytest.mark.empty_database
 def test_the_migration_will_not_convert_rows_without_the_master_key(settings: Any) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ring = load_master_keys(settings)
