@@ -142,9 +142,15 @@ def seed_sqlite(settings: Any) -> None:
     """Give ``settings`` a SQLite file already at the newest schema (see ``_migrated``), made
     as the gateway makes its own: a private directory and an owner-only file."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = settings.data_dir / "msgine.db"
+    target = Path(_sqlite_file(settings.sqlalchemy_url))
     shutil.copyfile(_migrated("sqlite"), target)
     target.chmod(0o600)
+
+
+def _sqlite_file(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(url).database)
 
 
 _templates: dict[str, str] = {}
@@ -161,15 +167,18 @@ def _migrated(kind: str) -> str:
         return found
     from msgine.server.storage import Database
 
+    # The URL as the gateway derives it from its settings: the same file name, the same driver.
     if kind == "sqlite":
         directory = Path(tempfile.mkdtemp(prefix="msgine-schema-"))
         atexit.register(shutil.rmtree, directory, True)
-        found, url = str(directory / "msgine.db"), f"sqlite:///{directory / 'msgine.db'}"
+        url = make_settings(directory).sqlalchemy_url
+        found = _sqlite_file(url)
+        Path(found).parent.mkdir(mode=0o700)
     else:
         found = f"msgine_schema_{RUN_ID}_{os.getpid()}"
         _pg_exec(f'CREATE DATABASE "{found}"')
         atexit.register(_pg_exec, f'DROP DATABASE IF EXISTS "{found}" WITH (FORCE)')
-        url = _pg_url(found).replace("postgresql://", "postgresql+psycopg://")
+        url = make_settings(Path(tempfile.gettempdir()), _pg_url(found)).sqlalchemy_url
     db = Database(url)
     try:
         db.migrate()
