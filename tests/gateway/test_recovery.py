@@ -122,6 +122,9 @@ def _kill_holding_claims(process: subprocess.Popen[str], db_file: Path) -> list[
     return _leased(db_file)
 
 
+RECIPIENTS = 20
+
+
 @pytest.mark.slow
 def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease(
     tmp_path: Path,
@@ -135,9 +138,15 @@ def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease
     key, port = gw.api_key, gw.port
     for attempt in range(3):
         try:
-            sent = send_many(gw, 40, prefix=f"a{attempt}-")
+            # A backlog that falls due at one moment, large enough that even a fast machine's
+            # worker holds claims for a while: 800 recipients, due once all are accepted.
+            due = datetime.now(UTC) + timedelta(seconds=3)
+            sent = send_many(
+                gw, 40, f"a{attempt}-", recipients=RECIPIENTS, scheduledFor=due.isoformat()
+            )
             assert len(sent) == 40
             accepted += sent
+            time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
             held = _kill_holding_claims(gw.process, db_file)
         finally:
             gw.stop(kill=True)
@@ -165,5 +174,6 @@ def test_a_restarted_gateway_takes_back_its_claims_without_waiting_out_the_lease
     engine.dispose()
     # One carrier submission per recipient (a submit cut off by the kill is repeated with the
     # same key, which the carrier dedupes), and no job left behind.
-    assert sorted(submitted) == sorted(rcpt_ids) and len(rcpt_ids) == len(accepted)
+    assert sorted(submitted) == sorted(rcpt_ids)
+    assert len(rcpt_ids) == len(accepted) * RECIPIENTS
     assert left == 0
