@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from msgine.server._ids import new_id
 from msgine.server.errors import PayloadTooLarge
+from msgine.server.metrics import child
 
 MAX_BODY_BYTES = 64 * 1024
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -120,8 +121,8 @@ class RequestContextMiddleware:
             method = method_label(scope)
             status = status_holder["status"]
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(route).observe(elapsed)
+            child(REQUESTS, method, route, str(status)).inc()
+            child(LATENCY, route).observe(elapsed)
             if _access_log.isEnabledFor(logging.INFO):
                 _access_log.info(
                     "request",
