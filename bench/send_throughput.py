@@ -55,15 +55,19 @@ request = function()
                              math.random(0, 99998), math.random(0, 999999))
   return wrk.format(nil, nil, nil, body)
 end
+function response(status, headers, body) if status == 201 then created = created + 1 end end
+"""
+# What every bench's wrk script ends with: its own ``response`` counts the successes in
+# ``created``; this prints them with the latency percentiles for ``wrk()`` to read.
+COUNTING_LUA = """
 created = 0
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function response(status, headers, body) if status == 201 then created = created + 1 end end
 function done(summary, latency, requests)
   local total = 0
   for _, t in ipairs(threads) do total = total + t:get("created") end
-  io.write(string.format("CREATED %%d\\n", total))
-  io.write(string.format("P50 %%f\\nP99 %%f\\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  io.write(string.format("CREATED %d\\n", total))
+  io.write(string.format("P50 %f\\nP99 %f\\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
 
@@ -89,6 +93,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def send_script(key: str) -> str:
+    """The wrk script of sends with ``key``: a different recipient on every request."""
+    return LUA % key + COUNTING_LUA
+
+
+def bench_key(env: dict[str, str]) -> str:
+    """A key of the gateway in ``env``; a first ``serve`` creates the account if there is none."""
+    key_out = create_key(env, check=False)
+    if key_out.returncode != 0:  # no account yet: the first serve creates it
+        start(env, free_port(), True).terminate()
+        time.sleep(1)
+        key_out = create_key(env, check=True)
+    return str(json.loads(key_out.stdout)["key"])
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A ``msgine worker`` process for the gateway in ``env``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "msgine", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def create_key(env: dict[str, str], *, check: bool) -> subprocess.CompletedProcess[str]:
@@ -303,25 +332,10 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     env = bench_env(data)
     if database_url:
         env["MSGINE_DATABASE_URL"] = database_url
-    key_out = create_key(env, check=False)
-    if key_out.returncode != 0:  # no account yet: the first serve creates it
-        port = free_port()
-        start(env, port, True).terminate()
-        time.sleep(1)
-        key_out = create_key(env, check=True)
-    key = json.loads(key_out.stdout)["key"]
+    key = bench_key(env)
     port = free_port()
     proc = start(env, port, args.no_worker or args.worker_process, args.processes)
-    worker = (
-        subprocess.Popen(
-            [sys.executable, "-m", "msgine", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if args.worker_process
-        else None
-    )
+    worker = start_worker(env) if args.worker_process else None
     pids = [proc.pid] + ([worker.pid] if worker else [])
     base = f"http://127.0.0.1:{port}"
     use_wrk = shutil.which("wrk") is not None
@@ -332,7 +346,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     drain = float("nan")
     try:
         script = data / "send.lua"
-        script.write_text(LUA % key)
+        script.write_text(send_script(key))
         if use_wrk:
             wrk(f"{base}/healthz", 2, args.connections, None)  # warm up
 

@@ -49,11 +49,8 @@ Jasmin is not installed by this script. One way (Python 3.11, RabbitMQ on 5672, 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,13 +59,15 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import sqlalchemy as sa
 from send_throughput import (
-    LUA,
+    COUNTING_LUA,
     bench_env,
-    create_key,
+    bench_key,
     free_port,
     process_cpu,
+    send_script,
     server_cpu,
     start,
+    start_worker,
     wait_until_final,
     wrk,
 )
@@ -84,17 +83,8 @@ request = function()
                                      math.random(0, 99998), math.random(0, 999999))
   return wrk.format(nil, nil, nil, body)
 end
-created = 0
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
 function response(status, headers, body)
   if status == 200 and string.sub(body, 1, 8) == 'Success ' then created = created + 1 end
-end
-function done(summary, latency, requests)
-  local total = 0
-  for _, t in ipairs(threads) do total = total + t:get("created") end
-  io.write(string.format("CREATED %d\\n", total))
-  io.write(string.format("P50 %f\\nP99 %f\\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
 
@@ -207,7 +197,7 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="msgine-vs-jasmin-"))
     jasmin_lua = data / "jasmin.lua"
     auth = urlencode({"username": args.username, "password": args.password})
-    jasmin_lua.write_text(JASMIN_LUA.replace("AUTH", auth.replace("\\", "\\\\")))
+    jasmin_lua.write_text(JASMIN_LUA.replace("AUTH", auth.replace("\\", "\\\\")) + COUNTING_LUA)
     check = httpx.post(
         args.url,
         data={
@@ -228,21 +218,11 @@ def main() -> None:
     pings: list[dict[str, float]] = []
     try:
         if not args.jasmin_only:
-            key_out = create_key(env, check=False)
-            if key_out.returncode != 0:  # no account yet: the first serve creates it
-                start(env, free_port(), True).terminate()
-                time.sleep(1)
-                key_out = create_key(env, check=True)
-            key = json.loads(key_out.stdout)["key"]
+            key = bench_key(env)
             port = free_port()
             proc = start(env, port, args.worker_process)
             if args.worker_process:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "msgine", "worker"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                worker = start_worker(env)
             pids = [proc.pid] + ([worker.pid] if worker else [])
 
             def msgine_cpu() -> float:
@@ -250,7 +230,7 @@ def main() -> None:
 
             base = f"http://127.0.0.1:{port}"
             msgine_lua = data / "send.lua"
-            msgine_lua.write_text(LUA % key)
+            msgine_lua.write_text(send_script(key))
             engine = sa.create_engine(f"sqlite:///{data / 'msgine.db'}")
             wrk(f"{base}/healthz", 2, args.connections, None)  # warm up
         wrk(ping_url, 2, args.connections, None)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
-from send_throughput import LUA, bench_env, create_key, free_port, start, wrk
+from send_throughput import bench_env, bench_key, free_port, send_script, start, wrk
 
 # Values in the traced SQL (sqlite3 traces statements with their parameters expanded).
 _LITERAL = re.compile(r"'[^']*'|\d+(\.\d+)?|\bNULL\b")
@@ -36,18 +35,13 @@ FINAL = "('delivered', 'failed', 'rejected')"
 
 def fill(env: dict[str, str], data: Path, messages: int) -> int:
     """Accept about ``messages`` sends with the worker off; returns how many were stored."""
-    key_out = create_key(env, check=False)
-    if key_out.returncode != 0:  # no account yet: the first serve creates it
-        start(env, free_port(), True).terminate()
-        time.sleep(1)
-        key_out = create_key(env, check=True)
-    key = json.loads(key_out.stdout)["key"]
+    key = bench_key(env)
     port = free_port()
     proc = start(env, port, True)
     engine = sa.create_engine(f"sqlite:///{data / 'msgine.db'}")
     try:
         script = data / "send.lua"
-        script.write_text(LUA % key)
+        script.write_text(send_script(key))
         while _count(engine, "SELECT count(*) FROM messages") < messages:
             wrk(f"http://127.0.0.1:{port}/api/v1/messages/sms", 1, 16, script)
     finally:
