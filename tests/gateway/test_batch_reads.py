@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from msgine.server import compliance
 from msgine.server.accounts import create_account
+from msgine.server.audit import Actor
 from msgine.server.compliance import _gate
 from msgine.server.keys import Principal
 from msgine.server.messages import accept, build_command, send_reads
@@ -42,7 +43,9 @@ def principal(account_id: str, mode: str = "live") -> Principal:
 Write = tuple[Callable[[sa.Connection], Any], list[BatchRead] | None]
 
 
-def send_to(runtime: Any, who: Principal, number: str) -> Write:
+def send_to(
+    runtime: Any, who: Principal, number: str, message_type: str = "transactional"
+) -> Write:
     """A send as the API route queues it: its write and its declared reads."""
     now = runtime.now()
     cmd = build_command(
@@ -51,7 +54,7 @@ def send_to(runtime: Any, who: Principal, number: str) -> Write:
         sender=None,
         callback_url=None,
         scheduled_for=None,
-        message_type="transactional",
+        message_type=message_type,
         idempotency_key=None,
         now=now,
     )
@@ -89,6 +92,39 @@ def opt_out(runtime: Any, who: Principal, number: str) -> Write:
         )
 
     return write, None
+
+
+def consent_to_marketing(runtime: Any, who: Principal, number: str) -> Write:
+    """A marketing consent, queued undeclared (it writes the consents)."""
+
+    def write(conn: sa.Connection) -> str:
+        return compliance.grant_consent(
+            conn,
+            runtime.vault,
+            account_id=who.account_id,
+            mode=who.mode,
+            phone=number,
+            phone_index=runtime.vault.blind_index(who.account_id, number),
+            purpose="marketing",
+            source="test",
+            evidence=None,
+            now=runtime.now(),
+            actor=Actor("test"),
+        )
+
+    return write, None
+
+
+def marketing_to(runtime: Any, who: Principal, number: str) -> Write:
+    return send_to(runtime, who, number, "marketing")
+
+
+def error_codes(results: list[Any]) -> list[str | None]:
+    """Each send's recipient's error code (its status may be queued or, in the recipient's
+    quiet hours, scheduled: the time of day of the run decides)."""
+    return [
+        r.response["recipients"][0].get("errorCode") for r in results if isinstance(r, SendResult)
+    ]
 
 
 def in_one_batch(runtime: Any, writes: list[Write]) -> list[Any]:
@@ -188,3 +224,40 @@ def test_an_opt_out_in_the_batch_applies_to_the_sends_after_it(
     assert results[1] is True
     assert statuses(results) == ["queued", "rejected", "queued"]
     assert len(no_lookups_one_by_one) == 3
+
+
+def test_marketing_sends_in_one_batch_read_consents_together_and_correctly(
+    runtime: Any, account: str, no_lookups_one_by_one: list[int]
+) -> None:
+    """Marketing sends read consents ahead with the suppressions: only the consented number
+    in the consent's own mode goes ahead, and no send looked anything up on its own."""
+    live = principal(account)
+    in_one_batch(runtime, [consent_to_marketing(runtime, live, WELCOME)])
+    no_lookups_one_by_one.clear()
+    results = in_one_batch(
+        runtime,
+        [
+            marketing_to(runtime, live, WELCOME),
+            marketing_to(runtime, live, OPTED_OUT),  # no consent
+            marketing_to(runtime, principal(account, "test"), WELCOME),  # a live consent
+            send_to(runtime, live, OPTED_OUT),  # transactional: needs none
+        ],
+    )
+    assert error_codes(results) == [None, "consent_required", "consent_required", None]
+    assert no_lookups_one_by_one == []
+
+
+def test_a_consent_in_the_batch_applies_to_the_sends_after_it(
+    runtime: Any, account: str, no_lookups_one_by_one: list[int]
+) -> None:
+    live = principal(account)
+    results = in_one_batch(
+        runtime,
+        [
+            marketing_to(runtime, live, WELCOME),
+            consent_to_marketing(runtime, live, WELCOME),
+            marketing_to(runtime, live, WELCOME),
+        ],
+    )
+    assert error_codes(results) == ["consent_required", None]
+    assert no_lookups_one_by_one  # read send by send, in turn

@@ -66,8 +66,7 @@ _SUPPRESSED_ONE = Direct(
 _SUPPRESSED_ANY = sa.select(suppressions.c.phone_index).where(
     *_SUPPRESSED_WHERE, suppressions.c.phone_index.in_(sa.bindparam("indexes", expanding=True))
 )
-_SUPPRESSED = object()  # the batch memo's key for suppression lookups read ahead
-# A write batch's suppression lookups, in one statement of fixed text (prepared once on
+# A write batch's lookups, one statement of fixed text per account and mode (prepared once on
 # PostgreSQL, where it is one round trip for the batch).
 _SUPPRESSED_AMONG = Direct(
     sa.select(suppressions.c.phone_index).where(
@@ -82,6 +81,11 @@ _CONSENTED_ONE = Direct(
 _CONSENTED_ANY = sa.select(consents.c.phone_index).where(
     *_CONSENTED_WHERE, consents.c.phone_index.in_(sa.bindparam("indexes", expanding=True))
 )
+_CONSENTED_AMONG = Direct(
+    sa.select(consents.c.phone_index).where(
+        *_CONSENTED_WHERE, one_of(consents.c.phone_index, "indexes")
+    )
+)
 
 
 def suppressed_indexes(
@@ -90,43 +94,77 @@ def suppressed_indexes(
     """The ``indexes`` on the account's suppression list of ``mode`` (test and live each
     have their own: a simulated STOP never blocks a live send, nor lifts a real opt-out).
     Answered from the batch's memo when the writer read them ahead (``suppression_read``)."""
-    memo = batch_memo(conn)
-    if memo is not None:
-        known: tuple[set[str], set[str]] | None = memo.get((_SUPPRESSED, account_id, mode))
-        if known is not None and known[0].issuperset(indexes):
-            return known[1].intersection(indexes)
     params = {"account_id": account_id, "mode": mode}
+    found = _read_ahead(conn, _SUPPRESSED_AMONG, params, indexes)
+    if found is not None:
+        return found
     return _present(conn, _SUPPRESSED_ONE, _SUPPRESSED_ANY, params, indexes)
 
 
 def suppression_read(account_id: str, mode: str, indexes: Sequence[str]) -> BatchRead:
     """Declares a write's ``suppressed_indexes`` lookup, for the writer to make with the rest
     of its batch's (a write that declares it must not change the suppression list)."""
-    return BatchRead(_read_suppressions, (account_id, mode, tuple(indexes)))
-
-
-def _read_suppressions(conn: sa.Connection, keys: list[tuple[str, str, tuple[str, ...]]]) -> None:
-    """Every declared lookup of a batch, one statement per account and mode (usually one),
-    recorded in the batch's memo as (indexes asked, indexes found)."""
-    memo = batch_memo(conn)
-    if memo is None:
-        return
-    asked: dict[tuple[str, str], set[str]] = {}
-    for account_id, mode, indexes in keys:
-        asked.setdefault((account_id, mode), set()).update(indexes)
-    for (account_id, mode), wanted in asked.items():
-        params = {"account_id": account_id, "mode": mode, "indexes": list(wanted)}
-        memo[(_SUPPRESSED, account_id, mode)] = (
-            wanted,
-            set(_SUPPRESSED_AMONG.scalars(conn, params)),
-        )
+    params = (("account_id", account_id), ("mode", mode))
+    return BatchRead(_read_suppressions, (params, tuple(indexes)))
 
 
 def consented_indexes(
     conn: sa.Connection, account_id: str, mode: str, indexes: Sequence[str], purpose: str
 ) -> set[str]:
+    """The ``indexes`` with an open consent for ``purpose``; from the batch's memo when the
+    writer read them ahead (``consent_read``)."""
     params = {"account_id": account_id, "mode": mode, "purpose": purpose}
+    found = _read_ahead(conn, _CONSENTED_AMONG, params, indexes)
+    if found is not None:
+        return found
     return _present(conn, _CONSENTED_ONE, _CONSENTED_ANY, params, indexes)
+
+
+def consent_read(account_id: str, mode: str, indexes: Sequence[str], purpose: str) -> BatchRead:
+    """Declares a write's ``consented_indexes`` lookup (a write that declares it must not
+    change consents)."""
+    params = (("account_id", account_id), ("mode", mode), ("purpose", purpose))
+    return BatchRead(_read_consents, (params, tuple(indexes)))
+
+
+Params = tuple[tuple[str, str], ...]
+
+
+def _read_ahead(
+    conn: sa.Connection, statement: Direct, params: dict[str, str], indexes: Sequence[str]
+) -> set[str] | None:
+    """The ``indexes`` the batch read ahead found, or None when it did not read them all."""
+    memo = batch_memo(conn)
+    if memo is None:
+        return None
+    known: tuple[set[str], set[str]] | None = memo.get((statement, *params.items()))
+    if known is None or not known[0].issuperset(indexes):
+        return None
+    return known[1].intersection(indexes)
+
+
+def _read_suppressions(conn: sa.Connection, keys: list[tuple[Params, tuple[str, ...]]]) -> None:
+    _read_together(conn, _SUPPRESSED_AMONG, keys)
+
+
+def _read_consents(conn: sa.Connection, keys: list[tuple[Params, tuple[str, ...]]]) -> None:
+    _read_together(conn, _CONSENTED_AMONG, keys)
+
+
+def _read_together(
+    conn: sa.Connection, statement: Direct, keys: list[tuple[Params, tuple[str, ...]]]
+) -> None:
+    """Every declared lookup of a batch, one statement per distinct ``params`` (usually one),
+    recorded in the batch's memo as (indexes asked, indexes found)."""
+    memo = batch_memo(conn)
+    if memo is None:
+        return
+    asked: dict[Params, set[str]] = {}
+    for params, indexes in keys:
+        asked.setdefault(params, set()).update(indexes)
+    for params, wanted in asked.items():
+        found = set(statement.scalars(conn, {**dict(params), "indexes": list(wanted)}))
+        memo[(statement, *params)] = (wanted, found)
 
 
 def _present(

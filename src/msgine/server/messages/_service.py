@@ -177,9 +177,13 @@ def send_reads(
 ) -> tuple[list[str], list[BatchRead]]:
     """The recipients' blind indexes (for ``accept``'s ``indexes``) and the reads ``accept``
     makes with them, for its write batch to make together (``BatchRead``; a send never
-    writes the suppression list)."""
-    indexes = [vault.blind_index(principal.account_id, n) for n in cmd.to]
-    return indexes, [compliance.suppression_read(principal.account_id, principal.mode, indexes)]
+    writes the suppression list or consents)."""
+    account_id, mode = principal.account_id, principal.mode
+    indexes = [vault.blind_index(account_id, n) for n in cmd.to]
+    reads = [compliance.suppression_read(account_id, mode, indexes)]
+    if cmd.type == "marketing":  # read whether or not the account's policy asks for consent
+        reads.append(compliance.consent_read(account_id, mode, indexes, "marketing"))
+    return indexes, reads
 
 
 def accept(

@@ -28,11 +28,16 @@ from msgine.server.api._schemas import (
 from msgine.server.api._text import PlainText
 from msgine.server.compliance import (
     Pricing,
-    _consents,
-    _policy,
-    _privacy,
-    _suppressions,
+    change_policy,
+    consent_summary,
+    erase_number,
+    export_number,
+    grant_consent,
     inbound_handler,
+    read_policy,
+    suppression_page,
+    unsuppress,
+    withdraw_consent,
 )
 from msgine.server.events import iso
 from msgine.server.keys import Principal
@@ -100,7 +105,7 @@ async def put_consent(
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
-        _consents.grant(
+        grant_consent(
             conn,
             runtime.vault,
             account_id=principal.account_id,
@@ -121,9 +126,7 @@ async def put_consent(
 def _summary(
     conn: Any, runtime: Runtime, principal: Principal, number: str, index: str
 ) -> dict[str, Any]:
-    return _consents.summary(
-        conn, runtime.vault, principal.account_id, principal.mode, number, index
-    )
+    return consent_summary(conn, runtime.vault, principal.account_id, principal.mode, number, index)
 
 
 @router.get(
@@ -153,7 +156,7 @@ async def delete_consent(
     actor, now = actor_of(request, principal), runtime.now()
 
     def apply(conn: Any) -> dict[str, Any]:
-        _consents.withdraw(
+        withdraw_consent(
             conn,
             runtime.vault,
             account_id=principal.account_id,
@@ -185,7 +188,7 @@ async def get_suppressions(
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.aread(
-        lambda conn: _suppressions.list_page(
+        lambda conn: suppression_page(
             conn, runtime.vault, principal.account_id, principal.mode, page=page, limit=limit
         )
     )
@@ -204,7 +207,7 @@ async def delete_suppression(
     actor, now = actor_of(request, principal), runtime.now()
 
     await runtime.db.awrite(
-        lambda conn: _suppressions.remove(
+        lambda conn: unsuppress(
             conn,
             runtime.vault,
             actor,
@@ -231,7 +234,7 @@ async def privacy_export(request: Request, principal: Caller, phone: PhoneQuery)
     number = normalize_number(phone, field="phone")
     actor, now = actor_of(request, principal), runtime.now()
     found = await runtime.db.awrite(
-        lambda conn: _privacy.export_number(
+        lambda conn: export_number(
             conn,
             runtime.vault,
             [principal.account_id],
@@ -255,7 +258,7 @@ async def privacy_erase(body: EraseBody, request: Request, principal: Caller) ->
     number = normalize_number(body.phone, field="phone")
     actor = actor_of(request, principal)
     results = await asyncio.to_thread(
-        _privacy.erase_number,
+        erase_number,
         runtime,
         [principal.account_id],
         number,
@@ -276,7 +279,7 @@ async def privacy_erase(body: EraseBody, request: Request, principal: Caller) ->
 )
 async def get_policy(request: Request, principal: Caller) -> dict[str, Any]:
     runtime = runtime_of(request)
-    return await runtime.db.aread(lambda conn: _policy.read(conn, principal.account_id))
+    return await runtime.db.aread(lambda conn: read_policy(conn, principal.account_id))
 
 
 @router.patch(
@@ -291,7 +294,7 @@ async def patch_policy(
     runtime = runtime_of(request)
     actor, now = actor_of(request, principal), runtime.now()
     return await runtime.db.awrite(
-        lambda conn: _policy.change(
+        lambda conn: change_policy(
             conn,
             runtime.vault,
             principal.account_id,
