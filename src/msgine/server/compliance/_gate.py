@@ -127,7 +127,8 @@ def consent_read(account_id: str, mode: str, indexes: Sequence[str], purpose: st
     return BatchRead(_read_consents, (params, tuple(indexes)))
 
 
-Params = tuple[tuple[str, str], ...]
+#: A lookup's parameters besides the indexes, as (name, value) pairs.
+_Params = tuple[tuple[str, str], ...]
 
 
 def _read_ahead(
@@ -137,34 +138,34 @@ def _read_ahead(
     memo = batch_memo(conn)
     if memo is None:
         return None
-    known: tuple[set[str], set[str]] | None = memo.get((statement, *params.items()))
+    known: tuple[set[str], set[str]] | None = memo.get((statement, *sorted(params.items())))
     if known is None or not known[0].issuperset(indexes):
         return None
     return known[1].intersection(indexes)
 
 
-def _read_suppressions(conn: sa.Connection, keys: list[tuple[Params, tuple[str, ...]]]) -> None:
+def _read_suppressions(conn: sa.Connection, keys: list[tuple[_Params, tuple[str, ...]]]) -> None:
     _read_together(conn, _SUPPRESSED_AMONG, keys)
 
 
-def _read_consents(conn: sa.Connection, keys: list[tuple[Params, tuple[str, ...]]]) -> None:
+def _read_consents(conn: sa.Connection, keys: list[tuple[_Params, tuple[str, ...]]]) -> None:
     _read_together(conn, _CONSENTED_AMONG, keys)
 
 
 def _read_together(
-    conn: sa.Connection, statement: Direct, keys: list[tuple[Params, tuple[str, ...]]]
+    conn: sa.Connection, statement: Direct, keys: list[tuple[_Params, tuple[str, ...]]]
 ) -> None:
     """Every declared lookup of a batch, one statement per distinct ``params`` (usually one),
     recorded in the batch's memo as (indexes asked, indexes found)."""
     memo = batch_memo(conn)
     if memo is None:
         return
-    asked: dict[Params, set[str]] = {}
+    asked: dict[_Params, set[str]] = {}
     for params, indexes in keys:
         asked.setdefault(params, set()).update(indexes)
     for params, wanted in asked.items():
         found = set(statement.scalars(conn, {**dict(params), "indexes": list(wanted)}))
-        memo[(statement, *params)] = (wanted, found)
+        memo[(statement, *sorted(params))] = (wanted, found)
 
 
 def _present(
