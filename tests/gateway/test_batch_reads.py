@@ -261,3 +261,30 @@ def test_a_consent_in_the_batch_applies_to_the_sends_after_it(
     )
     assert error_codes(results) == ["consent_required", None]
     assert no_lookups_one_by_one  # read send by send, in turn
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 40])
+def test_lookups_made_on_their_own_answer_for_any_number_of_recipients(
+    runtime: Any, account: str, count: int
+) -> None:
+    """Outside a batch's read-ahead (the worker's recheck, a lone write): one point lookup,
+    or one list lookup for several, with the same answers."""
+    live = principal(account)
+    numbers = [f"+2567010{n:05d}" for n in range(count)]
+    blocked = set(numbers[::3])
+    in_one_batch(runtime, [opt_out(runtime, live, number) for number in blocked])
+    in_one_batch(runtime, [consent_to_marketing(runtime, live, number) for number in blocked])
+    index = {runtime.vault.blind_index(account, number): number for number in numbers}
+
+    def read(conn: sa.Connection) -> tuple[set[str], set[str], set[str]]:
+        indexes = list(index)
+        return (
+            _gate.suppressed_indexes(conn, account, "live", indexes),
+            _gate.consented_indexes(conn, account, "live", indexes, "marketing"),
+            _gate.suppressed_indexes(conn, account, "test", indexes),
+        )
+
+    suppressed, consented, other_mode = runtime.db.read(read)
+    assert {index[i] for i in suppressed} == blocked
+    assert {index[i] for i in consented} == blocked
+    assert other_mode == set()
