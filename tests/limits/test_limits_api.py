@@ -162,7 +162,7 @@ async def test_lockout_refuses_before_any_key_lookup(
         def no_lookup(*args: Any) -> Any:
             raise AssertionError("the key was looked up")
 
-        monkeypatch.setattr(_deps, "authenticate", no_lookup)
+        monkeypatch.setattr(_deps, "key_digest", no_lookup)
         _assert_429(await api.send(ip="198.51.100.3"))
 
 

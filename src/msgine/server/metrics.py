@@ -58,7 +58,7 @@ AUTH_FAILURES: Final = Counter(
 )
 #: Why an authentication was refused: no key; not a well-formed key (bad checksum); no such key;
 #: revoked; expired; a valid key from outside its address allow-list; a valid key without the
-#: route's scope. The caller gets the same 401 for the first five (see keys.authenticate).
+#: route's scope. The caller gets the same 401 for the first five (see keys.principal_of).
 AUTH_FAILURE_REASONS: Final = (
     "missing",
     "malformed",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from msgine.server.audit import Actor
 from msgine.server.errors import InvalidRequest
-from msgine.server.keys import Principal, authenticate
+from msgine.server.keys import CREDENTIALS, Principal, key_digest, principal_of
 from msgine.server.runtime import Runtime
 
 
@@ -95,9 +95,9 @@ async def authenticate_request(request: Request, scope: str) -> Principal:
     now: datetime = runtime.now()
     principal: Principal | None = None
     try:
-        principal = await runtime.db.aread(
-            lambda conn: authenticate(conn, runtime.vault, key, ip, now), point=True
-        )
+        digest = key_digest(runtime.vault, key)
+        credentials = await runtime.db.alookup(CREDENTIALS, digest)
+        principal = principal_of(credentials, digest, ip, now)
         principal.require(scope)
     except Exception as exc:
         for hook in hooks:

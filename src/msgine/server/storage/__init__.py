@@ -3,6 +3,7 @@
 from msgine.server.storage._database import Database, current_revision
 from msgine.server.storage._direct import Direct, batch_memo, one_of
 from msgine.server.storage._outbox import Claim, each, take_back
+from msgine.server.storage._pointreads import Lookup
 from msgine.server.storage._probe import WriteProbe
 from msgine.server.storage._tables import (
     accounts,
@@ -43,6 +44,7 @@ __all__ = [
     "Claim",
     "Database",
     "Direct",
+    "Lookup",
     "WriteProbe",
     "accounts",
     "api_keys",

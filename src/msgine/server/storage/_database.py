@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 
 from msgine.server.storage._engine import begin_write, create_engines
-from msgine.server.storage._pointreads import PointReadLane
+from msgine.server.storage._pointreads import Lookup, PointReadLane
 from msgine.server.storage._writer import BatchRead, GroupCommitWriter
 
 if TYPE_CHECKING:
@@ -90,6 +90,13 @@ class Database:
         if point:
             return await self._point_reads.submit(fn)
         return await asyncio.to_thread(self.read, fn)
+
+    async def alookup(self, lookup: Lookup, key: Any) -> Any:
+        """``key``'s value from ``lookup``, or None: a point read like ``aread(point=True)``,
+        made on PostgreSQL with the other keys queued at the same moment in one statement."""
+        if self.is_sqlite:
+            return self._point_read(lambda conn: lookup.fetch(conn, [key]).get(key))
+        return await self._point_reads.lookup(lookup, key)
 
     def _point_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn`` on a read connection this thread keeps open.

@@ -9,9 +9,13 @@ its future; the thread runs everything queued, then hands the answers to each lo
 wake-up (as the group-commit writer does). A point read takes well under a millisecond, so
 one thread serves thousands a second. One thread, because more cost more: four threads taking
 fair shares of the queue cost 60-80 µs more gateway CPU and 20-35 µs more database CPU per
-send (fewer reads per wake-up, more threads trading the interpreter lock). The price is that
-reads are made one at a time: a database a millisecond away caps a process at about a
-thousand key lookups a second (then run more processes).
+send (fewer reads per wake-up, more threads trading the interpreter lock).
+
+Reads are made one at a time, so on a database a millisecond away a round trip per read would
+cap a process at about a thousand key lookups a second. A read by key that many requests make
+(the key lookup) is therefore a :class:`Lookup`: the lookups queued at one moment are made
+together, one statement for all their keys, so a wake-up costs one round trip however many
+requests it answers.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,6 +34,14 @@ from msgine.server.storage._writer import Outcome, _settle
 T = TypeVar("T")
 
 _STOP = object()
+
+
+@dataclass(frozen=True, eq=False)
+class Lookup:
+    """A point read by key that concurrent callers share: ``fetch(conn, keys)`` reads all the
+    keys in one statement and answers ``{key: value}``, leaving out the keys it did not find."""
+
+    fetch: Callable[[sa.Connection, list[Any]], Mapping[Any, Any]]
 
 
 class PointReadLane:
@@ -44,10 +57,20 @@ class PointReadLane:
     def submit(self, fn: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn``; the future resolves on the caller's loop with its answer."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._put((fn, future, None, None))
+        return future
+
+    def lookup(self, lookup: Lookup, key: Any) -> asyncio.Future[Any]:
+        """Queue a read of ``key``, made with the other keys of ``lookup`` queued at the same
+        moment; the future resolves with its value, or None when it was not found."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._put((None, future, lookup, key))
+        return future
+
+    def _put(self, entry: tuple[Any, ...]) -> None:
         if self._thread is None:
             self._start()
-        self._queue.put((fn, future))
-        return future
+        self._queue.put(entry)
 
     def _start(self) -> None:
         with self._lock:
@@ -68,17 +91,33 @@ class PointReadLane:
                     break
                 batch.append(item)
             outcomes: list[Outcome] = []
+            lookups: dict[Lookup, list[tuple[Any, asyncio.Future[Any]]]] = {}
             for entry in batch:
                 if entry is _STOP:
                     continue
-                fn, future = entry
+                fn, future, lookup, key = entry
+                if lookup is not None:
+                    lookups.setdefault(lookup, []).append((key, future))
+                    continue
                 try:
                     outcomes.append((future, True, self._run_one(fn)))
                 except Exception as exc:  # handed to the caller
                     outcomes.append((future, False, exc))
+            for lookup, waiting in lookups.items():
+                outcomes += self._look_up(lookup, waiting)
             _settle(outcomes)
             if batch[-1] is _STOP:
                 return
+
+    def _look_up(
+        self, lookup: Lookup, waiting: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> list[Outcome]:
+        keys = list(dict.fromkeys(key for key, _ in waiting))
+        try:
+            found = self._run_one(lambda conn: lookup.fetch(conn, keys))
+        except Exception as exc:  # every caller of the statement gets its error
+            return [(future, False, exc) for _, future in waiting]
+        return [(future, True, found.get(key)) for key, future in waiting]
 
     def close(self) -> None:
         """Answer what is queued, then stop the thread."""
