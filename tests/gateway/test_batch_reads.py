@@ -75,20 +75,24 @@ def send_to(
     return write, reads
 
 
+def _whose(runtime: Any, who: Principal, number: str) -> dict[str, Any]:
+    """What an opt-out and a consent both name: whose number, and when."""
+    return {
+        "account_id": who.account_id,
+        "mode": who.mode,
+        "phone": number,
+        "phone_index": runtime.vault.blind_index(who.account_id, number),
+        "source": "test",
+        "now": runtime.now(),
+    }
+
+
 def opt_out(runtime: Any, who: Principal, number: str) -> Write:
     """An opt-out, queued undeclared (it writes the suppression list)."""
 
     def write(conn: sa.Connection) -> bool:
         return compliance.suppress(
-            conn,
-            runtime.vault,
-            account_id=who.account_id,
-            mode=who.mode,
-            phone=number,
-            phone_index=runtime.vault.blind_index(who.account_id, number),
-            reason=compliance.OPT_OUT,
-            source="test",
-            now=runtime.now(),
+            conn, runtime.vault, reason=compliance.OPT_OUT, **_whose(runtime, who, number)
         )
 
     return write, None
@@ -101,15 +105,10 @@ def consent_to_marketing(runtime: Any, who: Principal, number: str) -> Write:
         return compliance.grant_consent(
             conn,
             runtime.vault,
-            account_id=who.account_id,
-            mode=who.mode,
-            phone=number,
-            phone_index=runtime.vault.blind_index(who.account_id, number),
             purpose="marketing",
-            source="test",
             evidence=None,
-            now=runtime.now(),
             actor=Actor("test"),
+            **_whose(runtime, who, number),
         )
 
     return write, None
