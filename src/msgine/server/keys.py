@@ -29,7 +29,7 @@ from msgine.server.audit import Actor, record
 from msgine.server.crypto import Vault
 from msgine.server.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from msgine.server.ratelimit import exceeded_windows, parse_limits
-from msgine.server.storage import Direct, Lookup, api_keys, one_of
+from msgine.server.storage import Direct, KeyedSelect, Lookup, api_keys
 
 SCOPES = (
     "messages:send",
@@ -420,32 +420,24 @@ def _iso(value: datetime | None) -> str | None:
 _BY_HASH = Direct(sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest")))
 # What authentication needs, and no more: it runs on every request. The lists come as JSON
 # text, parsed once per distinct value (see _json_tuple).
-_CREDENTIAL_COLUMNS = (
-    api_keys.c.id,
-    api_keys.c.account_id,
-    api_keys.c.mode,
+_CREDENTIALS = KeyedSelect(
+    sa.select(
+        api_keys.c.id,
+        api_keys.c.account_id,
+        api_keys.c.mode,
+        api_keys.c.key_hash,
+        sa.cast(api_keys.c.scopes, sa.Text).label("scopes"),
+        sa.cast(api_keys.c.allowed_ips, sa.Text).label("allowed_ips"),
+        api_keys.c.rate_limit,
+        api_keys.c.expires_at,
+        api_keys.c.revoked_at,
+    ),
     api_keys.c.key_hash,
-    sa.cast(api_keys.c.scopes, sa.Text).label("scopes"),
-    sa.cast(api_keys.c.allowed_ips, sa.Text).label("allowed_ips"),
-    api_keys.c.rate_limit,
-    api_keys.c.expires_at,
-    api_keys.c.revoked_at,
-)
-_CREDENTIALS = Direct(
-    sa.select(*_CREDENTIAL_COLUMNS).where(api_keys.c.key_hash == sa.bindparam("digest"))
-)
-_CREDENTIALS_AMONG = Direct(
-    sa.select(*_CREDENTIAL_COLUMNS).where(one_of(api_keys.c.key_hash, "digests"))
 )
 
 
 def _read_credentials(conn: sa.Connection, digests: list[str]) -> dict[str, Any]:
-    if len(digests) == 1:
-        row = _CREDENTIALS.first(conn, {"digest": digests[0]})
-        rows = [] if row is None else [row]
-    else:
-        rows = _CREDENTIALS_AMONG.all(conn, {"digests": digests})
-    return {row["key_hash"]: row for row in rows}
+    return {row["key_hash"]: row for row in _CREDENTIALS.all(conn, {}, digests)}
 
 
 #: The credentials of presented keys by their digest (``key_digest``): the requests arriving
@@ -465,14 +457,13 @@ def key_digest(vault: Vault, presented: str | None) -> str:
     return vault.key_hash(presented)
 
 
-def principal_of(credentials: Any, digest: str, client_ip: str | None, now: datetime) -> Principal:
-    """The principal of a key's ``credentials`` (read through ``CREDENTIALS``), or raise
-    401/403.
+def principal_of(row: Any, digest: str, client_ip: str | None, now: datetime) -> Principal:
+    """The principal of a key's credentials ``row`` (read through ``CREDENTIALS``; None when
+    none was found), or raise 401/403.
 
     Every failure says the same thing, so a caller cannot tell an unknown key from a revoked one;
     the exception's ``reason`` tells the operator (security log, ``msgine_auth_failures``).
     """
-    row = credentials
     if row is None or not hmac.compare_digest(row["key_hash"], digest):
         raise KeyRefused(_INVALID, reason="unknown")
     state = key_state(row, now)

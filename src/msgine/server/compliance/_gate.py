@@ -18,14 +18,7 @@ from msgine.server.compliance._identification import DEFAULT_OPT_OUT_TEMPLATE, a
 from msgine.server.compliance._quiet_hours import QuietWindow, next_allowed
 from msgine.server.errors import ConsentRequired, QuietHours, RecipientOptedOut
 from msgine.server.messages import timezones_of
-from msgine.server.storage import (
-    BatchRead,
-    Direct,
-    batch_memo,
-    consents,
-    one_of,
-    suppressions,
-)
+from msgine.server.storage import BatchRead, KeyedSelect, batch_memo, consents, suppressions
 
 MessageType = Literal["transactional", "marketing"]
 
@@ -43,43 +36,23 @@ def window_of(policy: AccountPolicy) -> QuietWindow:
     )
 
 
-# Built once: the send path and the worker run them for every message. One recipient is a
-# point lookup; several are one statement of fixed text (``one_of``), whatever their number.
-# Measured per lookup of N indexes (SQLite; PostgreSQL on this host):
-#   N = 1:  point 4 us (132 us), one_of 8 us (146 us)
-#   N = 8:  points 30 us (1,018 us), one_of 9 us (146 us), an expanding IN 50 us (216 us)
-#   N = 40: points 148 us (4,640 us), one_of 16 us (152 us), an expanding IN 74 us (275 us)
-_SUPPRESSED_WHERE = (
-    suppressions.c.account_id == sa.bindparam("account_id"),
-    suppressions.c.mode == sa.bindparam("mode"),
-)
-_CONSENTED_WHERE = (
-    consents.c.account_id == sa.bindparam("account_id"),
-    consents.c.mode == sa.bindparam("mode"),
-    consents.c.purpose == sa.bindparam("purpose"),
-    consents.c.withdrawn_at.is_(None),
-)
-_SUPPRESSED_ONE = Direct(
+# Built once: the send path and the worker run them for every message, for one recipient or
+# many (see KeyedSelect); a write batch's lookups read ahead use them too.
+_SUPPRESSED = KeyedSelect(
     sa.select(suppressions.c.phone_index).where(
-        *_SUPPRESSED_WHERE, suppressions.c.phone_index == sa.bindparam("index")
-    )
+        suppressions.c.account_id == sa.bindparam("account_id"),
+        suppressions.c.mode == sa.bindparam("mode"),
+    ),
+    suppressions.c.phone_index,
 )
-# Prepared once on PostgreSQL; also a write batch's lookups read ahead, one statement per
-# account and mode.
-_SUPPRESSED_AMONG = Direct(
-    sa.select(suppressions.c.phone_index).where(
-        *_SUPPRESSED_WHERE, one_of(suppressions.c.phone_index, "indexes")
-    )
-)
-_CONSENTED_ONE = Direct(
+_CONSENTED = KeyedSelect(
     sa.select(consents.c.phone_index).where(
-        *_CONSENTED_WHERE, consents.c.phone_index == sa.bindparam("index")
-    )
-)
-_CONSENTED_AMONG = Direct(
-    sa.select(consents.c.phone_index).where(
-        *_CONSENTED_WHERE, one_of(consents.c.phone_index, "indexes")
-    )
+        consents.c.account_id == sa.bindparam("account_id"),
+        consents.c.mode == sa.bindparam("mode"),
+        consents.c.purpose == sa.bindparam("purpose"),
+        consents.c.withdrawn_at.is_(None),
+    ),
+    consents.c.phone_index,
 )
 
 
@@ -90,10 +63,8 @@ def suppressed_indexes(
     have their own: a simulated STOP never blocks a live send, nor lifts a real opt-out).
     Answered from the batch's memo when the writer read them ahead (``suppression_read``)."""
     params = {"account_id": account_id, "mode": mode}
-    found = _read_ahead(conn, _SUPPRESSED_AMONG, params, indexes)
-    if found is not None:
-        return found
-    return _present(conn, _SUPPRESSED_ONE, _SUPPRESSED_AMONG, params, indexes)
+    found = _read_ahead(conn, _SUPPRESSED, params, indexes)
+    return found if found is not None else _present(conn, _SUPPRESSED, params, indexes)
 
 
 def suppression_read(account_id: str, mode: str, indexes: Sequence[str]) -> BatchRead:
@@ -109,10 +80,8 @@ def consented_indexes(
     """The ``indexes`` with an open consent for ``purpose``; from the batch's memo when the
     writer read them ahead (``consent_read``)."""
     params = {"account_id": account_id, "mode": mode, "purpose": purpose}
-    found = _read_ahead(conn, _CONSENTED_AMONG, params, indexes)
-    if found is not None:
-        return found
-    return _present(conn, _CONSENTED_ONE, _CONSENTED_AMONG, params, indexes)
+    found = _read_ahead(conn, _CONSENTED, params, indexes)
+    return found if found is not None else _present(conn, _CONSENTED, params, indexes)
 
 
 def consent_read(account_id: str, mode: str, indexes: Sequence[str], purpose: str) -> BatchRead:
@@ -127,7 +96,7 @@ _Params = tuple[tuple[str, str], ...]
 
 
 def _read_ahead(
-    conn: sa.Connection, statement: Direct, params: dict[str, str], indexes: Sequence[str]
+    conn: sa.Connection, statement: KeyedSelect, params: dict[str, str], indexes: Sequence[str]
 ) -> set[str] | None:
     """The ``indexes`` the batch read ahead found, or None when it did not read them all."""
     memo = batch_memo(conn)
@@ -140,15 +109,15 @@ def _read_ahead(
 
 
 def _read_suppressions(conn: sa.Connection, keys: list[tuple[_Params, tuple[str, ...]]]) -> None:
-    _read_together(conn, _SUPPRESSED_AMONG, keys)
+    _read_together(conn, _SUPPRESSED, keys)
 
 
 def _read_consents(conn: sa.Connection, keys: list[tuple[_Params, tuple[str, ...]]]) -> None:
-    _read_together(conn, _CONSENTED_AMONG, keys)
+    _read_together(conn, _CONSENTED, keys)
 
 
 def _read_together(
-    conn: sa.Connection, statement: Direct, keys: list[tuple[_Params, tuple[str, ...]]]
+    conn: sa.Connection, statement: KeyedSelect, keys: list[tuple[_Params, tuple[str, ...]]]
 ) -> None:
     """Every declared lookup of a batch, one statement per distinct ``params`` (usually one),
     recorded in the batch's memo as (indexes asked, indexes found)."""
@@ -159,20 +128,15 @@ def _read_together(
     for params, indexes in keys:
         asked.setdefault(params, set()).update(indexes)
     for params, wanted in asked.items():
-        found = set(statement.scalars(conn, {**dict(params), "indexes": list(wanted)}))
+        found = set(statement.scalars(conn, dict(params), list(wanted)))
         memo[(statement, *sorted(params))] = (wanted, found)
 
 
 def _present(
-    conn: sa.Connection, one: Direct, among: Direct, params: dict[str, str], indexes: Sequence[str]
+    conn: sa.Connection, select: KeyedSelect, params: dict[str, str], indexes: Sequence[str]
 ) -> set[str]:
-    """The ``indexes`` that have a row matching ``params``."""
-    if not indexes:
-        return set()
-    if len(indexes) == 1:
-        found = one.first(conn, {**params, "index": indexes[0]}) is not None
-        return set(indexes) if found else set()
-    return set(among.scalars(conn, {**params, "indexes": list(indexes)}))
+    """The ``indexes`` that have a row matching ``params``, read now (not ahead)."""
+    return set(select.scalars(conn, params, indexes))
 
 
 def evaluate(

@@ -14,7 +14,7 @@ from msgine.server.accounts import AccountPolicy, policy_of
 from msgine.server.crypto import Vault
 from msgine.server.messages import _history, _views
 from msgine.server.messages._service import SYSTEM_REPLY_KEY_ID
-from msgine.server.storage import Direct, messages, one_of, recipients, status_events
+from msgine.server.storage import Direct, KeyedSelect, messages, recipients, status_events
 
 # compliance is imported as a module and its names looked up when called: compliance uses this
 # package's text and number helpers, so the two packages import each other while initialising.
@@ -74,23 +74,19 @@ _OUTGOING_SELECT = sa.select(
     messages.c.encoding,
     messages.c.segments,
 ).join(messages, messages.c.id == recipients.c.message_id)
-_OUTGOING = Direct(_OUTGOING_SELECT.where(recipients.c.id == sa.bindparam("rid")))
 # A claim's recipients in one statement: on PostgreSQL one round trip for the batch.
-_OUTGOING_AMONG = Direct(_OUTGOING_SELECT.where(one_of(recipients.c.id, "rids")))
+_OUTGOING = KeyedSelect(_OUTGOING_SELECT, recipients.c.id)
 
 
 def load_outgoing(conn: sa.Connection, vault: Vault, recipient_id: str) -> Outgoing | None:
-    row = _OUTGOING.first(conn, {"rid": recipient_id})
-    return None if row is None else _outgoing(vault, row)
+    return load_outgoings(conn, vault, [recipient_id])[0]
 
 
 def load_outgoings(
     conn: sa.Connection, vault: Vault, recipient_ids: Sequence[str]
 ) -> list[Outgoing | None]:
     """``load_outgoing`` of each id, in order, in one read."""
-    if len(recipient_ids) == 1:
-        return [load_outgoing(conn, vault, recipient_ids[0])]
-    rows = _OUTGOING_AMONG.all(conn, {"rids": list(dict.fromkeys(recipient_ids))})
+    rows = _OUTGOING.all(conn, {}, list(dict.fromkeys(recipient_ids)))
     found = {row["id"]: row for row in rows}
     return [
         None if (row := found.get(rid)) is None else _outgoing(vault, row) for rid in recipient_ids

@@ -1,7 +1,7 @@
 """Storage: the schema, migrations, engines, group-committed writes and outbox claims."""
 
 from msgine.server.storage._database import Database, current_revision
-from msgine.server.storage._direct import Direct, batch_memo, one_of
+from msgine.server.storage._direct import Direct, KeyedSelect, batch_memo, one_of
 from msgine.server.storage._outbox import Claim, each, take_back
 from msgine.server.storage._pointreads import Lookup
 from msgine.server.storage._probe import WriteProbe
@@ -44,6 +44,7 @@ __all__ = [
     "Claim",
     "Database",
     "Direct",
+    "KeyedSelect",
     "Lookup",
     "WriteProbe",
     "accounts",

